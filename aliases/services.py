@@ -1,0 +1,165 @@
+"""Every write to an alias goes through here: pages, the API, the admin and commands call these functions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
+
+
+class AliasReadOnlyError(Exception):
+    """Aliases generated from local model files (source=model) are not edited; copy them instead."""
+
+    def __init__(self, alias: Alias):
+        self.alias = alias
+        super().__init__(
+            f"'{alias.alias}' is generated from a local model file and is read-only; duplicate it to make "
+            "an alias you can edit."
+        )
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    theirs: Any  # the value now saved
+    base: Any  # the value when the editor loaded the form
+
+
+class AliasVersionConflict(Exception):
+    """The alias changed since the editor read it; carries what changed so the editor can decide."""
+
+    def __init__(self, *, current: Alias, expected_version: int, changes: list[FieldChange], changed_by: str):
+        self.current = current
+        self.expected_version = expected_version
+        self.changes = changes
+        self.changed_by = changed_by
+        names = ", ".join(change.field for change in changes) or "no field values"
+        super().__init__(
+            f"'{current.alias}' was changed by {changed_by} since you opened it (you edited version "
+            f"{expected_version}, it is now version {current.version}; changed: {names}). Nothing was saved."
+        )
+
+
+def _user_or_none(by: AbstractBaseUser | None) -> AbstractBaseUser | None:
+    return by if by is not None and by.is_authenticated else None
+
+
+def _diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:
+    return {
+        name: [before.get(name), after.get(name)] for name in EDITABLE_FIELDS if before.get(name) != after.get(name)
+    }
+
+
+def _apply(alias: Alias, data: Mapping[str, Any]) -> None:
+    unknown = set(data) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in sorted(unknown)})
+    for name, value in data.items():
+        setattr(alias, name, value)
+    if alias.stop is None:
+        alias.stop = []
+    if alias.user is None:
+        alias.user = ""
+
+
+def _record(*, alias: Alias, action: str, changes: dict, by: AbstractBaseUser | None) -> None:
+    AliasChange.objects.create(
+        alias=alias if action != AliasChange.Action.DELETE else None,
+        alias_name=alias.alias,
+        action=action,
+        version=alias.version,
+        changes=changes,
+        snapshot=alias.values(),
+        changed_by=_user_or_none(by),
+    )
+
+
+def _save_checked(alias: Alias) -> None:
+    alias.full_clean()
+    try:
+        # A savepoint, so a unique race lost to another writer leaves the outer transaction usable.
+        with transaction.atomic():
+            alias.save()
+    except IntegrityError as exc:
+        # Two writers passed full_clean at the same moment; the database's unique index decided.
+        if Alias.objects.by_name(alias.alias).exclude(pk=alias.pk).exists():
+            raise ValidationError(
+                {"alias": "An alias with this name already exists (names ignore case)."}, code="unique"
+            ) from exc
+        raise
+
+
+@transaction.atomic
+def alias_create(*, data: Mapping[str, Any], by: AbstractBaseUser | None) -> Alias:
+    alias = Alias(source=Alias.Source.USER)
+    _apply(alias, data)
+    alias.created_by = alias.updated_by = _user_or_none(by)
+    _save_checked(alias)
+    _record(alias=alias, action=AliasChange.Action.CREATE, changes=_diff({}, alias.values()), by=by)
+    return alias
+
+
+def _conflict(current: Alias, expected_version: int) -> AliasVersionConflict:
+    base_record = AliasChange.objects.filter(alias=current, version=expected_version).first()
+    now = current.values()
+    if base_record is not None:
+        base = base_record.snapshot
+        changes = [FieldChange(field=name, theirs=new, base=old) for name, (old, new) in _diff(base, now).items()]
+    else:
+        changes = []
+    latest = AliasChange.objects.filter(alias=current).select_related("changed_by").first()
+    changed_by = (
+        latest.changed_by.get_username() if latest is not None and latest.changed_by is not None else "someone else"
+    )
+    return AliasVersionConflict(
+        current=current, expected_version=expected_version, changes=changes, changed_by=changed_by
+    )
+
+
+@transaction.atomic
+def alias_update(*, alias: Alias, data: Mapping[str, Any], expected_version: int, by: AbstractBaseUser | None) -> Alias:
+    """Apply `data` if the alias is still at `expected_version`; otherwise raise AliasVersionConflict.
+
+    The row is locked first, so two editors saving at once cannot both pass the version check.
+    """
+    current = Alias.objects.select_for_update().get(pk=alias.pk)
+    if current.is_read_only:
+        raise AliasReadOnlyError(current)
+    if current.version != expected_version:
+        raise _conflict(current, expected_version)
+    before = current.values()
+    _apply(current, data)
+    changes = _diff(before, current.values())
+    if not changes:
+        return current
+    current.version += 1
+    current.updated_by = _user_or_none(by)
+    _save_checked(current)
+    _record(alias=current, action=AliasChange.Action.UPDATE, changes=changes, by=by)
+    return current
+
+
+@transaction.atomic
+def alias_delete(*, alias: Alias, by: AbstractBaseUser | None, expected_version: int | None = None) -> None:
+    current = Alias.objects.select_for_update().filter(pk=alias.pk).first()
+    if current is None:
+        return  # already gone: deleting twice has one effect
+    if current.is_read_only:
+        raise AliasReadOnlyError(current)
+    if expected_version is not None and current.version != expected_version:
+        raise _conflict(current, expected_version)
+    _record(alias=current, action=AliasChange.Action.DELETE, changes=_diff(current.values(), {}), by=by)
+    current.delete()
+
+
+def alias_copy_values(*, source: Alias, new_name: str = "") -> dict[str, Any]:
+    """Initial values for a duplicate: everything but the name, which must be new."""
+    values = source.values()
+    values["alias"] = new_name
+    return values

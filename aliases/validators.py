@@ -1,0 +1,184 @@
+"""Every rule an alias must satisfy, in one place.
+
+The model attaches these validators to its fields; the form, the API serializer, the admin and imports all reach
+them through `Alias.full_clean()`. Forms and the API schema read the bounds back from the `Bounded` instances, so a
+bound is written once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.utils.deconstruct import deconstructible
+
+ALIAS_NAME_MAX = 64
+REPO_MAX = 96
+FILENAME_MAX = 255
+SNAPSHOT_MAX = 128
+USER_MAX = 256
+STOP_MAX_COUNT = 4
+STOP_MAX_LENGTH = 128
+
+BUILTIN_CHAT_TEMPLATES = (
+    "llama3",
+    "llama2",
+    "phi3",
+    "gemma",
+    "deepseek",
+    "command-r",
+    "openchat",
+    "tinyllama",
+    "chatml",
+)
+EMBEDDED_CHAT_TEMPLATE = "embedded"
+
+ALIAS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+validate_alias_name = RegexValidator(
+    ALIAS_NAME_RE,
+    "Use 1–64 characters: letters, digits, '.', '_', ':' or '-', starting with a letter or digit "
+    "(no spaces or slashes).",
+    code="invalid_alias",
+)
+
+
+def repo_problem(value: str) -> str | None:
+    """Why `value` is not a Hugging Face repo id `owner/name`, or None when it is one."""
+    if len(value) > REPO_MAX:
+        return f"A repo id has at most {REPO_MAX} characters (this one has {len(value)})."
+    parts = value.split("/")
+    if len(parts) != 2:
+        return "Use the form owner/name, e.g. TheBloke/Llama-2-7B-GGUF."
+    for part in parts:
+        if not REPO_PART_RE.match(part):
+            return (
+                "Each part of owner/name starts with a letter or digit and holds only letters, digits, '.', '_' or '-'."
+            )
+        if "--" in part or ".." in part:
+            return "A repo id may not contain '--' or '..'."
+    return None
+
+
+def validate_repo(value: str) -> None:
+    problem = repo_problem(value)
+    if problem:
+        raise ValidationError(problem, code="invalid_repo")
+
+
+def validate_filename(value: str) -> None:
+    if "\\" in value:
+        raise ValidationError("Use '/' between folders; a backslash is not allowed.", code="invalid_filename")
+    if value.startswith("/"):
+        raise ValidationError("The path is relative to the repo: no leading '/'.", code="invalid_filename")
+    if any(segment in ("", ".", "..") for segment in value.split("/")):
+        raise ValidationError("Empty, '.' and '..' folder names are not allowed in the path.", code="invalid_filename")
+    if any(ord(char) < 32 for char in value):
+        raise ValidationError("Control characters are not allowed in the path.", code="invalid_filename")
+    if not value.lower().endswith(".gguf"):
+        raise ValidationError("The file must be a GGUF file (ending in .gguf).", code="invalid_filename")
+
+
+def validate_snapshot(value: str) -> None:
+    if COMMIT_RE.match(value):
+        return
+    if (
+        not REF_RE.match(value)
+        or ".." in value
+        or "//" in value
+        or value.endswith(("/", ".", ".lock"))
+        or (len(value) == 40 and all(c in "0123456789abcdefABCDEF" for c in value))
+    ):
+        raise ValidationError(
+            "Use a 40-character lowercase commit hash or a branch/tag name such as 'main'.",
+            code="invalid_snapshot",
+        )
+
+
+def validate_chat_template(value: str) -> None:
+    if value == EMBEDDED_CHAT_TEMPLATE or value in BUILTIN_CHAT_TEMPLATES:
+        return
+    if "/" in value and repo_problem(value) is None:
+        return
+    raise ValidationError(
+        f"Use '{EMBEDDED_CHAT_TEMPLATE}', a built-in template ({', '.join(BUILTIN_CHAT_TEMPLATES)}) "
+        "or an owner/repo whose tokenizer_config holds the template.",
+        code="invalid_chat_template",
+    )
+
+
+def validate_stop(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Stop words are a list of strings.", code="invalid_stop")
+    if len(value) > STOP_MAX_COUNT:
+        raise ValidationError(
+            f"At most {STOP_MAX_COUNT} stop words are allowed (got {len(value)}).", code="too_many_stop_words"
+        )
+    for item in value:
+        if not 1 <= len(item) <= STOP_MAX_LENGTH:
+            raise ValidationError(
+                f"Each stop word has 1–{STOP_MAX_LENGTH} characters (one has {len(item)}).",
+                code="invalid_stop_length",
+            )
+    if len(set(value)) != len(value):
+        duplicates = sorted({item for item in value if value.count(item) > 1})
+        raise ValidationError(
+            "Stop words must be different from each other (repeated: %(repeated)s).",
+            code="duplicate_stop_words",
+            params={"repeated": ", ".join(repr(item) for item in duplicates)},
+        )
+
+
+def _fmt(number: float) -> str:
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    return f"{number:,}" if isinstance(number, int) and abs(number) >= 10_000 else str(number)
+
+
+@deconstructible
+class Bounded:
+    """`low ≤ value ≤ high`, or one of a few special values (e.g. n_ctx 0 = the model's default).
+
+    Rejects NaN and infinities, which compare false against both ends and would slip through a plain range check.
+    """
+
+    def __init__(self, low: float, high: float, specials: Iterable[float] = (), special_help: str = ""):
+        self.low = low
+        self.high = high
+        self.specials = tuple(specials)
+        self.special_help = special_help
+
+    def describe(self) -> str:
+        text = f"between {_fmt(self.low)} and {_fmt(self.high)}"
+        if self.specials:
+            text = f"{' or '.join(_fmt(s) for s in self.specials)}, or {text}"
+        return text
+
+    def __call__(self, value: float) -> None:
+        if value is None:
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError("Enter a finite number.", code="not_finite")
+        if value in self.specials or self.low <= value <= self.high:
+            return
+        raise ValidationError(
+            "Must be %(allowed)s (got %(value)s).",
+            code="out_of_range",
+            params={"allowed": self.describe(), "value": _fmt(value)},
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Bounded) and (self.low, self.high, self.specials) == (
+            other.low,
+            other.high,
+            other.specials,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.low, self.high, self.specials))

@@ -1,0 +1,44 @@
+"""The four roles of DESIGN.md as Django groups.
+
+Each role is a group holding the permissions in ROLE_PERMISSIONS; the data migrations keep the groups in step.
+A user's role is the highest group they belong to (superusers are admins).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+VIEWER, OPERATOR, EDITOR, ADMIN = "viewer", "operator", "editor", "admin"
+ROLES = (VIEWER, OPERATOR, EDITOR, ADMIN)
+
+READ = ["aliases.view_alias"]
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    VIEWER: READ,
+    OPERATOR: READ,
+    EDITOR: [*READ, "aliases.add_alias", "aliases.change_alias", "aliases.delete_alias"],
+    ADMIN: [
+        *READ,
+        "aliases.add_alias",
+        "aliases.change_alias",
+        "aliases.delete_alias",
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+        "auth.delete_user",
+        "auth.view_group",
+        "accounts.view_apitoken",
+        "accounts.delete_apitoken",
+    ],
+}
+
+
+def role_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
+    if not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return ADMIN
+    names = {group.name for group in user.groups.all()}
+    for role in reversed(ROLES):
+        if role in names:
+            return role
+    return VIEWER

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from config.accounts.roles import ADMIN, EDITOR, OPERATOR, VIEWER
+from tests.factories import AliasFactory, UserFactory
+
+
+@pytest.fixture
+def make_user(db):
+    def make(role: str = VIEWER, username: str | None = None):
+        kwargs = {"role": role}
+        if username:
+            kwargs["username"] = username
+        return UserFactory(**kwargs)
+
+    return make
+
+
+@pytest.fixture
+def viewer(make_user):
+    return make_user(VIEWER, "vera-viewer")
+
+
+@pytest.fixture
+def operator(make_user):
+    return make_user(OPERATOR, "otto-operator")
+
+
+@pytest.fixture
+def editor(make_user):
+    return make_user(EDITOR, "edith-editor")
+
+
+@pytest.fixture
+def admin_user(make_user):
+    return make_user(ADMIN, "ada-admin")
+
+
+@pytest.fixture
+def client_for(db):
+    """A logged-in test client for a user: `client_for(editor)`."""
+
+    def make(user) -> Client:
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def alias_factory(db):
+    return AliasFactory

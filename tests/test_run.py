@@ -1,0 +1,114 @@
+"""What `make run` does, end to end: migrate, ensure an admin, start web + worker, sign in, stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def manage(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def fresh_env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DEBUG")}
+    env.update(
+        {
+            "MODELDESK_VAR_DIR": str(tmp_path / "var"),
+            "SECRET_KEY": "test-run-secret-key-0123456789abcdef0123456789",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if "CELERY_BROKER_URL" not in env:
+        env.pop("CELERY_BROKER_URL", None)
+    return env
+
+
+def wait_for_http(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "runall exited before serving"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+def test_run_serves_the_login_page_the_printed_password_works_and_ctrl_c_stops_everything(fresh_env, tmp_path):
+    manage("migrate", "--noinput", env=fresh_env)
+    output = manage("ensure_admin", env=fresh_env)
+    username, password = re.search(r"username (\S+)\s+password (\S+)", output).groups()
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runall", "--addr", f"127.0.0.1:{port}", "--concurrency", "1"],
+        cwd=BASE_DIR,
+        env=fresh_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/login/", process)
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = opener.open(f"{base}/login/").read().decode()
+        assert "Sign in" in page
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode(
+            {"username": username, "password": password, "csrfmiddlewaretoken": csrf}
+        ).encode()
+        request = urllib.request.Request(f"{base}/login/", data=form, headers={"Referer": f"{base}/login/"})
+        landed = opener.open(request)
+        assert landed.url.rstrip("/").endswith("/aliases")
+        assert username in landed.read().decode()
+        # The stylesheet comes from an installed package through WhiteNoise, not from a CDN.
+        assert opener.open(f"{base}/static/bootstrap/css/bootstrap.min.css").status == 200
+    finally:
+        # Ctrl-C in a terminal reaches the whole process group.
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            raise
+    assert "ModelDesk is running at" in output
+    assert process.returncode == 0, output
+    # No child outlived the launcher.
+    result = subprocess.run(["ps", "-o", "pid=", "-g", str(process.pid)], capture_output=True, text=True)
+    assert result.stdout.strip() == ""

@@ -151,6 +151,7 @@ SPECTACULAR_SETTINGS = {
     "`Authorization: Bearer <token>` (create one with `python manage.py apitoken USERNAME`).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -177,7 +178,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    # Downloads whose worker died are resumed by another (or the same, restarted) worker.
+    "requeue-stale-downloads": {
+        "task": "modelfiles.requeue_stale",
+        "schedule": env.float("MODELDESK_REQUEUE_EVERY_SECONDS", default=30.0),
+    },
+    # Files that other tools add to or remove from the cache show up without anyone pressing Rescan.
+    "scan-cache": {"task": "modelfiles.scan_cache", "schedule": env.float("MODELDESK_SCAN_EVERY_SECONDS", default=300.0)},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # huggingface_hub reads HF_HOME, HF_ENDPOINT and HF_TOKEN from the environment itself; they are listed here

@@ -4,6 +4,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from config import api
+
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
@@ -25,10 +27,16 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if api.is_api_request(request):
+        return api.error_json_response(
+            status=404, message="There is no API endpoint at this address.", code="not_found"
+        )
     return _error_page(request, 404, "Not found", "There is nothing at this address. It may have been deleted.")
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    if api.is_api_request(request):
+        return api.error_json_response(status=500, message=api.INTERNAL_MESSAGE, code="internal_error")
     return _error_page(
         request,
         500,

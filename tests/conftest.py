@@ -53,3 +53,9 @@ def client_for(db):
 @pytest.fixture
 def alias_factory(db):
     return AliasFactory
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The real hasher is slow on purpose; tests log users in hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -11,13 +11,21 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 VIEWER, OPERATOR, EDITOR, ADMIN = "viewer", "operator", "editor", "admin"
 ROLES = (VIEWER, OPERATOR, EDITOR, ADMIN)
 
-READ = ["aliases.view_alias"]
+READ = ["aliases.view_alias", "modelfiles.view_modelfile", "modelfiles.view_download"]
+PULL = [
+    "modelfiles.request_download",
+    "modelfiles.cancel_download",
+    "modelfiles.retry_download",
+    "modelfiles.rescan_cache",
+]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: READ,
-    OPERATOR: READ,
+    OPERATOR: [*READ, *PULL],
     EDITOR: [*READ, "aliases.add_alias", "aliases.change_alias", "aliases.delete_alias"],
     ADMIN: [
         *READ,
+        *PULL,
+        "modelfiles.delete_modelfile",
         "aliases.add_alias",
         "aliases.change_alias",
         "aliases.delete_alias",

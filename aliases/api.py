@@ -1,0 +1,303 @@
+"""JSON API for aliases: /api/models and /api/models/<alias> (DESIGN.md, "JSON API").
+
+Serializers check only the shape of a request (known keys, JSON types); every bound and cross-field rule is the
+model's, reached through the services, whose Django ValidationError the exception handler turns into a 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import models
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aliases.models import BASIC_FIELDS, CONTEXT_PARAMS, EDITABLE_FIELDS, REQUEST_PARAMS, Alias
+from aliases.selectors import SEARCH_FIELDS, alias_get, alias_list
+from aliases.services import AliasReadOnlyError, AliasVersionConflict, alias_create, alias_delete, alias_update
+from aliases.validators import Bounded
+from config.api import (
+    ApiError,
+    ApiErrorSerializer,
+    ListQuery,
+    ModelPermissions,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSerializer,
+    error_responses,
+    list_envelope_serializer,
+    model_sorts,
+)
+
+SORTABLE_FIELDS = (
+    *BASIC_FIELDS,
+    "source",
+    *(name for name in (*REQUEST_PARAMS, *CONTEXT_PARAMS) if name != "stop"),
+    "version",
+    "created_at",
+    "updated_at",
+)
+ALIAS_LIST_QUERY = ListQuery(
+    sorts=model_sorts(Alias, SORTABLE_FIELDS),
+    default_sort="alias",
+    search_help=f"Case-insensitive text to find in {', '.join(SEARCH_FIELDS)}.",
+)
+PARAM_GROUPS = ("request_params", "context_params")
+
+
+# --- serializers -----------------------------------------------------------------------------------------------
+
+
+def _bounded(model_field: models.Field) -> Bounded | None:
+    return next((v for v in model_field.validators if isinstance(v, Bounded)), None)
+
+
+def _param_field(name: str) -> serializers.Field:
+    """A request/context parameter, typed and documented from the model field (bounds are not restated)."""
+    model_field = Alias._meta.get_field(name)
+    help_text = str(model_field.help_text)
+    bounded = _bounded(model_field)
+    schema_range = None
+    if bounded is not None:
+        help_text += f" Allowed: {bounded.describe()}."
+        values = (bounded.low, bounded.high, *bounded.specials)
+        schema_range = (min(values), max(values))
+    if isinstance(model_field, models.JSONField):
+        return serializers.ListField(
+            child=StrictCharField(allow_blank=True),
+            required=False,
+            allow_null=True,
+            help_text=f"{help_text} Returned as [] when not set; null in a request means the same.",
+        )
+    if isinstance(model_field, models.FloatField):
+        return StrictFloatField(
+            required=False, allow_null=True, schema_range=schema_range, help_text=f"{help_text} Null when not set."
+        )
+    if isinstance(model_field, models.IntegerField):
+        return StrictIntegerField(
+            required=False, allow_null=True, schema_range=schema_range, help_text=f"{help_text} Null when not set."
+        )
+    return StrictCharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=model_field.max_length,
+        help_text=f'{help_text} Returned as "" when not set; null in a request means the same.',
+    )
+
+
+def _text_field(name: str) -> StrictCharField:
+    model_field = Alias._meta.get_field(name)
+    kwargs: dict[str, Any] = {"required": True}
+    if model_field.has_default():
+        kwargs = {"required": False, "default": model_field.get_default()}
+    # Blank is the model's call (its message says what is expected), not DRF's generic "may not be blank".
+    return StrictCharField(
+        allow_blank=True, max_length=model_field.max_length, help_text=str(model_field.help_text), **kwargs
+    )
+
+
+class RequestParamsSerializer(StrictSerializer):
+    """Defaults sent with each chat request; unset values are null."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {name: _param_field(name) for name in REQUEST_PARAMS}
+
+
+class ContextParamsSerializer(StrictSerializer):
+    """How the server loads the model; null means the server's default."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {name: _param_field(name) for name in CONTEXT_PARAMS}
+
+
+class AliasSerializer(StrictSerializer):
+    """An alias. In a request, `source`, `version`, `created_at` and `updated_at` are ignored (except `version`
+    on PUT), unknown keys are refused, and omitted fields take their defaults (parameters: not set)."""
+
+    alias = _text_field("alias")
+    repo = _text_field("repo")
+    filename = _text_field("filename")
+    snapshot = _text_field("snapshot")
+    source = serializers.ChoiceField(
+        choices=Alias.Source.choices,
+        read_only=True,
+        help_text="user: created here; model: generated from a local GGUF file, read-only.",
+    )
+    chat_template = _text_field("chat_template")
+    request_params = RequestParamsSerializer(source="*", required=False, allow_null=True)
+    context_params = ContextParamsSerializer(source="*", required=False, allow_null=True)
+    version = serializers.IntegerField(read_only=True, help_text="Goes up by one with every saved change.")
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping) and any(data.get(group, ...) is None for group in PARAM_GROUPS):
+            # A null group means "nothing set"; DRF cannot merge a null into the flat data of a source="*" field.
+            data = {**data, **{group: {} for group in PARAM_GROUPS if group in data and data[group] is None}}
+        return super().to_internal_value(data)
+
+
+class AliasUpdateSerializer(AliasSerializer):
+    """A full replacement of an alias's editable fields, carrying the `version` that was read."""
+
+    version = StrictIntegerField(help_text="The version you read. If the alias has changed since, the answer is 409.")
+
+
+class AliasConflictErrorSerializer(ApiErrorSerializer):
+    changed_by = serializers.CharField(help_text="Who saved the newer version.")
+    changed_fields = serializers.ListField(
+        child=serializers.CharField(), help_text="Fields changed since the version you sent."
+    )
+
+
+class AliasConflictSerializer(serializers.Serializer):
+    error = AliasConflictErrorSerializer()
+    current = AliasSerializer(help_text="The alias as it is now.")
+
+
+def _editable_values(validated: Mapping[str, Any]) -> dict[str, Any]:
+    """Every editable field: a PUT replaces the whole alias, so what was left out goes back to its default."""
+    return {name: validated.get(name, Alias._meta.get_field(name).get_default()) for name in EDITABLE_FIELDS}
+
+
+# --- views -----------------------------------------------------------------------------------------------------
+
+
+def _alias_or_404(name: str) -> Alias:
+    alias = alias_get(name=name)
+    if alias is None:
+        raise ApiError(f"No alias named {name!r}.", status=404, code="alias_not_found")
+    return alias
+
+
+def _read_only_error(alias: Alias) -> ApiError:
+    return ApiError(str(AliasReadOnlyError(alias)), status=403, code="read_only_alias")
+
+
+def _conflict_error(conflict: AliasVersionConflict) -> ApiError:
+    return ApiError(
+        str(conflict),
+        status=409,
+        code="version_conflict",
+        param="version",
+        details={
+            "changed_by": conflict.changed_by,
+            "changed_fields": [change.field for change in conflict.changes],
+        },
+        body={"current": AliasSerializer(conflict.current).data},
+    )
+
+
+def _detail_url(alias: Alias) -> str:
+    return reverse("aliases_api:model-detail", kwargs={"alias": alias.alias})
+
+
+ALIAS_PATH = OpenApiParameter("alias", str, OpenApiParameter.PATH, description="The alias name; case does not matter.")
+
+
+class AliasCollectionApi(APIView):
+    permission_classes = [ModelPermissions]
+    queryset = Alias.objects.all()  # names the model for ModelPermissions
+
+    @extend_schema(
+        operation_id="models_list",
+        summary="List aliases",
+        tags=["models"],
+        parameters=ALIAS_LIST_QUERY.openapi_parameters(),
+        responses={200: list_envelope_serializer(AliasSerializer), **error_responses(400, 401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        params = ALIAS_LIST_QUERY.parse(request.query_params)
+        page = ALIAS_LIST_QUERY.page(alias_list(search=params.search), params)
+        return Response(page.envelope(AliasSerializer(page.items, many=True).data))
+
+    @extend_schema(
+        operation_id="models_create",
+        summary="Create an alias",
+        tags=["models"],
+        request=AliasSerializer,
+        responses={201: AliasSerializer, **error_responses(400, 401, 403, 415)},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = AliasSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        alias = alias_create(data=_editable_values(serializer.validated_data), by=request.user)
+        return Response(
+            AliasSerializer(alias).data, status=status.HTTP_201_CREATED, headers={"Location": _detail_url(alias)}
+        )
+
+
+class AliasDetailApi(APIView):
+    permission_classes = [ModelPermissions]
+    queryset = Alias.objects.all()  # names the model for ModelPermissions
+
+    @extend_schema(
+        operation_id="models_retrieve",
+        summary="One alias",
+        tags=["models"],
+        parameters=[ALIAS_PATH],
+        responses={200: AliasSerializer, **error_responses(401, 403, 404)},
+    )
+    def get(self, request: Request, alias: str) -> Response:
+        return Response(AliasSerializer(_alias_or_404(alias)).data)
+
+    @extend_schema(
+        operation_id="models_update",
+        summary="Replace an alias (a different `alias` in the body renames it)",
+        tags=["models"],
+        parameters=[ALIAS_PATH],
+        request=AliasUpdateSerializer,
+        responses={
+            200: AliasSerializer,
+            **error_responses(400, 401, 403, 404, 415),
+            409: OpenApiResponse(
+                AliasConflictSerializer,
+                description="The alias changed since the version sent; nothing was saved. Says who changed "
+                "which fields and carries the current alias.",
+            ),
+        },
+    )
+    def put(self, request: Request, alias: str) -> Response:
+        current = _alias_or_404(alias)
+        if current.is_read_only:  # before looking at the body: no correction of it would help
+            raise _read_only_error(current)
+        serializer = AliasUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            updated = alias_update(
+                alias=current,
+                data=_editable_values(serializer.validated_data),
+                expected_version=serializer.validated_data["version"],
+                by=request.user,
+            )
+        except AliasReadOnlyError as exc:
+            raise _read_only_error(exc.alias) from exc
+        except AliasVersionConflict as conflict:
+            raise _conflict_error(conflict) from conflict
+        except Alias.DoesNotExist as exc:  # deleted by someone else since the lookup above
+            raise ApiError(f"No alias named {alias!r}.", status=404, code="alias_not_found") from exc
+        return Response(AliasSerializer(updated).data)
+
+    @extend_schema(
+        operation_id="models_destroy",
+        summary="Delete an alias",
+        tags=["models"],
+        parameters=[ALIAS_PATH],
+        responses={204: None, **error_responses(401, 403, 404)},
+    )
+    def delete(self, request: Request, alias: str) -> Response:
+        current = _alias_or_404(alias)
+        if current.is_read_only:
+            raise _read_only_error(current)
+        try:
+            alias_delete(alias=current, by=request.user)
+        except AliasReadOnlyError as exc:
+            raise _read_only_error(exc.alias) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)

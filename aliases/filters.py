@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from django.db.models import QuerySet
+
+from aliases.models import Alias
+from aliases.selectors import alias_search
+
+
+def repo_choices() -> list[tuple[str, str]]:
+    repos = Alias.objects.order_by("repo").values_list("repo", flat=True).distinct()
+    return [(repo, repo) for repo in repos]
+
+
+class AliasFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(
+        label="Search",
+        method="search",
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Search alias, repo or file", "autocomplete": "off"}
+        ),
+    )
+    source = django_filters.ChoiceFilter(
+        choices=Alias.Source.choices, empty_label="Any source", widget=forms.Select(attrs={"class": "form-select"})
+    )
+    repo = django_filters.ChoiceFilter(
+        choices=repo_choices, empty_label="Any repo", widget=forms.Select(attrs={"class": "form-select"})
+    )
+
+    class Meta:
+        model = Alias
+        fields = ("q", "source", "repo")
+
+    def search(self, queryset: QuerySet[Alias], name: str, value: str) -> QuerySet[Alias]:
+        return alias_search(queryset, value)
+
+    @property
+    def is_filtering(self) -> bool:
+        """Whether the visitor narrowed the list (so "no rows" means "no matches", not "no aliases")."""
+        return any(str(self.data.get(name, "")).strip() for name in self.filters)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import django_tables2 as tables
+from django.contrib.humanize.templatetags.humanize import intcomma, naturaltime
+from django.db.models import QuerySet
+from django.db.models.functions import Lower
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from aliases.models import Alias
+
+
+class AliasTable(tables.Table):
+    """Every column sorts; the primary key breaks ties so a page never repeats or skips a row."""
+
+    alias = tables.Column(verbose_name="Alias")
+    source = tables.Column(order_by=("source", "pk"))
+    repo = tables.Column(order_by=("repo", "pk"), attrs={"td": {"class": "text-break"}})
+    filename = tables.Column(order_by=("filename", "pk"), attrs={"td": {"class": "text-break"}})
+    snapshot = tables.Column(order_by=("snapshot", "pk"))
+    chat_template = tables.Column(verbose_name="Chat template", order_by=("chat_template", "pk"))
+    n_ctx = tables.Column(verbose_name="n_ctx", order_by=("n_ctx", "pk"), attrs={"td": {"class": "text-end"}})
+    temperature = tables.Column(
+        verbose_name="Temperature", order_by=("temperature", "pk"), attrs={"td": {"class": "text-end"}}
+    )
+    updated_at = tables.Column(verbose_name="Updated", order_by=("updated_at", "pk"))
+
+    class Meta:
+        model = Alias
+        fields = (
+            "alias",
+            "source",
+            "repo",
+            "filename",
+            "snapshot",
+            "chat_template",
+            "n_ctx",
+            "temperature",
+            "updated_at",
+        )
+        template_name = "aliases/partials/_table.html"
+        attrs = {"class": "table table-sm table-hover align-middle", "id": "alias-rows"}
+        row_attrs = {"data-alias": lambda record: record.alias}
+        order_by_field = "sort"
+        page_field = "page"
+        empty_text = None
+
+    def __init__(self, *args: Any, next_url: str = "", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.next_url = next_url
+
+    def order_alias(self, queryset: QuerySet[Alias], is_descending: bool) -> tuple[QuerySet[Alias], bool]:
+        # Names are unique regardless of case, so sort them the same way.
+        name = Lower("alias").desc() if is_descending else Lower("alias").asc()
+        return queryset.order_by(name, "-pk" if is_descending else "pk"), True
+
+    def render_alias(self, record: Alias, value: str) -> str:
+        user = self.request.user
+        can_edit = user.has_perm("aliases.change_alias") and not record.is_read_only
+        url = reverse("aliases:edit" if can_edit else "aliases:detail", args=[record.alias])
+        if self.next_url:
+            url = f"{url}?{urlencode({'next': self.next_url})}"
+        return format_html('<a class="fw-semibold" href="{}">{}</a>', url, value)
+
+    def render_source(self, record: Alias, value: str) -> str:
+        if record.is_read_only:
+            return format_html(
+                '<span class="badge text-bg-secondary" title="Generated from a local file; read-only">{}</span>',
+                record.source,
+            )
+        return record.source
+
+    def render_snapshot(self, record: Alias, value: str) -> str:
+        return format_html('<code title="{}">{}</code>', value, record.short_snapshot)
+
+    def render_n_ctx(self, value: int) -> str:
+        return "model default" if value == 0 else intcomma(value)
+
+    def render_updated_at(self, value) -> str:
+        exact = timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, naturaltime(value))

@@ -1,0 +1,289 @@
+"""Alias pages. Thin: check the permission, validate the form, call one service, render or redirect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
+from django.core.exceptions import ValidationError
+from django.core.paginator import EmptyPage, PageNotAnInteger
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+from django_filters.views import FilterView
+from django_tables2 import RequestConfig, SingleTableMixin
+
+from aliases.filters import AliasFilter
+from aliases.forms import SECTIONS, AliasForm, display_value, field_label, stop_word_escape
+from aliases.models import Alias, AliasChange
+from aliases.selectors import alias_get, alias_list
+from aliases.services import (
+    AliasReadOnlyError,
+    AliasVersionConflict,
+    alias_copy_values,
+    alias_create,
+    alias_delete,
+    alias_update,
+)
+from aliases.tables import AliasTable
+from aliases.validators import ALIAS_NAME_RE
+
+PAGE_SIZES = (10, 30, 100)
+DEFAULT_PAGE_SIZE = 30
+HISTORY_LENGTH = 20
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """The `next` the page was opened with (the list with its query string), if it points back at this site."""
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return ""
+
+
+def _back_to_list(request: HttpRequest) -> HttpResponseRedirect:
+    return HttpResponseRedirect(_safe_next(request) or reverse("aliases:list"))
+
+
+def _get_alias(name: str) -> Alias:
+    alias = alias_get(name=name)
+    if alias is None:
+        raise Http404(f"No alias named {name!r}.")
+    return alias
+
+
+class AliasListView(LoginRequiredMixin, PermissionRequiredMixin, SingleTableMixin, FilterView):
+    permission_required = "aliases.view_alias"
+    http_method_names = ["get", "head", "options"]
+    filterset_class = AliasFilter
+    table_class = AliasTable
+    template_name = "aliases/alias_list.html"
+    partial_template_name = "aliases/partials/_alias_table.html"
+
+    def get_queryset(self):
+        return alias_list()
+
+    def get_template_names(self) -> list[str]:
+        htmx = self.request.htmx
+        # A history restore has nothing on screen to swap into: it needs the whole page.
+        if htmx and not htmx.history_restore_request:
+            return [self.partial_template_name]
+        return [self.template_name]
+
+    def page_size(self) -> int:
+        try:
+            size = int(self.request.GET.get("per_page", DEFAULT_PAGE_SIZE))
+        except ValueError:
+            return DEFAULT_PAGE_SIZE
+        return size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
+
+    def get_table(self, **kwargs: Any):
+        table = self.get_table_class()(data=self.get_table_data(), **kwargs)
+        # Sorting from the request; the page size is validated here because RequestConfig takes any number.
+        RequestConfig(self.request, paginate=False).configure(table)
+        try:
+            table.paginate(page=self.request.GET.get("page") or 1, per_page=self.page_size())
+        except PageNotAnInteger:
+            table.page = table.paginator.page(1)
+        except EmptyPage:
+            table.page = table.paginator.page(table.paginator.num_pages)
+        return table
+
+    def get_table_kwargs(self) -> dict[str, Any]:
+        return {"next_url": self.request.get_full_path() if self.request.GET else ""}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            page_sizes=PAGE_SIZES,
+            per_page=self.page_size(),
+            filtering=self.filterset.is_filtering,
+            list_url=reverse("aliases:list"),
+            next_url=self.request.get_full_path() if self.request.GET else "",
+        )
+        return context
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().get(request, *args, **kwargs)
+        # The same URL answers with a fragment or a page depending on these headers; caches must tell them apart.
+        patch_vary_headers(response, ("HX-Request", "HX-History-Restore-Request"))
+        return response
+
+
+class AliasDetailView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    """Read-only view of one alias, for every role; editors also get its write buttons."""
+
+    permission_required = "aliases.view_alias"
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest, name: str) -> HttpResponse:
+        alias = _get_alias(name)
+        sections = [
+            (legend, [(sub_legend, [self.item(alias, field) for field in fields]) for sub_legend, fields in groups])
+            for legend, groups in SECTIONS
+        ]
+        history = [
+            (
+                change,
+                [(field, display_value(old), display_value(new)) for field, (old, new) in change.changes.items()],
+            )
+            for change in AliasChange.objects.filter(alias=alias).select_related("changed_by")[:HISTORY_LENGTH]
+        ]
+        return render(
+            request,
+            "aliases/alias_detail.html",
+            {"alias": alias, "sections": sections, "history": history, "next_url": _safe_next(request)},
+        )
+
+    @staticmethod
+    def item(alias: Alias, field: str) -> dict[str, Any]:
+        value = getattr(alias, field)
+        if field == "stop":
+            # Each word on its own, escaped as the form shows it, so a newline or a comma is not lost.
+            return {"name": field, "label": field_label(field), "words": [stop_word_escape(w) for w in value]}
+        return {"name": field, "label": field_label(field), "value": display_value(value)}
+
+
+class AliasFormView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    http_method_names = ["get", "post", "head", "options"]
+    template_name = "aliases/alias_form.html"
+
+    def render_form(self, form: AliasForm, status: int = 200, **extra: Any) -> HttpResponse:
+        context = {"form": form, "next_url": _safe_next(self.request), **extra}
+        return render(self.request, self.template_name, context, status=status)
+
+
+class AliasCreateView(AliasFormView):
+    permission_required = "aliases.add_alias"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return self.render_form(AliasForm(), mode="create")
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = AliasForm(data=request.POST)
+        if form.is_valid():
+            try:
+                alias = alias_create(data=form.service_data(), by=request.user)
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, f"Created alias {alias.alias}.")
+                return _back_to_list(request)
+        return self.render_form(form, mode="create")
+
+
+class AliasDuplicateView(AliasFormView):
+    """The create form prefilled from another alias (also the way to edit a copy of a read-only one)."""
+
+    permission_required = "aliases.add_alias"
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest, name: str) -> HttpResponse:
+        source = _get_alias(name)
+        suggestion = f"{source.alias}-copy"
+        if not ALIAS_NAME_RE.match(suggestion) or alias_get(name=suggestion) is not None:
+            suggestion = ""
+        form = AliasForm(initial=alias_copy_values(source=source, new_name=suggestion))
+        return self.render_form(form, mode="duplicate", source=source)
+
+
+@dataclass(frozen=True)
+class ConflictRow:
+    label: str
+    base: str
+    theirs: str
+    yours: str
+
+
+class AliasEditView(AliasFormView):
+    permission_required = "aliases.change_alias"
+
+    def get(self, request: HttpRequest, name: str) -> HttpResponse:
+        alias = _get_alias(name)
+        if alias.is_read_only:
+            return _read_only_refusal(request, alias)
+        return self.render_form(AliasForm(instance=alias), mode="edit", alias=alias)
+
+    def post(self, request: HttpRequest, name: str) -> HttpResponse:
+        alias = _get_alias(name)
+        if alias.is_read_only:
+            return _read_only_refusal(request, alias)
+        original_name = alias.alias
+        form = AliasForm(data=request.POST, instance=alias)
+        if form.is_valid():
+            try:
+                saved = alias_update(
+                    alias=alias,
+                    data=form.service_data(),
+                    expected_version=form.cleaned_data["version"],
+                    by=request.user,
+                )
+            except AliasVersionConflict as conflict:
+                rows = [
+                    ConflictRow(
+                        label=field_label(change.field),
+                        base=display_value(change.base),
+                        theirs=display_value(change.theirs),
+                        yours=display_value(form.cleaned_data.get(change.field)),
+                    )
+                    for change in conflict.changes
+                ]
+                # The next save is then a deliberate overwrite of the version the editor has now seen.
+                form.rebase(conflict.current.version)
+                return self.render_form(
+                    form, status=409, mode="edit", alias=conflict.current, conflict=conflict, conflict_rows=rows
+                )
+            except AliasReadOnlyError as exc:
+                return _read_only_refusal(request, exc.alias)
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, f"Saved alias {saved.alias}.")
+                return _back_to_list(request)
+        # The form wrote the typed values onto the instance; the page header keeps naming the stored alias.
+        alias.alias = original_name
+        return self.render_form(form, mode="edit", alias=alias)
+
+
+class AliasDeleteView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    permission_required = "aliases.delete_alias"
+    http_method_names = ["get", "post", "head", "options"]
+    template_name = "aliases/alias_confirm_delete.html"
+
+    def get(self, request: HttpRequest, name: str) -> HttpResponse:
+        alias = _get_alias(name)
+        if alias.is_read_only:
+            return _read_only_refusal(request, alias)
+        return render(request, self.template_name, {"alias": alias, "next_url": _safe_next(request)})
+
+    def post(self, request: HttpRequest, name: str) -> HttpResponse:
+        alias = _get_alias(name)
+        try:
+            expected_version = int(request.POST["version"])
+        except (KeyError, ValueError):
+            expected_version = None
+        try:
+            alias_delete(alias=alias, by=request.user, expected_version=expected_version)
+        except AliasReadOnlyError as exc:
+            return _read_only_refusal(request, exc.alias)
+        except AliasVersionConflict as conflict:
+            context = {"alias": conflict.current, "conflict": conflict, "next_url": _safe_next(request)}
+            return render(request, self.template_name, context, status=409)
+        messages.success(request, f"Deleted alias {alias.alias}.")
+        return _back_to_list(request)
+
+
+def _read_only_refusal(request: HttpRequest, alias: Alias) -> HttpResponse:
+    return render(
+        request,
+        "aliases/alias_read_only.html",
+        {"alias": alias, "message": str(AliasReadOnlyError(alias)), "next_url": _safe_next(request)},
+        status=403,
+    )

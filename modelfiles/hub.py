@@ -1,0 +1,176 @@
+"""What ModelDesk asks of the Hugging Face Hub, through huggingface_hub: file metadata, file lists, errors.
+
+huggingface_hub supplies URLs, auth (HF_TOKEN), metadata parsing and its error types; this module turns those
+into the few answers and the few kinds of failure that the downloader and the pull form need.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import httpx2
+from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import build_hf_headers
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+METADATA_TIMEOUT = float(os.environ.get("MODELDESK_HUB_TIMEOUT", "15"))
+
+
+def endpoint() -> str:
+    """HF_ENDPOINT read now, not at import time, so a test or a mirror set later still applies."""
+    return (os.environ.get("HF_ENDPOINT") or constants._HF_DEFAULT_ENDPOINT).rstrip("/")
+
+
+def token() -> str | None:
+    # huggingface_hub's own lookup: HF_TOKEN, then the token saved by `hf auth login`.
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+class HubError(Exception):
+    """A failure with a code for the row, a message that says what to do, and whether trying again can help."""
+
+    def __init__(self, code: str, message: str, *, transient: bool):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.transient = transient
+
+
+def _status(error: HfHubHTTPError) -> int | None:
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def classify(error: BaseException, *, repo: str, filename: str, revision: str) -> HubError:
+    """Turn a huggingface_hub or network error into a HubError (gated first: it subclasses RepositoryNotFound)."""
+    if isinstance(error, HubError):
+        return error
+    if isinstance(error, GatedRepoError):
+        return HubError(
+            "gated_repo",
+            f"{repo} is gated: accept its licence on the Hub with your account, then set HF_TOKEN to a token of "
+            "that account for the workers and retry.",
+            transient=False,
+        )
+    if isinstance(error, RepositoryNotFoundError):
+        return HubError(
+            "repo_not_found",
+            f"Repository {repo} was not found, or it is private. Check the name; for a private repo set HF_TOKEN "
+            "to a token that can read it and retry.",
+            transient=False,
+        )
+    if isinstance(error, RevisionNotFoundError):
+        return HubError(
+            "revision_not_found",
+            f"Revision {revision!r} does not exist in {repo}. Use a branch, tag or commit that exists (e.g. main).",
+            transient=False,
+        )
+    if isinstance(error, RemoteEntryNotFoundError):
+        return HubError(
+            "file_not_found",
+            f"{filename} does not exist in {repo} at revision {revision!r}. Pick a file from the repo's list.",
+            transient=False,
+        )
+    if isinstance(error, HfHubHTTPError):
+        status = _status(error)
+        if status is not None and (status >= 500 or status in (408, 429)):
+            return HubError("hub_unavailable", f"The Hub answered {status}; will try again.", transient=True)
+        if status in (401, 403):
+            return HubError(
+                "unauthorized",
+                f"The Hub refused access ({status}). Set HF_TOKEN to a token that can read {repo} and retry.",
+                transient=False,
+            )
+        return HubError("hub_error", f"The Hub answered {status}: {error}", transient=False)
+    if isinstance(error, (httpx2.TransportError, OSError, TimeoutError)):
+        return HubError("network_error", f"Could not reach the Hub ({type(error).__name__}); will try again.",
+                        transient=True)  # fmt: skip
+    return HubError("hub_error", f"Unexpected answer from the Hub: {error}", transient=False)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    repo: str
+    filename: str
+    revision: str
+    commit: str
+    etag: str
+    size: int | None
+    url: str
+    headers: dict[str, str]  # what the GET needs: auth only when the URL is still the Hub's own host
+
+    @property
+    def sha256(self) -> str | None:
+        """The Hub sends the sha256 as the etag of LFS files; other files have a git hash we cannot check."""
+        return self.etag if SHA256_RE.match(self.etag) else None
+
+
+def file_metadata(repo: str, filename: str, revision: str) -> RemoteFile:
+    """One HEAD to the Hub: the commit, etag (sha256), size and download URL of a file. Raises HubError."""
+    base = endpoint()
+    url = hf_hub_url(repo, filename, revision=revision, endpoint=base)
+    hf_token = token()
+    try:
+        meta = get_hf_file_metadata(url, token=hf_token or False, timeout=METADATA_TIMEOUT, endpoint=base)
+    except Exception as error:
+        raise classify(error, repo=repo, filename=filename, revision=revision) from error
+    if not meta.commit_hash or not meta.etag:
+        raise HubError(
+            "hub_error",
+            "The Hub's answer lacks X-Repo-Commit or ETag: is HF_ENDPOINT a Hugging Face Hub?",
+            transient=False,
+        )
+    headers = build_hf_headers(token=hf_token or False)
+    headers["Accept-Encoding"] = "identity"
+    if _host(meta.location) != _host(url):
+        # A signed CDN URL: the Hub's token must not travel to another host.
+        headers.pop("authorization", None)
+    return RemoteFile(
+        repo=repo,
+        filename=filename,
+        revision=revision,
+        commit=meta.commit_hash,
+        etag=meta.etag,
+        size=meta.size,
+        url=meta.location,
+        headers=headers,
+    )
+
+
+def _host(url: str) -> str:
+    return httpx2.URL(url).host
+
+
+@dataclass(frozen=True)
+class RepoFileInfo:
+    path: str
+    size: int | None
+    sha256: str | None
+
+
+def list_gguf_files(repo: str, revision: str = "main") -> list[RepoFileInfo]:
+    """The GGUF files of a repo at a revision, with sizes, for the pull form. Raises HubError."""
+    api = HfApi(endpoint=endpoint(), token=token() or False)
+    try:
+        entries = list(api.list_repo_tree(repo, revision=revision, recursive=True))
+    except Exception as error:
+        raise classify(error, repo=repo, filename="", revision=revision) from error
+    files = []
+    for entry in entries:
+        path = getattr(entry, "path", "")
+        if not path.lower().endswith(".gguf") or not hasattr(entry, "size"):
+            continue
+        lfs = getattr(entry, "lfs", None)
+        files.append(RepoFileInfo(path=path, size=entry.size, sha256=getattr(lfs, "sha256", None)))
+    return sorted(files, key=lambda info: info.path)

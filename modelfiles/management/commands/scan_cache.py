@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from modelfiles import cache, services
+
+
+class Command(BaseCommand):
+    help = (
+        "Bring the model file list in step with the Hugging Face cache (HF_HOME/hub): new files appear, "
+        "gone ones vanish."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--repo", default=None, help="Scan one repo (owner/name) only.")
+
+    def handle(self, *args, repo: str | None, **options):
+        counts = services.modelfile_sync(repo=repo)
+        self.stdout.write(
+            f"Scanned {cache.hub_dir()}: {counts['present']} GGUF file(s); "
+            f"{counts['created']} new, {counts['updated']} changed, {counts['removed']} gone."
+        )

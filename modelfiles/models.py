@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ModelFile(models.Model):
+    """One GGUF file in one cached snapshot of the Hugging Face cache, kept in step by the cache scanner."""
+
+    repo = models.CharField(max_length=96)
+    filename = models.CharField(max_length=255)
+    snapshot = models.CharField(max_length=40, help_text="The commit the snapshot folder is named after.")
+    refs = models.JSONField(default=list, blank=True, help_text="Branches and tags pointing at this snapshot.")
+    size = models.BigIntegerField()
+    etag = models.CharField(max_length=64, help_text="Blob name; the sha256 for LFS files.")
+    modified_at = models.DateTimeField()
+    present = models.BooleanField(default=True, help_text="False once the file has gone from the cache.")
+    scanned_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["repo", "filename", "snapshot", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["repo", "filename", "snapshot"], name="modelfile_unique_per_snapshot"),
+        ]
+        indexes = [models.Index(fields=["present", "repo"], name="modelfile_present_repo")]
+        permissions = [("rescan_cache", "Can rescan the model cache")]
+
+    def __str__(self) -> str:
+        return f"{self.repo}/{self.filename}@{self.snapshot[:8]}"
+
+
+class Download(models.Model):
+    """One pull request; the source of truth for its state (never a Celery result backend)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        DOWNLOADING = "downloading"
+        VERIFYING = "verifying"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.DOWNLOADING, Status.VERIFYING)
+    RUNNING = (Status.DOWNLOADING, Status.VERIFYING)
+    RETRYABLE = (Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    repo = models.CharField(max_length=96)
+    filename = models.CharField(max_length=255)
+    revision = models.CharField(max_length=128, default="main", help_text="As asked: a branch, tag or commit.")
+    commit = models.CharField(max_length=40, blank=True, help_text="The commit the revision resolved to.")
+    etag = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    bytes_total = models.BigIntegerField(null=True, blank=True)
+    bytes_done = models.BigIntegerField(default=0)
+    speed = models.FloatField(null=True, blank=True, help_text="Bytes per second, averaged over recent seconds.")
+    eta = models.FloatField(null=True, blank=True, help_text="Seconds left at the current speed.")
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    claim = models.UUIDField(null=True, blank=True, help_text="Set by the worker that holds the download.")
+    worker = models.CharField(max_length=255, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="The heartbeat while downloading.")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One active download per file and revision as asked: a second request gets the first.
+            models.UniqueConstraint(
+                fields=["repo", "filename", "revision"],
+                condition=Q(status__in=["queued", "downloading", "verifying"]),
+                name="download_one_active_per_file",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "downloading", "verifying", "completed", "failed", "cancelled"]),
+                name="download_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(bytes_done__gte=0), name="download_bytes_done_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "updated_at"], name="download_status_heartbeat"),
+            models.Index(fields=["created_at"], name="download_created_at"),
+        ]
+        permissions = [
+            ("request_download", "Can request a download"),
+            ("cancel_download", "Can cancel a download"),
+            ("retry_download", "Can retry a download"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repo}/{self.filename}@{self.revision} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def percent(self) -> float | None:
+        if not self.bytes_total:
+            return None
+        return min(100.0, 100.0 * self.bytes_done / self.bytes_total)

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from modelfiles import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="modelfiles.download", acks_late=True, ignore_result=True)
+def download_task(download_id: str) -> None:
+    from celery import current_task
+
+    services.download_run(download_id=download_id, worker=current_task.request.hostname or "")
+
+
+@shared_task(name="modelfiles.requeue_stale", ignore_result=True)
+def requeue_stale_task() -> int:
+    return services.download_requeue_stale()
+
+
+@shared_task(name="modelfiles.scan_cache", ignore_result=True)
+def scan_cache_task() -> dict[str, int]:
+    return services.modelfile_sync()
+
+
+@worker_ready.connect
+def _on_worker_ready(sender=None, **kwargs) -> None:
+    # A worker starting under a name cannot still be running downloads it claimed before: resume them now
+    # instead of waiting for their heartbeat to go stale. Then bring the file list in step with the cache.
+    hostname = getattr(sender, "hostname", None)
+    try:
+        if hostname:
+            services.download_requeue_stale(worker=hostname)
+        services.modelfile_sync()
+    except Exception:
+        logger.exception("start-up housekeeping failed")
+    finally:
+        from django.db import connections
+
+        connections.close_all()

@@ -185,7 +185,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("MODELDESK_REQUEUE_EVERY_SECONDS", default=30.0),
     },
     # Files that other tools add to or remove from the cache show up without anyone pressing Rescan.
-    "scan-cache": {"task": "modelfiles.scan_cache", "schedule": env.float("MODELDESK_SCAN_EVERY_SECONDS", default=300.0)},
+    "scan-cache": {
+        "task": "modelfiles.scan_cache",
+        "schedule": env.float("MODELDESK_SCAN_EVERY_SECONDS", default=300.0),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

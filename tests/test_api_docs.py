@@ -13,7 +13,6 @@ SCHEMA_URL = "/api/schema/"
 DOCS_URL = "/api/docs/"
 
 
-
 def test_schema_documents_the_alias_endpoints(client_for, viewer):
     response = client_for(viewer).get(SCHEMA_URL, {"format": "json"})
 

@@ -12,7 +12,6 @@ ADD_URL = reverse("admin:aliases_alias_add")
 CHANGELIST_URL = reverse("admin:aliases_alias_changelist")
 
 
-
 def admin_form(**overrides) -> dict[str, str]:
     data = {
         "alias": "admin-made",

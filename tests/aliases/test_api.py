@@ -75,7 +75,6 @@ def assert_error(response, status: int, error_type: str, *, code: str | None = N
     return error
 
 
-
 @pytest.fixture
 def editor_client(client_for, editor):
     return client_for(editor)

@@ -18,7 +18,6 @@ LIST_URL = reverse("aliases:list")
 CREATE_URL = reverse("aliases:create")
 
 
-
 def row_names(response) -> list[str]:
     return re.findall(r'<tr data-alias="([^"]+)"', response.content.decode())
 

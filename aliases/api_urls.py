@@ -9,6 +9,6 @@ from aliases import api
 app_name = "aliases_api"
 urlpatterns = [
     path("models", api.AliasCollectionApi.as_view(), name="model-list"),
-    # `str` takes everything up to the next slash, so names like llama3.1:8b need no escaping.
-    path("models/<str:alias>", api.AliasDetailApi.as_view(), name="model-detail"),
+    # `path`: aliases made from model files are named owner/repo:quant, with a slash.
+    path("models/<path:alias>", api.AliasDetailApi.as_view(), name="model-detail"),
 ]

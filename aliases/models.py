@@ -7,9 +7,10 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 
 from aliases.validators import (
-    ALIAS_NAME_MAX,
     EMBEDDED_CHAT_TEMPLATE,
     FILENAME_MAX,
+    MODEL_ALIAS_NAME_MAX,
+    MODEL_ALIAS_NAME_RE,
     REPO_MAX,
     SNAPSHOT_MAX,
     USER_MAX,
@@ -51,9 +52,9 @@ class Alias(models.Model):
         USER = "user", "user"
         MODEL = "model", "model (from a local file)"
 
+    # The name rule depends on the source (see clean()); the length here fits both kinds.
     alias = models.CharField(
-        max_length=ALIAS_NAME_MAX,
-        validators=[validate_alias_name],
+        max_length=MODEL_ALIAS_NAME_MAX,
         help_text="The name clients ask for, e.g. llama3:instruct. Unique regardless of case.",
     )
     repo = models.CharField(
@@ -219,7 +220,15 @@ class Alias(models.Model):
 
     def clean(self) -> None:
         super().clean()
-        errors: dict[str, str] = {}
+        errors: dict[str, ValidationError | str] = {}
+        if self.source == self.Source.MODEL:
+            if not MODEL_ALIAS_NAME_RE.match(self.alias or ""):
+                errors["alias"] = "Aliases made from model files are named owner/repo:quant."
+        else:
+            try:
+                validate_alias_name(self.alias or "")
+            except ValidationError as exc:
+                errors["alias"] = exc
         n_ctx = self.n_ctx
         if n_ctx:  # 0 and null mean "the model's default": no limit to compare against
             for field in ("n_keep", "max_tokens", "n_predict"):
@@ -259,7 +268,7 @@ class AliasChange(models.Model):
         DELETE = "delete"
 
     alias = models.ForeignKey(Alias, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes")
-    alias_name = models.CharField(max_length=ALIAS_NAME_MAX)
+    alias_name = models.CharField(max_length=MODEL_ALIAS_NAME_MAX)
     action = models.CharField(max_length=8, choices=Action.choices)
     version = models.PositiveIntegerField(help_text="The alias's version after this change.")
     changes = models.JSONField(default=dict, help_text="{field: [old, new]}")

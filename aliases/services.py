@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -163,3 +164,62 @@ def alias_copy_values(*, source: Alias, new_name: str = "") -> dict[str, Any]:
     values = source.values()
     values["alias"] = new_name
     return values
+
+
+_QUANT_RE = re.compile(r"^(?:I?Q\d[A-Z0-9_]*|BF16|F16|F32|FP16|FP32|MXFP4)$", re.IGNORECASE)
+_SHARD_RE = re.compile(r"-\d{5}-of-\d{5}$")
+
+
+def model_alias_name(repo: str, filename: str) -> str:
+    """`{repo}:{quant}` for a GGUF file: `TheBloke/Llama-2-7B-GGUF` + `llama-2-7b.Q4_K_M.gguf` → `…:Q4_K_M`."""
+    stem = _SHARD_RE.sub("", filename.rsplit("/", 1)[-1][: -len(".gguf")])
+    parts = re.split(r"[.\-]", stem)
+    quant = next((part for part in reversed(parts) if _QUANT_RE.match(part)), None)
+    if quant is None:
+        quant = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip("._-") or "model"
+    return f"{repo}:{quant[:63]}"
+
+
+@dataclass(frozen=True)
+class LocalModelFile:
+    repo: str
+    filename: str
+    snapshot: str
+    refs: tuple[str, ...] = ()
+
+
+@transaction.atomic
+def alias_sync_model_files(*, files: list[LocalModelFile], repo: str | None = None) -> dict[str, int]:
+    """Keep one read-only `source=model` alias per local GGUF file (all repos, or those of one repo).
+
+    User aliases are never touched.
+    """
+    wanted: dict[str, LocalModelFile] = {}
+    # Preference among files sharing a name: the snapshot `main` points at, then the first shard of a split
+    # file (the one llama.cpp opens), then a fixed order so repeated scans agree.
+    for file in sorted(files, key=lambda f: ("main" not in f.refs, f.filename, f.snapshot)):
+        wanted.setdefault(model_alias_name(file.repo, file.filename), file)
+    generated = Alias.objects.select_for_update().filter(source=Alias.Source.MODEL)
+    if repo is not None:
+        generated = generated.filter(repo=repo)
+    existing = {alias.alias: alias for alias in generated}
+    created = removed = 0
+    for name, file in wanted.items():
+        alias = existing.pop(name, None)
+        if alias is None:
+            if Alias.objects.by_name(name).exists():
+                continue
+            alias = Alias(alias=name, source=Alias.Source.MODEL, repo=file.repo, filename=file.filename,
+                          snapshot=file.snapshot)  # fmt: skip
+            alias.full_clean()
+            alias.save()
+            created += 1
+        elif (alias.filename, alias.snapshot) != (file.filename, file.snapshot):
+            alias.filename, alias.snapshot = file.filename, file.snapshot
+            alias.version += 1
+            alias.full_clean()
+            alias.save()
+    for alias in existing.values():
+        alias.delete()
+        removed += 1
+    return {"created": created, "removed": removed}

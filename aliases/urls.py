@@ -8,11 +8,13 @@ app_name = "aliases"
 
 # Alias names start with a letter or digit, so "-/new/" can never be mistaken for an alias's own page
 # (an alias may well be called "new").
+# Names of aliases made from model files hold a slash (owner/repo:quant), hence `path`; the action routes come
+# before the detail route so that ".../edit/" is never read as part of a name.
 urlpatterns = [
     path("", views.AliasListView.as_view(), name="list"),
     path("-/new/", views.AliasCreateView.as_view(), name="create"),
-    path("<str:name>/", views.AliasDetailView.as_view(), name="detail"),
-    path("<str:name>/edit/", views.AliasEditView.as_view(), name="edit"),
-    path("<str:name>/delete/", views.AliasDeleteView.as_view(), name="delete"),
-    path("<str:name>/duplicate/", views.AliasDuplicateView.as_view(), name="duplicate"),
+    path("<path:name>/edit/", views.AliasEditView.as_view(), name="edit"),
+    path("<path:name>/delete/", views.AliasDeleteView.as_view(), name="delete"),
+    path("<path:name>/duplicate/", views.AliasDuplicateView.as_view(), name="duplicate"),
+    path("<path:name>/", views.AliasDetailView.as_view(), name="detail"),
 ]

@@ -16,6 +16,8 @@ from django.core.validators import RegexValidator
 from django.utils.deconstruct import deconstructible
 
 ALIAS_NAME_MAX = 64
+# Aliases generated from local files are named `{repo}:{quant}`, so they may hold a slash and be longer.
+MODEL_ALIAS_NAME_MAX = 96 + 1 + 63
 REPO_MAX = 96
 FILENAME_MAX = 255
 SNAPSHOT_MAX = 128
@@ -40,6 +42,10 @@ ALIAS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+MODEL_ALIAS_NAME_RE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+)
 
 validate_alias_name = RegexValidator(
     ALIAS_NAME_RE,

@@ -19,6 +19,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from aliases.services import LocalModelFile, alias_sync_model_files
 from aliases.validators import validate_filename, validate_repo, validate_snapshot
 from modelfiles import cache, downloader, hub
 from modelfiles.models import Download, ModelFile
@@ -318,4 +319,8 @@ def modelfile_sync(*, repo: str | None = None) -> dict[str, int]:
     gone = [row.pk for key, row in existing.items() if key not in found and row.present]
     if gone:
         removed = ModelFile.objects.filter(pk__in=gone).update(present=False)
+    alias_sync_model_files(
+        files=[LocalModelFile(item.repo, item.filename, item.snapshot, item.refs) for item in found.values()],
+        repo=repo,
+    )
     return {"created": created, "updated": updated, "removed": removed, "present": len(found)}

@@ -1,0 +1,385 @@
+"""JSON API for model files and downloads: /api/modelfiles, /api/modelfiles/pull, /api/modelfiles/status[/<id>].
+
+Same conventions as the alias API (config/api.py): list envelope, error envelope, strict request bodies. Every
+write goes through modelfiles.services, whose Django ValidationError the exception handler turns into a 400.
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import (
+    ApiError,
+    ApiErrorSerializer,
+    ListQuery,
+    ModelPermissions,
+    StrictCharField,
+    StrictSerializer,
+    error_responses,
+    list_envelope_serializer,
+    model_sorts,
+)
+from modelfiles.models import Download, ModelFile
+from modelfiles.selectors import (
+    DOWNLOAD_SEARCH_FIELDS,
+    MODELFILE_SEARCH_FIELDS,
+    download_get,
+    download_list,
+    modelfile_alias_names,
+    modelfile_list,
+)
+from modelfiles.services import AlreadyLocal, download_cancel, download_request, download_retry
+
+MODELFILE_LIST_QUERY = ListQuery(
+    sorts=model_sorts(ModelFile, ("repo", "filename", "snapshot", "size", "modified_at")),
+    default_sort="repo",
+    search_help=f"Case-insensitive text to find in {', '.join(MODELFILE_SEARCH_FIELDS)}.",
+)
+DOWNLOAD_LIST_QUERY = ListQuery(
+    sorts=model_sorts(
+        Download,
+        (
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+            "repo",
+            "filename",
+            "revision",
+            "status",
+            "bytes_total",
+            "bytes_done",
+            "attempts",
+        ),
+    ),
+    default_sort="created_at",
+    default_sort_order="desc",
+    search_help=f"Case-insensitive text to find in {', '.join(DOWNLOAD_SEARCH_FIELDS)}.",
+)
+STATUS_FILTER = OpenApiParameter(
+    "status",
+    str,
+    OpenApiParameter.QUERY,
+    description=f"Only downloads in these states, comma-separated: {', '.join(Download.Status.values)}.",
+)
+DOWNLOAD_ID = OpenApiParameter(
+    "download_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The download's id, as returned by pull."
+)
+
+
+class RequiredPermissions(permissions.BasePermission):
+    """The Django permissions a view lists per method in `required_permissions` (anonymous: 401)."""
+
+    message = ModelPermissions.message
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        method = request.method.lower()
+        if method not in view.http_method_names or not hasattr(view, method):
+            return True  # the view answers 405, the same for every role
+        required = view.required_permissions.get("GET" if request.method == "HEAD" else request.method, ())
+        return request.user.has_perms(required)
+
+
+# --- serializers ---------------------------------------------------------------------------------------------------
+
+
+class ModelFileSerializer(serializers.ModelSerializer):
+    """A GGUF file in a cached snapshot. `aliases` are the aliases that load it (by commit or by a ref of it)."""
+
+    refs = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="Branches and tags pointing at this snapshot."
+    )
+    size = serializers.IntegerField(read_only=True, help_text="Bytes.")
+    aliases = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelFile
+        fields = ("repo", "filename", "snapshot", "refs", "size", "etag", "modified_at", "aliases")
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_aliases(self, modelfile: ModelFile) -> list[str]:
+        names = self.context.get("alias_names")
+        if names is None:
+            names = modelfile_alias_names([modelfile])
+        return names.get(modelfile.pk, [])
+
+
+def modelfiles_data(files: list[ModelFile]) -> list[dict]:
+    """Files as JSON, with their aliases found in one query for all of them."""
+    return ModelFileSerializer(files, many=True, context={"alias_names": modelfile_alias_names(files)}).data
+
+
+class DownloadErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="e.g. gated_repo, file_not_found, network_error, cancelled.")
+    message = serializers.CharField(help_text="What happened and what to do about it.")
+
+
+class DownloadSerializer(serializers.ModelSerializer):
+    """A pull request and its progress. `error` is set when it failed or was cancelled, and while a transient
+    fault is being retried; otherwise null."""
+
+    commit = serializers.SerializerMethodField()
+    percent = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    requested_by = serializers.SerializerMethodField()
+    speed = serializers.FloatField(read_only=True, allow_null=True, help_text="Bytes per second; null when idle.")
+    eta = serializers.FloatField(read_only=True, allow_null=True, help_text="Seconds left at the current speed.")
+
+    class Meta:
+        model = Download
+        fields = (
+            "id",
+            "repo",
+            "filename",
+            "revision",
+            "commit",
+            "status",
+            "bytes_total",
+            "bytes_done",
+            "percent",
+            "speed",
+            "eta",
+            "error",
+            "attempts",
+            "requested_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="The commit the revision resolved to."))
+    def get_commit(self, download: Download) -> str | None:
+        return download.commit or None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True, help_text="0–100; null while the size is unknown."))
+    def get_percent(self, download: Download) -> float | None:
+        percent = download.percent
+        return None if percent is None else round(percent, 2)
+
+    @extend_schema_field(DownloadErrorSerializer(allow_null=True))
+    def get_error(self, download: Download) -> dict[str, str] | None:
+        if not download.error_code and not download.error_message:
+            return None
+        return {"code": download.error_code or "error", "message": download.error_message}
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="Username of who asked for it."))
+    def get_requested_by(self, download: Download) -> str | None:
+        return download.requested_by.get_username() if download.requested_by else None
+
+
+class PullSerializer(StrictSerializer):
+    """What to download. The rules (repo id, file path ending in .gguf, branch/tag/commit) are the service's."""
+
+    repo = StrictCharField(allow_blank=True, max_length=96, help_text="The Hugging Face repo id, owner/name.")
+    filename = StrictCharField(allow_blank=True, max_length=255, help_text="Path of the .gguf file in the repo.")
+    revision = StrictCharField(
+        required=False, default="main", allow_blank=True, max_length=128, help_text="Branch, tag or commit."
+    )
+
+
+class DownloadConflictSerializer(serializers.Serializer):
+    error = ApiErrorSerializer()
+    current = DownloadSerializer(help_text="The download as it is now.")
+
+
+class AlreadyLocalSerializer(serializers.Serializer):
+    error = ApiErrorSerializer()
+    modelfile = ModelFileSerializer(allow_null=True, help_text="The cached file, when the scanner has listed it.")
+
+
+# --- views ---------------------------------------------------------------------------------------------------------
+
+
+def _download_or_404(download_id: str) -> Download:
+    download = download_get(download_id=download_id)
+    if download is None:
+        raise ApiError(f"No download with id {download_id!r}.", status=404, code="download_not_found")
+    return download
+
+
+def _detail_url(download: Download) -> str:
+    return reverse("modelfiles_api:download-detail", kwargs={"download_id": str(download.pk)})
+
+
+def _statuses(raw: list[str]) -> list[str]:
+    statuses = [value.strip() for item in raw for value in item.split(",") if value.strip()]
+    unknown = [value for value in statuses if value not in Download.Status.values]
+    if unknown:
+        raise ApiError(
+            f"Unknown status {unknown[0]!r}; use one or more of: {', '.join(Download.Status.values)}.",
+            status=400,
+            code="invalid_parameter",
+            param="status",
+        )
+    return statuses
+
+
+def _conflict(download: Download, message: str, code: str) -> ApiError:
+    return ApiError(message, status=409, code=code, body={"current": DownloadSerializer(download).data})
+
+
+class ModelFileListApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"GET": ["modelfiles.view_modelfile"]}
+
+    @extend_schema(
+        operation_id="modelfiles_list",
+        summary="List the model files in the local cache",
+        tags=["modelfiles"],
+        parameters=MODELFILE_LIST_QUERY.openapi_parameters(),
+        responses={200: list_envelope_serializer(ModelFileSerializer), **error_responses(400, 401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        params = MODELFILE_LIST_QUERY.parse(request.query_params)
+        page = MODELFILE_LIST_QUERY.page(modelfile_list(search=params.search), params)
+        return Response(page.envelope(modelfiles_data(page.items)))
+
+
+class PullApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"POST": ["modelfiles.request_download"]}
+
+    @extend_schema(
+        operation_id="modelfiles_pull",
+        summary="Download a GGUF file from the Hub",
+        description="Queues a download (201). If the same file and revision is already being downloaded, answers "
+        "200 with that download instead. If the cache already holds the file for that revision, answers 409 "
+        "`already_local`; nothing is downloaded. Follow progress at /api/modelfiles/status/{id}.",
+        tags=["modelfiles"],
+        request=PullSerializer,
+        responses={
+            201: OpenApiResponse(DownloadSerializer, description="Queued."),
+            200: OpenApiResponse(DownloadSerializer, description="Already downloading: the active download."),
+            409: OpenApiResponse(AlreadyLocalSerializer, description="Already in the local cache (`already_local`)."),
+            **error_responses(400, 401, 403, 415),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = PullSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+        try:
+            download, created = download_request(
+                repo=values["repo"], filename=values["filename"], revision=values["revision"], by=request.user
+            )
+        except AlreadyLocal as exc:
+            modelfile = modelfiles_data([exc.modelfile])[0] if exc.modelfile is not None else None
+            raise ApiError(
+                f"{values['filename']} from {values['repo']} at {values['revision']!r} is already in the local "
+                "cache; nothing to download.",
+                status=409,
+                code="already_local",
+                body={"modelfile": modelfile},
+            ) from exc
+        download = download_get(download_id=download.pk) or download
+        if created:
+            return Response(
+                DownloadSerializer(download).data,
+                status=status.HTTP_201_CREATED,
+                headers={"Location": _detail_url(download)},
+            )
+        return Response(DownloadSerializer(download).data, headers={"Location": _detail_url(download)})
+
+
+class DownloadListApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"GET": ["modelfiles.view_download"]}
+
+    @extend_schema(
+        operation_id="modelfiles_status_list",
+        summary="List downloads, newest first",
+        tags=["modelfiles"],
+        parameters=[*DOWNLOAD_LIST_QUERY.openapi_parameters(), STATUS_FILTER],
+        responses={200: list_envelope_serializer(DownloadSerializer), **error_responses(400, 401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        params = DOWNLOAD_LIST_QUERY.parse(request.query_params)
+        statuses = _statuses(request.query_params.getlist("status"))
+        page = DOWNLOAD_LIST_QUERY.page(download_list(statuses=statuses, search=params.search), params)
+        return Response(page.envelope(DownloadSerializer(page.items, many=True).data))
+
+
+class DownloadDetailApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"GET": ["modelfiles.view_download"]}
+
+    @extend_schema(
+        operation_id="modelfiles_status_retrieve",
+        summary="One download and its progress",
+        tags=["modelfiles"],
+        parameters=[DOWNLOAD_ID],
+        responses={200: DownloadSerializer, **error_responses(401, 403, 404)},
+    )
+    def get(self, request: Request, download_id: str) -> Response:
+        return Response(DownloadSerializer(_download_or_404(download_id)).data)
+
+
+class DownloadCancelApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"POST": ["modelfiles.cancel_download"]}
+
+    @extend_schema(
+        operation_id="modelfiles_status_cancel",
+        summary="Cancel an active download",
+        description="The worker stops within about a second and keeps the partial file, so a retry resumes it. "
+        "409 `not_active` when the download is not queued, downloading or verifying.",
+        tags=["modelfiles"],
+        parameters=[DOWNLOAD_ID],
+        request=None,
+        responses={
+            200: OpenApiResponse(DownloadSerializer, description="Cancelled."),
+            409: OpenApiResponse(DownloadConflictSerializer, description="Not active (`not_active`)."),
+            **error_responses(401, 403, 404),
+        },
+    )
+    def post(self, request: Request, download_id: str) -> Response:
+        download = _download_or_404(download_id)
+        if not download_cancel(download=download, by=request.user):
+            download.refresh_from_db()
+            raise _conflict(
+                download, f"This download is {download.status}, not active: nothing to cancel.", "not_active"
+            )
+        return Response(DownloadSerializer(_download_or_404(download_id)).data)
+
+
+class DownloadRetryApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"POST": ["modelfiles.retry_download"]}
+
+    @extend_schema(
+        operation_id="modelfiles_status_retry",
+        summary="Retry a failed or cancelled download",
+        description="Queues it again; it resumes from the bytes already fetched. If a newer download of the same "
+        "file and revision is active, answers 200 with that one (the download to follow). 409 `not_retryable` "
+        "when the download is active or completed.",
+        tags=["modelfiles"],
+        parameters=[DOWNLOAD_ID],
+        request=None,
+        responses={
+            200: OpenApiResponse(DownloadSerializer, description="Queued again, or the newer active download."),
+            409: OpenApiResponse(DownloadConflictSerializer, description="Not failed or cancelled (`not_retryable`)."),
+            **error_responses(401, 403, 404),
+        },
+    )
+    def post(self, request: Request, download_id: str) -> Response:
+        download = _download_or_404(download_id)
+        current, requeued = download_retry(download=download, by=request.user)
+        if not requeued and current.pk == download.pk:
+            raise _conflict(
+                current,
+                f"This download is {current.status}: only failed or cancelled downloads can be retried.",
+                "not_retryable",
+            )
+        current = download_get(download_id=current.pk) or current
+        return Response(DownloadSerializer(current).data, headers={"Location": _detail_url(current)})

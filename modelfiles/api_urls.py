@@ -1,0 +1,18 @@
+"""/api/modelfiles: paths exactly as DESIGN.md writes them, without trailing slashes."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from modelfiles import api
+
+app_name = "modelfiles_api"
+urlpatterns = [
+    path("modelfiles", api.ModelFileListApi.as_view(), name="modelfile-list"),
+    path("modelfiles/pull", api.PullApi.as_view(), name="pull"),
+    path("modelfiles/status", api.DownloadListApi.as_view(), name="download-list"),
+    # `str`, not `uuid`: an id that is not a uuid gets the API's 404 envelope, not the generic page.
+    path("modelfiles/status/<str:download_id>", api.DownloadDetailApi.as_view(), name="download-detail"),
+    path("modelfiles/status/<str:download_id>/cancel", api.DownloadCancelApi.as_view(), name="download-cancel"),
+    path("modelfiles/status/<str:download_id>/retry", api.DownloadRetryApi.as_view(), name="download-retry"),
+]

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import django_filters
+from django import forms
+from django.db.models import QuerySet
+
+from modelfiles.models import Download, ModelFile
+from modelfiles.selectors import download_search, modelfile_search
+
+
+class _Filtering:
+    @property
+    def is_filtering(self) -> bool:
+        """Whether the visitor narrowed the list (so "no rows" means "no matches", not "nothing yet")."""
+        return any(str(self.data.get(name, "")).strip() for name in self.filters)
+
+
+class ModelFileFilter(_Filtering, django_filters.FilterSet):
+    q = django_filters.CharFilter(
+        label="Search",
+        method="search",
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Repo or file name", "autocomplete": "off", "spellcheck": "false"}
+        ),
+    )
+
+    class Meta:
+        model = ModelFile
+        fields = ("q",)
+
+    def search(self, queryset: QuerySet[ModelFile], name: str, value: str) -> QuerySet[ModelFile]:
+        return modelfile_search(queryset, value)
+
+
+class DownloadFilter(_Filtering, django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(
+        label="State",
+        choices=Download.Status.choices,
+        empty_label="Any state",
+        widget=forms.Select(attrs={"class": "form-select"}),
+    )
+    q = django_filters.CharFilter(
+        label="Search",
+        method="search",
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Repo or file name", "autocomplete": "off", "spellcheck": "false"}
+        ),
+    )
+
+    class Meta:
+        model = Download
+        fields = ("status", "q")
+
+    def search(self, queryset: QuerySet[Download], name: str, value: str) -> QuerySet[Download]:
+        return download_search(queryset, value)

@@ -1,0 +1,65 @@
+"""The pull form. Its rules are the service's (`pull_validate`); the form only shapes the input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Div, Field, Layout
+from django import forms
+
+from aliases.validators import FILENAME_MAX, REPO_MAX, SNAPSHOT_MAX
+
+DEFAULT_REVISION = "main"
+
+
+class PullForm(forms.Form):
+    repo = forms.CharField(
+        label="Repository",
+        max_length=REPO_MAX,
+        help_text="The Hugging Face repo id, owner/name (e.g. TheBloke/Llama-2-7B-GGUF).",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "owner/name"}),
+    )
+    filename = forms.CharField(
+        label="File",
+        max_length=FILENAME_MAX,
+        help_text="Path of the .gguf file inside the repo. “List GGUF files” shows the repo's files to pick from.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "model.Q4_K_M.gguf"}
+        ),
+    )
+    revision = forms.CharField(
+        label="Revision",
+        max_length=SNAPSHOT_MAX,
+        required=False,
+        initial=DEFAULT_REVISION,
+        help_text="A branch, tag or 40-hex commit; left empty, main.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper()
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True  # the page's <form> carries the token
+        self.helper.layout = Layout(
+            Div(
+                Div(Field("repo"), css_class="col-md-5"),
+                Div(Field("filename"), css_class="col-md-5"),
+                Div(Field("revision"), css_class="col-md-2"),
+                css_class="row",
+            )
+        )
+
+    def clean_revision(self) -> str:
+        return self.cleaned_data.get("revision") or DEFAULT_REVISION
+
+
+class RepoFilesForm(forms.Form):
+    """The query of the "List GGUF files" button: which repo, at which revision."""
+
+    repo = forms.CharField(max_length=REPO_MAX, required=False)
+    revision = forms.CharField(max_length=SNAPSHOT_MAX, required=False)
+
+    def clean_revision(self) -> str:
+        return self.cleaned_data.get("revision") or DEFAULT_REVISION

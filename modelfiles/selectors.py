@@ -1,0 +1,88 @@
+"""Read queries shared by the model-file and download pages and the API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+from django.db.models import Q, QuerySet
+
+from aliases.models import Alias
+from modelfiles.models import Download, ModelFile
+
+MODELFILE_SEARCH_FIELDS = ("repo", "filename")
+DOWNLOAD_SEARCH_FIELDS = ("repo", "filename")
+
+
+def _search(queryset: QuerySet, fields: Sequence[str], text: str) -> QuerySet:
+    text = text.strip()
+    if not text:
+        return queryset
+    condition = Q()
+    for field in fields:
+        condition |= Q(**{f"{field}__icontains": text})
+    return queryset.filter(condition)
+
+
+def modelfile_search(queryset: QuerySet[ModelFile], text: str) -> QuerySet[ModelFile]:
+    """Case-insensitive substring match across repo and filename."""
+    return _search(queryset, MODELFILE_SEARCH_FIELDS, text)
+
+
+def modelfile_list(*, search: str = "") -> QuerySet[ModelFile]:
+    """The files in the cache now (rows of files that have gone are kept, but not listed)."""
+    return modelfile_search(ModelFile.objects.filter(present=True), search)
+
+
+def modelfile_alias_names(files: Iterable[ModelFile]) -> dict[int, list[str]]:
+    """{file pk: names of the aliases that load it}, in one query whatever the number of files.
+
+    An alias loads a file when repo and filename match and its snapshot is the file's commit or one of the refs
+    (`main`) that point at it. The query fetches every alias of the page's repos and filenames; the snapshot test,
+    which depends on each file's refs, is done here.
+    """
+    files = list(files)
+    if not files:
+        return {}
+    by_key: dict[tuple[str, str], list[ModelFile]] = {}
+    for file in files:
+        by_key.setdefault((file.repo, file.filename), []).append(file)
+    names: dict[int, list[str]] = {file.pk: [] for file in files}
+    candidates = (
+        Alias.objects.filter(repo__in={repo for repo, _ in by_key}, filename__in={name for _, name in by_key})
+        .order_by("alias", "pk")
+        .values_list("alias", "repo", "filename", "snapshot")
+    )
+    for alias, repo, filename, snapshot in candidates:
+        for file in by_key.get((repo, filename), ()):
+            if snapshot == file.snapshot or snapshot in (file.refs or ()):
+                names[file.pk].append(alias)
+    return names
+
+
+def download_search(queryset: QuerySet[Download], text: str) -> QuerySet[Download]:
+    return _search(queryset, DOWNLOAD_SEARCH_FIELDS, text)
+
+
+def download_list(*, statuses: Sequence[str] = (), search: str = "") -> QuerySet[Download]:
+    """Every download, newest first; `statuses` narrows to those states."""
+    rows = Download.objects.select_related("requested_by")
+    if statuses:
+        rows = rows.filter(status__in=statuses)
+    return download_search(rows, search)
+
+
+def download_active() -> list[Download]:
+    """The queued, downloading and verifying downloads, oldest first (the order they will be worked on): one query."""
+    return list(
+        Download.objects.filter(status__in=Download.ACTIVE).select_related("requested_by").order_by("created_at", "pk")
+    )
+
+
+def download_get(*, download_id: str | uuid.UUID) -> Download | None:
+    """One download by id; None when it does not exist or the id is not a uuid."""
+    try:
+        pk = download_id if isinstance(download_id, uuid.UUID) else uuid.UUID(str(download_id))
+    except ValueError:
+        return None
+    return Download.objects.select_related("requested_by").filter(pk=pk).first()

@@ -1,0 +1,268 @@
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlencode
+
+import django_tables2 as tables
+from django.contrib.humanize.templatetags.humanize import naturaltime
+from django.middleware.csrf import get_token
+from django.template.defaultfilters import filesizeformat
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from modelfiles.models import Download, ModelFile
+from modelfiles.selectors import modelfile_alias_names
+
+UNSET = "—"
+
+
+# --- how sizes, speeds and durations read -----------------------------------------------------------------------
+
+
+def human_size(value: int | float | None) -> str:
+    return UNSET if value is None else str(filesizeformat(value)).replace("\xa0", " ")
+
+
+def human_speed(bytes_per_second: float | None) -> str:
+    return UNSET if bytes_per_second is None else f"{human_size(bytes_per_second)}/s"
+
+
+def human_duration(seconds: float | None) -> str:
+    """`45 s`, `3 min 20 s`, `2 h 5 min`, `1 d 4 h`: two units at most, enough to plan by."""
+    if seconds is None:
+        return UNSET
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def exact_time(value: datetime) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def relative_time(value: datetime | None) -> SafeString | str:
+    """ "3 minutes ago", with the exact time on hover and in the markup."""
+    if value is None:
+        return UNSET
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact_time(value), naturaltime(value)
+    )
+
+
+def short_commit(value: str) -> SafeString | str:
+    if not value:
+        return UNSET
+    return format_html('<code title="{}">{}</code>', value, value[:8] if len(value) == 40 else value)
+
+
+# --- model files ---------------------------------------------------------------------------------------------------
+
+
+class ModelFileTable(tables.Table):
+    """The files in the cache. Every column but the aliases sorts; the primary key breaks ties."""
+
+    repo = tables.Column(order_by=("repo", "pk"), attrs={"td": {"class": "text-break"}})
+    filename = tables.Column(order_by=("filename", "pk"), attrs={"td": {"class": "text-break"}})
+    snapshot = tables.Column(order_by=("snapshot", "pk"))
+    size = tables.Column(
+        order_by=("size", "pk"), attrs={"td": {"class": "text-end text-nowrap"}, "th": {"class": "text-end"}}
+    )
+    modified_at = tables.Column(
+        verbose_name="Modified", order_by=("modified_at", "pk"), attrs={"td": {"class": "text-nowrap"}}
+    )
+    aliases = tables.Column(verbose_name="Aliases", empty_values=(), orderable=False)
+    actions = tables.Column(verbose_name="", empty_values=(), orderable=False, attrs={"td": {"class": "text-end"}})
+
+    class Meta:
+        model = ModelFile
+        fields = ("repo", "filename", "snapshot", "size", "modified_at")
+        sequence = ("repo", "filename", "snapshot", "size", "modified_at", "aliases", "actions")
+        template_name = "modelfiles/partials/_table.html"
+        attrs = {"class": "table table-sm table-hover align-middle", "id": "modelfile-rows"}
+        row_attrs = {"data-modelfile": lambda record: f"{record.repo}/{record.filename}@{record.snapshot}"}
+        order_by_field = "sort"
+        page_field = "page"
+        empty_text = None
+
+    @cached_property
+    def alias_names(self) -> dict[int, list[str]]:
+        # One query for the rows of the page being shown (the same rows the table then renders, from the
+        # queryset's cache), never one per row.
+        return modelfile_alias_names(row.record for row in self.paginated_rows)
+
+    def before_render(self, request) -> None:
+        self.can_create_alias = request.user.has_perm("aliases.add_alias")
+        if not self.can_create_alias:
+            self.columns.hide("actions")
+
+    def render_snapshot(self, record: ModelFile, value: str) -> SafeString:
+        refs = format_html_join(
+            "", ' <span class="badge text-bg-light border" title="Ref">{}</span>', ((ref,) for ref in record.refs or ())
+        )
+        return format_html("{}{}", short_commit(value), refs)
+
+    def render_size(self, value: int) -> str:
+        return format_html('<span title="{} bytes">{}</span>', f"{value:,}", human_size(value))
+
+    def render_modified_at(self, value: datetime) -> SafeString | str:
+        return relative_time(value)
+
+    def render_aliases(self, record: ModelFile) -> SafeString | str:
+        names = self.alias_names.get(record.pk, [])
+        if not names:
+            return UNSET
+        return format_html_join(
+            ", ", '<a href="{}">{}</a>', ((reverse("aliases:detail", args=[name]), name) for name in names)
+        )
+
+    def render_actions(self, record: ModelFile) -> SafeString | str:
+        if not getattr(self, "can_create_alias", False):
+            return ""
+        query = urlencode({"repo": record.repo, "filename": record.filename, "snapshot": record.snapshot})
+        return format_html(
+            '<a class="btn btn-sm btn-outline-primary text-nowrap" href="{}?{}">Create alias from this file</a>',
+            reverse("aliases:create"),
+            query,
+        )
+
+
+# --- downloads -----------------------------------------------------------------------------------------------------
+
+STATUS_BADGES = {
+    Download.Status.QUEUED: "text-bg-secondary",
+    Download.Status.DOWNLOADING: "text-bg-primary",
+    Download.Status.VERIFYING: "text-bg-info",
+    Download.Status.COMPLETED: "text-bg-success",
+    Download.Status.FAILED: "text-bg-danger",
+    Download.Status.CANCELLED: "text-bg-warning",
+}
+
+
+def status_badge(status: str) -> SafeString:
+    return format_html('<span class="badge {}">{}</span>', STATUS_BADGES.get(status, "text-bg-light"), status)
+
+
+class DownloadTable(tables.Table):
+    """Every download, newest first by default; sortable, with the error message in full."""
+
+    created_at = tables.Column(
+        verbose_name="Requested", order_by=("created_at", "pk"), attrs={"td": {"class": "text-nowrap"}}
+    )
+    repo = tables.Column(order_by=("repo", "pk"), attrs={"td": {"class": "text-break"}})
+    filename = tables.Column(order_by=("filename", "pk"), attrs={"td": {"class": "text-break"}})
+    revision = tables.Column(order_by=("revision", "pk"))
+    status = tables.Column(verbose_name="State", order_by=("status", "pk"))
+    bytes_total = tables.Column(
+        verbose_name="Size", order_by=("bytes_total", "pk"), empty_values=(), attrs={"td": {"class": "text-nowrap"}}
+    )
+    attempts = tables.Column(
+        order_by=("attempts", "pk"), attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}}
+    )
+    requested_by = tables.Column(verbose_name="By", order_by=("requested_by__username", "pk"), empty_values=())
+    finished_at = tables.Column(
+        verbose_name="Finished", order_by=("finished_at", "pk"), empty_values=(), attrs={"td": {"class": "text-nowrap"}}
+    )
+    error = tables.Column(
+        verbose_name="Error", empty_values=(), orderable=False, attrs={"td": {"class": "download-error"}}
+    )
+    actions = tables.Column(
+        verbose_name="", empty_values=(), orderable=False, attrs={"td": {"class": "text-end text-nowrap"}}
+    )
+
+    class Meta:
+        model = Download
+        fields = (
+            "created_at",
+            "repo",
+            "filename",
+            "revision",
+            "status",
+            "bytes_total",
+            "attempts",
+            "requested_by",
+            "finished_at",
+        )
+        sequence = (*fields, "error", "actions")
+        template_name = "modelfiles/partials/_table.html"
+        attrs = {"class": "table table-sm table-hover align-middle", "id": "download-rows"}
+        row_attrs = {"data-download": lambda record: str(record.pk), "data-status": lambda record: record.status}
+        order_by_field = "sort"
+        page_field = "page"
+        empty_text = None
+
+    def __init__(self, *args: Any, next_url: str = "", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.next_url = next_url
+
+    def before_render(self, request) -> None:
+        user = request.user
+        self.can_cancel = user.has_perm("modelfiles.cancel_download")
+        self.can_retry = user.has_perm("modelfiles.retry_download")
+        self.csrf_token = get_token(request)
+        if not (self.can_cancel or self.can_retry):
+            self.columns.hide("actions")
+
+    def render_created_at(self, value: datetime) -> SafeString | str:
+        return relative_time(value)
+
+    def render_revision(self, record: Download, value: str) -> SafeString:
+        if record.commit and record.commit != value:
+            return format_html('{} <span class="text-body-secondary">→</span> {}', value, short_commit(record.commit))
+        return format_html("{}", value)
+
+    def render_status(self, record: Download) -> SafeString:
+        return status_badge(record.status)
+
+    def render_bytes_total(self, record: Download) -> str:
+        if record.status == Download.Status.COMPLETED or record.bytes_total is None:
+            return human_size(record.bytes_total)
+        percent = record.percent
+        done = f"{human_size(record.bytes_done)} of {human_size(record.bytes_total)}"
+        return f"{done} ({percent:.0f} %)" if percent is not None else done
+
+    def render_requested_by(self, record: Download) -> str:
+        return record.requested_by.get_username() if record.requested_by else UNSET
+
+    def render_finished_at(self, value: datetime | None) -> SafeString | str:
+        return relative_time(value)
+
+    def render_error(self, record: Download) -> SafeString | str:
+        if not record.error_message and not record.error_code:
+            return ""
+        # The message is shown whole: it says what to do, and a cut one would not.
+        return format_html(
+            '<span class="badge text-bg-light border me-1">{}</span><span class="download-error-message">{}</span>',
+            record.error_code or "error",
+            record.error_message,
+        )
+
+    def render_actions(self, record: Download) -> SafeString | str:
+        # Rendered without the request on purpose: a RequestContext per row would run every context processor
+        # (and their queries) once per row.
+        can_cancel = getattr(self, "can_cancel", False) and record.is_active
+        can_retry = getattr(self, "can_retry", False) and record.status in Download.RETRYABLE
+        if not (can_cancel or can_retry):
+            return ""
+        return render_to_string(
+            "modelfiles/partials/_download_actions.html",
+            {
+                "record": record,
+                "can_cancel": can_cancel,
+                "can_retry": can_retry,
+                "next_url": self.next_url,
+                "csrf_token": self.csrf_token,
+            },
+        )

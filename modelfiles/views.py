@@ -1,0 +1,380 @@
+"""Model-file and download pages. Thin: check the permission, validate the form, call a service, render."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
+from django.core.exceptions import ValidationError
+from django.core.paginator import EmptyPage, PageNotAnInteger
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import get_token
+from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+from django_filters.views import FilterView
+from django_tables2 import RequestConfig, SingleTableMixin
+
+from aliases.validators import validate_repo, validate_snapshot
+from modelfiles import hub
+from modelfiles.filters import DownloadFilter, ModelFileFilter
+from modelfiles.forms import PullForm, RepoFilesForm
+from modelfiles.models import Download
+from modelfiles.selectors import download_active, download_list, modelfile_list
+from modelfiles.services import AlreadyLocal, download_cancel, download_request, download_retry, modelfile_sync
+from modelfiles.tables import DownloadTable, ModelFileTable, human_duration, human_size, human_speed
+
+PAGE_SIZES = (10, 30, 100)
+DEFAULT_PAGE_SIZE = 30
+# The event a poll of the active downloads sends when the set changed, so the history table reloads.
+DOWNLOADS_CHANGED = "downloads-changed"
+
+
+def _safe_url(candidate: str | None, request: HttpRequest) -> str:
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return ""
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """The `next` a form was posted with (a list with its query string), if it points back at this site."""
+    return _safe_url(request.POST.get("next") or request.GET.get("next"), request)
+
+
+def _redirect_back(request: HttpRequest, default: str) -> HttpResponseRedirect:
+    return HttpResponseRedirect(_safe_next(request) or reverse(default))
+
+
+def _wants_fragment(request: HttpRequest) -> bool:
+    htmx = request.htmx
+    # A history restore has nothing on screen to swap into: it needs the whole page.
+    return bool(htmx) and not htmx.history_restore_request
+
+
+def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
+    # The same URL answers with a fragment or a page depending on these headers; caches must tell them apart.
+    patch_vary_headers(response, ("HX-Request", "HX-History-Restore-Request"))
+    return response
+
+
+class TableListView(LoginRequiredMixin, PermissionRequiredMixin, SingleTableMixin, FilterView):
+    """A sortable, paginated, filterable table; with htmx only the table's fragment is sent back."""
+
+    http_method_names = ["get", "head", "options"]
+    partial_template_name = ""
+    list_url_name = ""
+
+    def get_template_names(self) -> list[str]:
+        return [self.partial_template_name if _wants_fragment(self.request) else self.template_name]
+
+    def page_size(self) -> int:
+        try:
+            size = int(self.request.GET.get("per_page", DEFAULT_PAGE_SIZE))
+        except ValueError:
+            return DEFAULT_PAGE_SIZE
+        return size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
+
+    def get_table(self, **kwargs: Any):
+        table = self.get_table_class()(data=self.get_table_data(), **kwargs)
+        # Sorting from the request; the page size is validated here because RequestConfig takes any number.
+        RequestConfig(self.request, paginate=False).configure(table)
+        try:
+            table.paginate(page=self.request.GET.get("page") or 1, per_page=self.page_size())
+        except PageNotAnInteger:
+            table.page = table.paginator.page(1)
+        except EmptyPage:
+            table.page = table.paginator.page(table.paginator.num_pages)
+        return table
+
+    def next_url(self) -> str:
+        return self.request.get_full_path() if self.request.GET else ""
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context.update(
+            page_sizes=PAGE_SIZES,
+            per_page=self.page_size(),
+            filtering=self.filterset.is_filtering,
+            list_url=reverse(self.list_url_name),
+            next_url=self.next_url(),
+            this_url=self.request.get_full_path(),
+        )
+        return context
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _vary_on_htmx(super().get(request, *args, **kwargs))
+
+
+# --- model files ---------------------------------------------------------------------------------------------------
+
+
+class ModelFileListView(TableListView):
+    permission_required = "modelfiles.view_modelfile"
+    filterset_class = ModelFileFilter
+    table_class = ModelFileTable
+    template_name = "modelfiles/modelfile_list.html"
+    partial_template_name = "modelfiles/partials/_modelfile_table.html"
+    list_url_name = "modelfiles:list"
+
+    def get_queryset(self):
+        return modelfile_list()
+
+
+class ModelFileRescanView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    """Bring the file list in step with the cache now (a local directory walk: quick enough to wait for)."""
+
+    permission_required = "modelfiles.rescan_cache"
+    http_method_names = ["post", "options"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        counts = modelfile_sync()
+        present = counts["present"]
+        changed = f", {counts['updated']} changed" if counts["updated"] else ""
+        messages.success(
+            request,
+            f"Rescanned the cache: {counts['created']} new{changed}, {counts['removed']} gone, "
+            f"{present} file{'s' if present != 1 else ''}.",
+        )
+        return _redirect_back(request, "modelfiles:list")
+
+
+# --- pull ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepoFileRow:
+    path: str
+    size: str
+    pick_url: str
+
+
+class PullView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    permission_required = "modelfiles.request_download"
+    http_method_names = ["get", "post", "head", "options"]
+    template_name = "modelfiles/pull_form.html"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        # Prefilled from the query string: the "Pick" links of the file list land here without JavaScript.
+        initial = {name: request.GET[name] for name in ("repo", "filename", "revision") if request.GET.get(name)}
+        return render_pull_form(request, PullForm(initial=initial))
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        if request.POST.get("action") == "list":
+            # "List GGUF files" without JavaScript: a GET of the list page, so the form's CSRF token is never
+            # put in a URL.
+            fields = ("repo", "revision", "filename")
+            query = {name: value for name in fields if (value := request.POST.get(name, "").strip())}
+            return HttpResponseRedirect(f"{reverse('modelfiles:pull-files')}?{urlencode(query)}", status=303)
+        form = PullForm(data=request.POST)
+        if not form.is_valid():
+            return render_pull_form(request, form)
+        values = form.cleaned_data
+        try:
+            download, created = download_request(
+                repo=values["repo"], filename=values["filename"], revision=values["revision"], by=request.user
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+            return render_pull_form(request, form)
+        except AlreadyLocal as exc:
+            return render_pull_form(request, form, already_local=exc, already_local_values=values)
+        name = f"{download.repo}/{download.filename}@{download.revision}"
+        if created:
+            messages.success(request, f"Queued {name}.")
+        else:
+            messages.info(request, f"Already downloading {name}; here is its progress.")
+        return HttpResponseRedirect(reverse("modelfiles:downloads"))
+
+
+def render_pull_form(request: HttpRequest, form: PullForm, **extra: Any) -> HttpResponse:
+    return render(request, PullView.template_name, {"form": form, **extra})
+
+
+class RepoFilesView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    """The GGUF files of a repo with their sizes, from the Hub: a fragment for htmx, else the pull page with it."""
+
+    permission_required = "modelfiles.request_download"
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        query = RepoFilesForm(data=request.GET)
+        query.is_valid()
+        repo = query.cleaned_data.get("repo", "").strip()
+        revision = query.cleaned_data.get("revision", "").strip() or "main"
+        context: dict[str, Any] = {"repo": repo, "revision": revision, "files": None, "problem": ""}
+        if query.errors:
+            context["problem"] = " ".join(error for errors in query.errors.values() for error in errors)
+        elif not repo:
+            context["problem"] = "Enter a repository (owner/name) first, then list its files."
+        else:
+            context.update(self.list_files(repo, revision))
+        if _wants_fragment(request):
+            return _vary_on_htmx(render(request, "modelfiles/partials/_repo_files.html", context))
+        initial = {"repo": repo, "revision": revision, "filename": request.GET.get("filename", "")}
+        return _vary_on_htmx(render_pull_form(request, PullForm(initial=initial), repo_files=context))
+
+    @staticmethod
+    def list_files(repo: str, revision: str) -> dict[str, Any]:
+        try:
+            validate_repo(repo)
+            validate_snapshot(revision)
+        except ValidationError as exc:
+            return {"problem": " ".join(exc.messages)}
+        try:
+            infos = hub.list_gguf_files(repo, revision)
+        except hub.HubError as exc:
+            return {"problem": exc.message, "problem_code": exc.code}
+        pull_url = reverse("modelfiles:pull")
+        rows = [
+            RepoFileRow(
+                path=info.path,
+                size=human_size(info.size),
+                pick_url=f"{pull_url}?{urlencode({'repo': repo, 'filename': info.path, 'revision': revision})}",
+            )
+            for info in infos
+        ]
+        return {"files": rows}
+
+
+# --- downloads -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActiveRow:
+    """A download in the Active section, with the numbers already written the way people read them."""
+
+    download: Download
+    percent: float | None
+    bytes_done: str
+    bytes_total: str
+    speed: str
+    eta: str
+
+    @classmethod
+    def of(cls, download: Download) -> ActiveRow:
+        return cls(
+            download=download,
+            percent=download.percent,
+            bytes_done=human_size(download.bytes_done),
+            bytes_total=human_size(download.bytes_total),
+            speed=human_speed(download.speed),
+            eta=human_duration(download.eta),
+        )
+
+
+def active_state(active: list[Download]) -> str:
+    """A short token for "which downloads are active, in which state": a poll that sees it change reloads history."""
+    text = ",".join(sorted(f"{download.pk}:{download.status}" for download in active))
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+def active_context(request: HttpRequest, *, next_url: str) -> dict[str, Any]:
+    """Everything the Active section shows, so the poll can render it without a RequestContext (whose context
+    processors would cost queries every second)."""
+    active = download_active()
+    return {
+        "active_rows": [ActiveRow.of(download) for download in active],
+        "active_state": active_state(active),
+        "active_next_url": next_url,
+        "can_cancel": request.user.has_perm("modelfiles.cancel_download"),
+        "can_pull": request.user.has_perm("modelfiles.request_download"),
+        "csrf_token": get_token(request),
+    }
+
+
+class DownloadListView(TableListView):
+    """The status page: active downloads with live progress, and the history of every download."""
+
+    permission_required = "modelfiles.view_download"
+    filterset_class = DownloadFilter
+    table_class = DownloadTable
+    template_name = "modelfiles/download_list.html"
+    partial_template_name = "modelfiles/partials/_download_history.html"
+    list_url_name = "modelfiles:downloads"
+
+    def get_queryset(self):
+        return download_list()
+
+    def get_table_kwargs(self) -> dict[str, Any]:
+        return {"next_url": self.request.get_full_path()}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        if not _wants_fragment(self.request):
+            context.update(active_context(self.request, next_url=self.request.get_full_path()))
+        return context
+
+
+class ActiveDownloadsView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    """The Active section alone, which polls itself while something is active: one query for the rows."""
+
+    permission_required = "modelfiles.view_download"
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        if not request.htmx:
+            return HttpResponseRedirect(reverse("modelfiles:downloads"))
+        # Cancel buttons bring the visitor back to the page they are on, with its sort and filter.
+        next_url = _safe_url(request.htmx.current_url_abs_path, request) or reverse("modelfiles:downloads")
+        context = active_context(request, next_url=next_url)
+        response = HttpResponse(render_to_string("modelfiles/partials/_active_downloads.html", context))
+        seen = request.GET.get("state")
+        if seen is not None and seen != context["active_state"]:
+            # A download started, moved on or finished since the last poll: the history table is stale.
+            response["HX-Trigger"] = DOWNLOADS_CHANGED
+        return _vary_on_htmx(response)
+
+
+class DownloadActionView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    """A POST-only button on the status page; says what happened and goes back to the page it was pressed on."""
+
+    http_method_names = ["post", "options"]
+
+    def post(self, request: HttpRequest, pk: str) -> HttpResponse:
+        download = get_object_or_404(Download, pk=pk)
+        self.act(request, download)
+        return _redirect_back(request, "modelfiles:downloads")
+
+    def act(self, request: HttpRequest, download: Download) -> None:
+        raise NotImplementedError
+
+
+def _name(download: Download) -> str:
+    return f"{download.repo}/{download.filename}@{download.revision}"
+
+
+class DownloadCancelView(DownloadActionView):
+    permission_required = "modelfiles.cancel_download"
+
+    def act(self, request: HttpRequest, download: Download) -> None:
+        if download_cancel(download=download, by=request.user):
+            messages.success(request, f"Cancelled {_name(download)}. Retry continues from the bytes already fetched.")
+        else:
+            download.refresh_from_db()
+            messages.warning(request, f"{_name(download)} is {download.status}, not active: nothing to cancel.")
+
+
+class DownloadRetryView(DownloadActionView):
+    permission_required = "modelfiles.retry_download"
+
+    def act(self, request: HttpRequest, download: Download) -> None:
+        current, requeued = download_retry(download=download, by=request.user)
+        if requeued:
+            messages.success(request, f"Queued {_name(download)} again; it resumes from the bytes already fetched.")
+        elif current.pk != download.pk:
+            messages.info(
+                request, f"{_name(download)} is already being downloaded by a newer request; follow that one."
+            )
+        else:
+            messages.warning(
+                request, f"{_name(download)} is {current.status}: only failed or cancelled downloads can be retried."
+            )

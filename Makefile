@@ -30,6 +30,7 @@ run: install .env
 
 # Tests keep their own on-disk broker and files under var/test, apart from a running `make run`.
 test: install .env
+	rm -rf var/test
 	MODELDESK_VAR_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

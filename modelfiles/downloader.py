@@ -371,7 +371,15 @@ def _stream(
     stall_seconds: float,
     thread_exit,
 ) -> int:
+    """Copy the body into the partial file as it arrives; hand the hasher whole buffers."""
     done = offset
+    # With a Content-Length we read the socket's buffered reader directly, one receive at a time (readinto1),
+    # so the partial file and the progress follow the bytes even on a slow link; chunked bodies go through
+    # http.client.
+    remaining = response.length if not response.chunked else None
+    reader = response.fp if remaining is not None else None
+    failure: BaseException | None = None
+    ended = False
     with (
         partial.open("r+b" if offset else "wb", buffering=0) as handle,
         _Watchdog(
@@ -379,46 +387,61 @@ def _stream(
         ) as watchdog,
     ):
         handle.seek(offset)
-        while True:
+        while not (ended or failure):
             buffer = hasher.take()
-            try:
-                count = response.readinto(buffer)
-            except (OSError, http.client.HTTPException) as exc:
-                hasher.give(buffer, 0)
-                count = -1
-                failure: BaseException = exc
-            if count > 0:
-                view = memoryview(buffer)[:count]
+            view = memoryview(buffer)
+            filled = 0
+            while filled < len(buffer):
+                want = len(buffer) - filled
+                if remaining is not None:
+                    if remaining == 0:
+                        ended = True
+                        break
+                    want = min(want, remaining)
+                target = view[filled : filled + want]
                 try:
-                    while view:
-                        written = handle.write(view)
-                        view = view[written:]
+                    if reader is not None:
+                        count = reader.readinto1(target)
+                    else:
+                        block = response.read1(want)
+                        count = len(block)
+                        target[:count] = block
+                except (OSError, http.client.HTTPException) as exc:
+                    failure = exc
+                    break
+                if not count:
+                    ended = True
+                    break
+                try:
+                    _write_all(handle, target[:count])
                 except OSError as exc:
                     hasher.give(buffer, 0)
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         partial.unlink(missing_ok=True)
                         raise _disk_full((total or done) - done, free_bytes(partial.parent), done) from exc
                     raise
-                hasher.give(buffer, count)
+                filled += count
                 done += count
                 watchdog.done = done
-                if count == len(buffer):
-                    continue
-            elif count == 0:
-                hasher.give(buffer, 0)
-            # A short read, an empty read or an error: find out why.
-            if watchdog.error is not None:
-                raise watchdog.error
-            if watchdog.stopped:
-                raise Stopped
-            if watchdog.stalled:
-                raise HubError("stalled", f"No bytes arrived for {stall_seconds:.0f} s; resuming.", transient=True)
-            if count < 0:
-                raise HubError("connection_lost", f"The connection dropped ({type(failure).__name__}); resuming.",
-                               transient=True) from failure  # fmt: skip
-            if total is None or done >= total or count == 0:
-                break
+                if remaining is not None:
+                    remaining -= count
+            hasher.give(buffer, filled)
+        if watchdog.error is not None:
+            raise watchdog.error
+        if watchdog.stopped:
+            raise Stopped
+        if watchdog.stalled:
+            raise HubError("stalled", f"No bytes arrived for {stall_seconds:.0f} s; resuming.", transient=True)
+        if failure is not None:
+            raise HubError("connection_lost", f"The connection dropped ({type(failure).__name__}); resuming.",
+                           transient=True) from failure  # fmt: skip
     if total is not None and done < total:
         raise HubError("connection_lost", f"The connection closed after {human_bytes(done)}; resuming.",
                        transient=True)  # fmt: skip
     return done
+
+
+def _write_all(handle, view: memoryview) -> None:
+    while view:
+        written = handle.write(view)
+        view = view[written:]

@@ -55,6 +55,14 @@ def alias_factory(db):
     return AliasFactory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def empty_task_queue():
+    """Start from an empty task queue: messages left by an earlier run would only delay the workers here."""
+    from config.celery import app
+
+    app.control.purge()
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # The real hasher is slow on purpose; tests log users in hundreds of times.

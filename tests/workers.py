@@ -31,11 +31,13 @@ def test_database_url() -> str:
 
 
 @contextmanager
-def celery_worker(*, extra_env: dict[str, str] | None = None, concurrency: int = 1) -> Iterator[subprocess.Popen]:
+def celery_worker(
+    *, extra_env: dict[str, str] | None = None, concurrency: int = 1, hostname: str | None = None, beat: bool = False
+) -> Iterator[subprocess.Popen]:
     """Run `celery -A config worker` until the block ends; wait until it answers a ping first."""
     from config.celery import app
 
-    hostname = f"test-{os.getpid()}-{time.monotonic_ns()}@localhost"
+    hostname = hostname or f"test-{os.getpid()}-{time.monotonic_ns()}@localhost"
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
@@ -44,11 +46,13 @@ def celery_worker(*, extra_env: dict[str, str] | None = None, concurrency: int =
         **(extra_env or {}),
     }
     log = tempfile.NamedTemporaryFile(prefix="celery-worker-", suffix=".log", delete=False)  # noqa: SIM115
+    beat_args = ["--beat", f"--schedule={Path(tempfile.mkdtemp(prefix='celerybeat-')) / 'schedule'}"] if beat else []
     process = subprocess.Popen(
         [
             sys.executable, "-m", "celery", "-A", "config", "worker",
             f"--hostname={hostname}", f"--concurrency={concurrency}", "--pool=prefork",
             "--loglevel=INFO", "--without-gossip", "--without-mingle",
+            *beat_args,
         ],
         cwd=BASE_DIR,
         env=env,

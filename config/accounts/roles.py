@@ -50,3 +50,17 @@ def role_of(user: AbstractBaseUser | AnonymousUser) -> str | None:
         if role in names:
             return role
     return VIEWER
+
+
+def sync_role_groups() -> None:
+    """Make the four role groups hold exactly the permissions above (the migrations do this on install;
+    this repairs a database whose groups were deleted or emptied)."""
+    from django.contrib.auth.models import Group, Permission
+
+    for role, names in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = []
+        for name in names:
+            app_label, codename = name.split(".")
+            wanted.extend(Permission.objects.filter(content_type__app_label=app_label, codename=codename))
+        group.permissions.set(wanted)

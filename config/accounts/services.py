@@ -6,15 +6,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.accounts.models import ApiToken, hash_token
-from config.accounts.roles import ADMIN, ROLES
+from config.accounts.roles import ADMIN, ROLES, sync_role_groups
 
 
 @transaction.atomic
 def user_set_role(*, user: AbstractUser, role: str) -> AbstractUser:
     if role not in ROLES:
         raise ValueError(f"Unknown role {role!r}; choose one of: {', '.join(ROLES)}.")
+    group = Group.objects.filter(name=role).first()
+    if group is None:
+        sync_role_groups()
+        group = Group.objects.get(name=role)
     user.groups.remove(*Group.objects.filter(name__in=ROLES))
-    user.groups.add(Group.objects.get(name=role))
+    user.groups.add(group)
     # Admins manage users in the Django admin, which needs staff status.
     user.is_staff = role == ADMIN
     user.is_superuser = role == ADMIN

@@ -142,3 +142,13 @@ def test_ensure_admin_creates_one_admin_with_a_random_password_once():
     get_user_model().objects.all().delete()
     call_command("ensure_admin", stdout=other)
     assert other.getvalue().split("password ")[1].split()[0] != password
+
+
+def test_missing_role_groups_are_rebuilt_with_their_permissions(make_user):
+    from django.contrib.auth.models import Group
+
+    Group.objects.all().delete()
+    user = make_user(OPERATOR)
+    assert role_of(user) == OPERATOR
+    assert user.has_perm("modelfiles.request_download")
+    assert Group.objects.filter(name__in=ROLES).count() == len(ROLES)

@@ -1,0 +1,1 @@
+"""A local imitation of the Hugging Face Hub for tests and benchmarks: see `tests.hub.server`."""

@@ -1,0 +1,63 @@
+"""Fixtures that put a real Hub-compatible server and a private HF cache under a test."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.hub.server import FakeHub
+
+REPO = "acme/tiny-llama-GGUF"
+FILE = "tiny-llama.Q4_K_M.gguf"
+
+
+def pseudo_random(size: int, seed: int = 7) -> bytes:
+    return (hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1))[:size]
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    server = FakeHub()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def hf_env(hub: FakeHub, tmp_path: Path, monkeypatch) -> dict[str, str]:
+    """HF_HOME in tmp_path and HF_ENDPOINT at the test Hub, for this process and for workers it starts."""
+    env = {
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "1",
+        "MODELDESK_RETRY_BASE_SECONDS": "0.05",
+        "MODELDESK_RETRY_CAP_SECONDS": "0.2",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    from modelfiles import services
+
+    monkeypatch.setattr(services, "RETRY_BASE_SECONDS", 0.05)
+    monkeypatch.setattr(services, "RETRY_CAP_SECONDS", 0.2)
+    return env
+
+
+def hub_cache(env: dict[str, str]) -> Path:
+    return Path(env["HF_HOME"]) / "hub"
+
+
+def sha256_of(path: os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

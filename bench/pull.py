@@ -1,0 +1,285 @@
+"""Pull benchmark: ModelDesk's end-to-end pull against curl and hf_hub_download, on one test Hub, in one run.
+
+    .venv/bin/python bench/pull.py [--size 1GiB] [--runs 3] [--write docs/PERFORMANCE.md]
+
+- curl:            `curl -s -o FILE URL` from the test Hub (its own process, serving with sendfile);
+- hf_hub_download: huggingface_hub's own download of the same file into an empty cache;
+- ModelDesk:       POST /api/modelfiles/pull (the real view, in-process) → broker → a real Celery worker →
+                   sha256 verified → visible in the cache, timed until the Download row says completed;
+- worker memory:   peak RSS (VmHWM) of every process of the worker during the ModelDesk pull;
+- kill and resume: the worker is SIGKILLed at about half way and started again; bytes fetched twice.
+
+The broker and database are what the environment says (CELERY_BROKER_URL, DATABASE_URL); by default a fresh
+SQLite file and the on-disk broker in a temporary folder. Throughputs are reported as ratios to curl's, measured
+in the same run, because absolute speeds depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.hub.server import FakeHubProcess  # noqa: E402
+
+REPO = "bench/big-GGUF"
+FILE = "big.Q4_K_M.gguf"
+UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    for unit, factor in UNITS.items():
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * factor)
+    return int(text)
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def session_pids(leader: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--sid", str(leader)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def status_kib(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], hostname: str):
+        self.env = env
+        self.hostname = hostname
+        self.process: subprocess.Popen | None = None
+        self.peak_kib: dict[int, int] = {}
+
+    def start(self) -> None:
+        self.log = open(Path(self.env["MODELDESK_VAR_DIR"]) / f"worker-{time.time_ns()}.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency=1", "--loglevel=WARNING",
+             f"--hostname={self.hostname}", "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        from config.celery import app
+
+        deadline = time.monotonic() + 60
+        while not app.control.ping(destination=[self.hostname], timeout=0.5):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("worker did not start; see " + self.log.name)
+
+    def sample(self) -> None:
+        for pid in session_pids(self.process.pid):
+            self.peak_kib[pid] = max(self.peak_kib.get(pid, 0), status_kib(pid, "VmHWM"))
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.sample()
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        self.log.close()
+
+
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+
+
+def pull_once(client, worker: Worker | None, *, kill_at: float | None = None, size: int) -> tuple[float, str]:
+    from modelfiles.models import Download
+
+    started = time.perf_counter()
+    response = client.post("/api/modelfiles/pull", {"repo": REPO, "filename": FILE}, content_type="application/json")
+    assert response.status_code == 201, response.content
+    download_id = response.json()["id"]
+    killed = False
+    while True:
+        row = Download.objects.get(pk=download_id)
+        if worker is not None:
+            worker.sample()
+        if kill_at is not None and not killed and row.bytes_done >= kill_at * size:
+            worker.kill()
+            killed = True
+            return time.perf_counter() - started, download_id
+        if not row.is_active:
+            break
+        time.sleep(0.02)
+    assert row.status == Download.Status.COMPLETED, row.error_message
+    if os.environ.get("BENCH_VERBOSE"):
+        print(
+            f"  queued→claimed {(row.started_at - row.created_at).total_seconds():.3f} s, "
+            f"claimed→completed {(row.finished_at - row.started_at).total_seconds():.3f} s",
+            flush=True,
+        )
+    return time.perf_counter() - started, download_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="1GiB")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--write", help="append the results to this Markdown file")
+    parser.add_argument(
+        "--target-dir",
+        default="/dev/shm" if Path("/dev/shm").is_dir() else None,
+        help="where the contenders write (default: /dev/shm, so disk write-back noise stays out of the ratios)",
+    )
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    work = Path(tempfile.mkdtemp(prefix="modeldesk-bench-"))
+    out = Path(tempfile.mkdtemp(prefix="modeldesk-bench-out-", dir=args.target_dir))
+    print(f"work dir {work}, downloads into {out}; file {size:,} bytes; {args.runs} runs each", flush=True)
+
+    with FakeHubProcess([f"{REPO}:{FILE}:{size}"], data_dir=work / "hubdata") as hub:
+        sha256 = hub.manifest["repos"][REPO]["files"][FILE]["sha256"]
+        url = f"{hub.endpoint}/{REPO}/resolve/main/{FILE}"
+        base_env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_XET": "1",
+            "MODELDESK_VAR_DIR": str(work / "var"),
+            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-secret-key-not-for-production-0123456789"),
+            "ALLOWED_HOSTS": "testserver,localhost",
+            "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{work / 'bench.sqlite3'}"),
+        }
+        base_env.pop("HF_TOKEN", None)
+
+        def curl() -> float:
+            target = out / "curl.out"
+            seconds = timed(["curl", "-s", "-f", "-o", str(target), url])
+            target.unlink()
+            return seconds
+
+        def hf(run: int) -> float:
+            code = (
+                "from huggingface_hub import hf_hub_download as d; "
+                f"d({REPO!r}, {FILE!r}, cache_dir={str(out / f'hf-{run}')!r})"
+            )
+            seconds = timed([sys.executable, "-c", code], env=base_env)
+            subprocess.run(["rm", "-rf", str(out / f"hf-{run}")], check=True)
+            return seconds
+
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=base_env, check=True)
+        setup_django(base_env)
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+
+        from config.accounts.roles import OPERATOR
+        from config.accounts.services import user_set_role
+        from modelfiles.models import Download
+
+        user, _ = get_user_model().objects.get_or_create(username="bench")
+        user_set_role(user=user, role=OPERATOR)
+        client = Client()
+        client.force_login(user)
+        client.get("/api/modelfiles/status")  # a warm server: imports and URL resolving done before timing
+
+        def modeldesk(run: int) -> tuple[float, int]:
+            os.environ["HF_HOME"] = str(out / f"md-{run}")
+            env = {**base_env, "HF_HOME": os.environ["HF_HOME"]}
+            Download.objects.all().delete()
+            worker = Worker(env, f"bench-{run}@localhost")
+            worker.start()
+            try:
+                seconds, _ = pull_once(client, worker, size=size)
+            finally:
+                worker.stop()
+            path = Path(env["HF_HOME"]) / "hub" / "models--bench--big-GGUF" / "blobs" / sha256
+            assert path.stat().st_size == size
+            subprocess.run(["rm", "-rf", env["HF_HOME"]], check=True)
+            return seconds, max(worker.peak_kib.values())
+
+        curl()  # warm the server's page cache so every contender reads the same way
+        curl_times, hf_times, md_times, peaks = [], [], [], []
+        # Rounds interleave the contenders, each starting with no dirty pages left by the one before, so that
+        # disk write-back and cache state do not favour whoever runs first.
+        for run in range(args.runs):
+            subprocess.run(["sync"], check=True)
+            curl_times.append(curl())
+            subprocess.run(["sync"], check=True)
+            hf_times.append(hf(run))
+            subprocess.run(["sync"], check=True)
+            seconds, peak = modeldesk(run)
+            md_times.append(seconds)
+            peaks.append(peak)
+
+        # Kill at about half way and restart. The Hub is throttled for this part so "half way" is well defined.
+        os.environ["HF_HOME"] = str(out / "md-kill")
+        env = {**base_env, "HF_HOME": os.environ["HF_HOME"]}
+        Download.objects.all().delete()
+        hub.clear_log()
+        hub.set_faults(throttle_bytes_per_second=max(size / 6, 1), times=1)
+        worker = Worker(env, "bench-kill@localhost")
+        worker.start()
+        _, download_id = pull_once(client, worker, kill_at=0.5, size=size)
+        killed_at = Download.objects.get(pk=download_id).bytes_done
+        worker = Worker(env, "bench-kill@localhost")  # the same name: it takes back what it held
+        worker.start()
+        try:
+            while Download.objects.get(pk=download_id).is_active:
+                time.sleep(0.05)
+        finally:
+            worker.stop()
+        row = Download.objects.get(pk=download_id)
+        assert row.status == Download.Status.COMPLETED, row.error_message
+        sent = sum(r["bytes_sent"] for r in hub.requests() if r["method"] == "GET" and r["status"] in (200, 206))
+        refetched = sent - size
+        ranges = [r["range"] for r in hub.requests() if r["method"] == "GET" and r.get("range")]
+
+    curl_s, hf_s, md_s = (statistics.median(t) for t in (curl_times, hf_times, md_times))
+    mbps = lambda seconds: size / seconds / 1e6  # noqa: E731
+    lines = [
+        "| contender | median time (s) | throughput (MB/s) | ratio to curl |",
+        "|---|---|---|---|",
+        f"| curl -o (baseline) | {curl_s:.2f} | {mbps(curl_s):.0f} | 1.00 |",
+        f"| hf_hub_download (huggingface_hub) | {hf_s:.2f} | {mbps(hf_s):.0f} | {curl_s / hf_s:.2f} |",
+        f"| ModelDesk pull, API → worker → verified | {md_s:.2f} | {mbps(md_s):.0f} | {curl_s / md_s:.2f} |",
+        "",
+        f"- Worker peak RSS during the pull (largest process, VmHWM): {max(peaks) / 1024:.0f} MB "
+        f"(runs: {', '.join(f'{p / 1024:.0f}' for p in peaks)} MB).",
+        f"- Killed at {killed_at / size:.0%} ({killed_at:,} bytes) and restarted: resumed with {ranges}; "
+        f"bytes fetched twice {refetched:,} = {refetched / size:.2%} of the file.",
+        f"- All times: curl {[round(t, 2) for t in curl_times]}, hf_hub_download {[round(t, 2) for t in hf_times]}, "
+        f"ModelDesk {[round(t, 2) for t in md_times]} s.",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.write:
+        broker = os.environ.get("CELERY_BROKER_URL", "filesystem (embedded)").split("://")[0]
+        database = base_env["DATABASE_URL"].split("://")[0]
+        with open(args.write, "a") as handle:
+            handle.write(
+                f"\n### Pull of {args.size} ({time.strftime('%Y-%m-%d')}, broker {broker}, database {database})\n\n"
+                f"`.venv/bin/python bench/pull.py --size {args.size} --runs {args.runs}` (downloads into "
+                f"{args.target_dir or 'a temporary folder'})\n\n{report}\n"
+            )
+    subprocess.run(["rm", "-rf", str(work), str(out)], check=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,10 +11,12 @@ from crispy_forms.layout import Div, Field, Fieldset, Layout
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 
 from aliases.models import CONTEXT_PARAMS, EDITABLE_FIELDS, REQUEST_PARAMS, Alias
+from aliases.selectors import model_choices
 from aliases.validators import BUILTIN_CHAT_TEMPLATES, EMBEDDED_CHAT_TEMPLATE, Bounded
 
 # How the form, the detail page and the conflict report group the fields: (legend, ((sub-legend, fields), ...)).
@@ -166,10 +168,35 @@ class AliasForm(forms.ModelForm):
             "\\\\ for a backslash."
         )
         self.fields["alias"].widget.attrs.update({"autocomplete": "off", "spellcheck": "false"})
+        self._suggest_local_files()
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True  # the page's <form> carries the token
         self.helper.layout = self._layout()
+
+    def _suggest_local_files(self) -> None:
+        """Repo, then filename, then snapshot suggested from the local cache; typing anything else still works.
+
+        With htmx, changing the repo or filename fetches narrower suggestions (aliases:model-options).
+        """
+        repo = str(self["repo"].value() or "")
+        filename = str(self["filename"].value() or "")
+        choices = model_choices(repo=repo, filename=filename)
+        refresh = {
+            "hx-get": reverse("aliases:model-options"),
+            "hx-trigger": "change",
+            "hx-include": "[name=repo],[name=filename]",
+            "hx-swap": "none",
+        }
+        for name, options, attrs in (
+            ("repo", choices.repos, refresh),
+            ("filename", choices.filenames, refresh),
+            ("snapshot", choices.snapshots, {}),
+        ):
+            field = self.fields[name]
+            field.widget = DatalistTextInput(
+                options, datalist_id=f"{name}-options", attrs={**field.widget.attrs, **attrs}
+            )
 
     @staticmethod
     def _layout() -> Layout:

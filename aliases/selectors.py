@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import Q, QuerySet
 
 from aliases.models import Alias
@@ -26,3 +28,28 @@ def alias_list(*, search: str = "") -> QuerySet[Alias]:
 
 def alias_get(*, name: str) -> Alias | None:
     return Alias.objects.by_name(name).first()
+
+
+@dataclass(frozen=True)
+class ModelChoices:
+    """Suggestions for the alias form's model selection, from the files in the local cache."""
+
+    repos: list[str]
+    filenames: list[str]
+    snapshots: list[str]
+
+
+def model_choices(*, repo: str = "", filename: str = "", limit: int = 200) -> ModelChoices:
+    """Repos with local files; that repo's files (or all); the snapshots and refs holding that file."""
+    from modelfiles.models import ModelFile
+
+    present = ModelFile.objects.filter(present=True)
+    repos = list(present.order_by("repo").values_list("repo", flat=True).distinct()[:limit])
+    files = present.filter(repo=repo) if repo else present
+    filenames = list(files.order_by("filename").values_list("filename", flat=True).distinct()[:limit])
+    snapshots: list[str] = []
+    if repo and filename:
+        for snapshot, refs in present.filter(repo=repo, filename=filename).values_list("snapshot", "refs"):
+            snapshots.extend(ref for ref in refs if ref not in snapshots)
+            snapshots.append(snapshot)
+    return ModelChoices(repos=repos, filenames=filenames, snapshots=snapshots)

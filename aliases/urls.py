@@ -13,6 +13,7 @@ app_name = "aliases"
 urlpatterns = [
     path("", views.AliasListView.as_view(), name="list"),
     path("-/new/", views.AliasCreateView.as_view(), name="create"),
+    path("-/model-options/", views.ModelOptionsView.as_view(), name="model-options"),
     path("<path:name>/edit/", views.AliasEditView.as_view(), name="edit"),
     path("<path:name>/delete/", views.AliasDeleteView.as_view(), name="delete"),
     path("<path:name>/duplicate/", views.AliasDuplicateView.as_view(), name="duplicate"),

@@ -21,7 +21,7 @@ from django_tables2 import RequestConfig, SingleTableMixin
 from aliases.filters import AliasFilter
 from aliases.forms import SECTIONS, AliasForm, display_value, field_label, stop_word_escape
 from aliases.models import Alias, AliasChange
-from aliases.selectors import alias_get, alias_list
+from aliases.selectors import alias_get, alias_list, model_choices
 from aliases.services import (
     AliasReadOnlyError,
     AliasVersionConflict,
@@ -164,7 +164,9 @@ class AliasCreateView(AliasFormView):
     permission_required = "aliases.add_alias"
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        return self.render_form(AliasForm(), mode="create")
+        # "Create alias from this file" on the model files page arrives with the file's repo/filename/snapshot.
+        initial = {name: request.GET[name] for name in ("repo", "filename", "snapshot") if request.GET.get(name)}
+        return self.render_form(AliasForm(initial=initial), mode="create")
 
     def post(self, request: HttpRequest) -> HttpResponse:
         form = AliasForm(data=request.POST)
@@ -187,7 +189,8 @@ class AliasDuplicateView(AliasFormView):
 
     def get(self, request: HttpRequest, name: str) -> HttpResponse:
         source = _get_alias(name)
-        suggestion = f"{source.alias}-copy"
+        # A copy of owner/repo:Q4_K_M is suggested as repo:Q4_K_M (user alias names have no slash).
+        suggestion = source.alias.split("/", 1)[1] if "/" in source.alias else f"{source.alias}-copy"
         if not ALIAS_NAME_RE.match(suggestion) or alias_get(name=suggestion) is not None:
             suggestion = ""
         form = AliasForm(initial=alias_copy_values(source=source, new_name=suggestion))
@@ -287,3 +290,16 @@ def _read_only_refusal(request: HttpRequest, alias: Alias) -> HttpResponse:
         {"alias": alias, "message": str(AliasReadOnlyError(alias)), "next_url": _safe_next(request)},
         status=403,
     )
+
+
+class ModelOptionsView(LoginRequiredMixin, PermissionRequiredMixin, View):
+    """Fresh filename and snapshot suggestions for the alias form once a repo (and filename) is chosen."""
+
+    permission_required = "aliases.view_alias"
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        choices = model_choices(
+            repo=request.GET.get("repo", "").strip(), filename=request.GET.get("filename", "").strip()
+        )
+        return render(request, "aliases/partials/_model_options.html", {"choices": choices})

@@ -67,7 +67,7 @@ def sample(editor):
 
 @pytest.fixture
 def model_alias(alias_factory):
-    return alias_factory(alias="acme-tiny:Q4_K_M", source=Alias.Source.MODEL, repo="acme/Tiny-GGUF")
+    return alias_factory(alias="acme/Tiny-GGUF:Q4_K_M", source=Alias.Source.MODEL, repo="acme/Tiny-GGUF")
 
 
 def page_urls(name: str) -> dict[str, str]:
@@ -615,7 +615,7 @@ def test_duplicate_leaves_the_name_empty_when_the_copy_name_is_taken(client_for,
 def test_model_alias_can_be_duplicated_into_a_user_alias(client_for, editor, model_alias):
     client = client_for(editor)
     page = client.get(reverse("aliases:duplicate", args=[model_alias.alias])).content.decode()
-    assert 'value="acme-tiny:Q4_K_M-copy"' in page
+    assert 'value="Tiny-GGUF:Q4_K_M"' in page
     response = client.post(
         CREATE_URL,
         form_data(alias="tiny-mine", repo=model_alias.repo, filename=model_alias.filename, chat_template="embedded"),

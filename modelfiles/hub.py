@@ -133,8 +133,8 @@ def file_metadata(repo: str, filename: str, revision: str) -> RemoteFile:
         )
     headers = build_hf_headers(token=hf_token or False)
     headers["Accept-Encoding"] = "identity"
-    if _host(meta.location) != _host(url):
-        # A signed CDN URL: the Hub's token must not travel to another host.
+    if _origin(meta.location) != _origin(url):
+        # A signed CDN URL: the Hub's token must not travel to another origin.
         headers.pop("authorization", None)
     return RemoteFile(
         repo=repo,
@@ -148,8 +148,9 @@ def file_metadata(repo: str, filename: str, revision: str) -> RemoteFile:
     )
 
 
-def _host(url: str) -> str:
-    return httpx2.URL(url).host
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx2.URL(url)
+    return parsed.scheme, parsed.host, parsed.port
 
 
 @dataclass(frozen=True)

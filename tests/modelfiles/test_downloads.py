@@ -352,3 +352,31 @@ def test_scanner_follows_files_added_and_removed_by_other_tools(hub, hf_env):
     assert counts["removed"] == 1
     assert not ModelFile.objects.filter(present=True).exists()
     assert not Alias.objects.filter(source="model").exists()
+
+
+def test_a_cdn_redirect_is_followed_without_sending_the_token_there(hub, hf_env, monkeypatch):
+    content = pseudo_random(SIZE)
+    hub.add_repo("acme/private-GGUF", files={FILE: content}, private=True, granted_tokens={"hf_secret_token"})
+    hub.cdn_redirect = True
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token")
+    download = run(request("acme/private-GGUF"))
+    assert download.status == Download.Status.COMPLETED, download.error_message
+    cdn_gets = [r for r in hub.requests if r.server == "cdn" and r.method == "GET"]
+    assert cdn_gets and all("authorization" not in r.headers for r in cdn_gets)
+    assert sha256_of(local_file("acme/private-GGUF", FILE, "main")) == sha256_of_bytes(content)
+
+
+def test_the_token_never_appears_in_what_users_see(hub, hf_env, monkeypatch, client_for, operator, caplog):
+    hub.add_repo("acme/gated-GGUF", files={FILE: pseudo_random(1000)}, gated=True)
+    hub.tokens.add("hf_not_granted_token")
+    monkeypatch.setenv("HF_TOKEN", "hf_not_granted_token")
+    download = run(request("acme/gated-GGUF"))
+    assert download.error_code == "gated_repo"
+    client = client_for(operator)
+    seen = [
+        download.error_message,
+        client.get(f"/api/modelfiles/status/{download.pk}").content.decode(),
+        client.get("/files/downloads/").content.decode(),
+        caplog.text,
+    ]
+    assert all("hf_not_granted_token" not in text for text in seen)

@@ -1,16 +1,52 @@
 from __future__ import annotations
 
+import logging
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.utils.cache import patch_vary_headers
 
 from config import api
+from config.dashboard import dashboard_summary
+from modelfiles.views import active_context
+
+logger = logging.getLogger(__name__)
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    # The dashboard arrives with the model-file work; until then the alias list is the front page.
-    return redirect("aliases:list")
+    """The dashboard. Its summary reloads alone (an htmx GET of this URL) when the active downloads change."""
+    context = dashboard_summary(request)
+    htmx = request.htmx
+    if htmx and not htmx.history_restore_request:
+        response = render(request, "dashboard/partials/_summary.html", context)
+    else:
+        context.update(active_context(request, next_url=request.get_full_path()))
+        response = render(request, "dashboard.html", context)
+    # The same URL answers with a fragment or a page depending on these headers; caches must tell them apart.
+    patch_vary_headers(response, ("HX-Request", "HX-History-Restore-Request"))
+    return response
+
+
+class SignInView(auth_views.LoginView):
+    redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        messages.success(self.request, f"Signed in as {form.get_user().get_username()}.")
+        return response
+
+
+class SignOutView(auth_views.LogoutView):
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        # Added after the session was flushed, so it travels in the fresh session to the login page.
+        messages.info(request, "You are signed out.")
+        return response
 
 
 def _error_page(request: HttpRequest, status: int, title: str, text: str) -> HttpResponse:
@@ -34,12 +70,18 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return _error_page(request, 404, "Not found", "There is nothing at this address. It may have been deleted.")
 
 
+SERVER_ERROR_TITLE = "Something went wrong"
+SERVER_ERROR_TEXT = "The error was logged. Try again; if it persists, tell an admin."
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     if api.is_api_request(request):
         return api.error_json_response(status=500, message=api.INTERNAL_MESSAGE, code="internal_error")
-    return _error_page(
-        request,
-        500,
-        "Something went wrong",
-        "The error was logged. Try again; if it persists, tell an admin.",
-    )
+    try:
+        return _error_page(request, 500, SERVER_ERROR_TITLE, SERVER_ERROR_TEXT)
+    except Exception:
+        # The page with the nav needs the session and the database, which may be what failed: fall back to the
+        # same page without anything that needs them.
+        logger.exception("the 500 page could not be rendered with its nav; sending the plain one")
+        context = {"status": 500, "title": SERVER_ERROR_TITLE, "text": SERVER_ERROR_TEXT}
+        return HttpResponse(render_to_string("error.html", context), status=500)

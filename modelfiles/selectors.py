@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from aliases.models import Alias
 from modelfiles.models import Download, ModelFile
@@ -86,3 +86,20 @@ def download_get(*, download_id: str | uuid.UUID) -> Download | None:
     except ValueError:
         return None
     return Download.objects.select_related("requested_by").filter(pk=pk).first()
+
+
+def modelfile_storage() -> tuple[int, int]:
+    """(files in the cache, bytes they take on disk), one query. Snapshots that share a blob share its bytes, so
+    each (repo, blob) is counted once, as `du` would."""
+    rows = list(ModelFile.objects.filter(present=True).values_list("repo", "etag", "size"))
+    blobs = {(repo, etag): size for repo, etag, size in rows}
+    return len(rows), sum(blobs.values())
+
+
+def download_recent_failures(*, limit: int = 5) -> list[Download]:
+    """The latest downloads that failed and were not retried since (a retry moves the row out of `failed`)."""
+    return list(
+        Download.objects.filter(status=Download.Status.FAILED)
+        .select_related("requested_by")
+        .order_by(F("finished_at").desc(nulls_last=True), "-created_at", "-pk")[:limit]
+    )

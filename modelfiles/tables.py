@@ -84,7 +84,12 @@ class ModelFileTable(tables.Table):
         verbose_name="Modified", order_by=("modified_at", "pk"), attrs={"td": {"class": "text-nowrap"}}
     )
     aliases = tables.Column(verbose_name="Aliases", empty_values=(), orderable=False)
-    actions = tables.Column(verbose_name="", empty_values=(), orderable=False, attrs={"td": {"class": "text-end"}})
+    actions = tables.Column(
+        verbose_name="",
+        empty_values=(),
+        orderable=False,
+        attrs={"td": {"class": "text-end row-actions"}, "th": {"class": "row-actions"}},
+    )
 
     class Meta:
         model = ModelFile
@@ -179,7 +184,10 @@ class DownloadTable(tables.Table):
         verbose_name="Error", empty_values=(), orderable=False, attrs={"td": {"class": "download-error"}}
     )
     actions = tables.Column(
-        verbose_name="", empty_values=(), orderable=False, attrs={"td": {"class": "text-end text-nowrap"}}
+        verbose_name="",
+        empty_values=(),
+        orderable=False,
+        attrs={"td": {"class": "text-end text-nowrap row-actions"}, "th": {"class": "row-actions"}},
     )
 
     class Meta:

@@ -11,13 +11,13 @@ from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import ValidationError
 from django.core.paginator import EmptyPage, PageNotAnInteger
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.utils.http import parse_etags, quote_etag, url_has_allowed_host_and_scheme
 from django.views import View
 from django_filters.views import FilterView
 from django_tables2 import RequestConfig, SingleTableMixin
@@ -326,12 +326,44 @@ class ActiveDownloadsView(LoginRequiredMixin, PermissionRequiredMixin, View):
         # Cancel buttons bring the visitor back to the page they are on, with its sort and filter.
         next_url = _safe_url(request.htmx.current_url_abs_path, request) or reverse("modelfiles:downloads")
         context = active_context(request, next_url=next_url)
-        response = HttpResponse(render_to_string("modelfiles/partials/_active_downloads.html", context))
-        seen = request.GET.get("state")
-        if seen is not None and seen != context["active_state"]:
-            # A download started, moved on or finished since the last poll: the history table is stale.
-            response["HX-Trigger"] = DOWNLOADS_CHANGED
+        etag = quote_etag(active_fingerprint(request, context))
+        if etag in parse_etags(request.headers.get("If-None-Match", "")):
+            # Nothing on screen would change: no template, no body. The browser revalidates its copy by itself
+            # (no-cache below), so htmx swaps the same fragment back in.
+            response = HttpResponseNotModified()
+        else:
+            response = HttpResponse(render_to_string("modelfiles/partials/_active_downloads.html", context))
+            seen = request.GET.get("state")
+            if seen is not None and seen != context["active_state"]:
+                # A download started, moved on or finished since the last poll: the history table is stale.
+                response["HX-Trigger"] = DOWNLOADS_CHANGED
+        response["ETag"] = etag
+        patch_cache_control(response, private=True, no_cache=True)
         return _vary_on_htmx(response)
+
+
+def active_fingerprint(request: HttpRequest, context: dict[str, Any]) -> str:
+    """Everything the Active section shows, hashed: equal fingerprints render equal fragments.
+
+    Built from the figures as displayed (a speed that moves from 2.01 to 2.02 MB/s is not a change), who is
+    looking (their buttons) and the CSRF secret behind the fragment's token (a cached copy must carry a valid one).
+    """
+    parts = [
+        str(request.user.pk),
+        request.META.get("CSRF_COOKIE", ""),
+        context["active_next_url"],
+        str(context["can_cancel"]),
+        str(context["can_pull"]),
+        context["active_state"],
+    ]
+    for row in context["active_rows"]:
+        download = row.download
+        requested_by = download.requested_by.get_username() if download.requested_by else ""
+        percent = "" if row.percent is None else f"{row.percent:.1f}"
+        parts += [str(download.pk), download.status, download.repo, download.filename, download.revision, percent,
+                  row.bytes_done, row.bytes_total, row.speed, row.eta, str(download.attempts),
+                  download.error_message, requested_by]  # fmt: skip
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 
 class DownloadActionView(LoginRequiredMixin, PermissionRequiredMixin, View):

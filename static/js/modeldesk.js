@@ -58,3 +58,241 @@
     filename.focus();
   });
 })();
+
+// Keyboard: Escape closes the newest dismissible alert (flash messages, the draft offer) and an open phone menu;
+// Ctrl/Cmd+Enter in a textarea submits its form (plain Enter there is a new line, as people expect).
+(function () {
+  "use strict";
+
+  function isTyping(element) {
+    return element && (element.tagName === "TEXTAREA" || element.tagName === "SELECT" ||
+      (element.tagName === "INPUT" && element.type !== "checkbox" && element.type !== "radio"));
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && !event.defaultPrevented && !isTyping(event.target)) {
+      var menu = document.querySelector(".navbar-collapse.show");
+      if (menu && window.bootstrap) {
+        window.bootstrap.Collapse.getOrCreateInstance(menu).hide();
+        return;
+      }
+      var alerts = document.querySelectorAll(".alert-dismissible");
+      var last = alerts[alerts.length - 1];
+      if (last && window.bootstrap) {
+        event.preventDefault();
+        window.bootstrap.Alert.getOrCreateInstance(last).close();
+      }
+      return;
+    }
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target.tagName === "TEXTAREA") {
+      var form = event.target.form;
+      if (form) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    }
+  });
+
+  // "Go back" on error pages, shown only when there is somewhere to go back to.
+  document.querySelectorAll("[data-history-back]").forEach(function (button) {
+    if (window.history.length > 1) {
+      button.hidden = false;
+    }
+  });
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-history-back]")) {
+      window.history.back();
+    }
+  });
+
+  // After a refused save, put the cursor in the first field to fix.
+  var invalid = document.querySelector("main form .is-invalid");
+  if (invalid && typeof invalid.focus === "function") {
+    invalid.focus({ preventScroll: true });
+    invalid.scrollIntoView({ block: "center" });
+  }
+})();
+
+// Form drafts: what is typed into a form marked data-draft-key is kept in this browser's localStorage while
+// typing, and offered back ("Restore draft" / "Discard") when the form is opened again after a reload, a closed
+// tab or a crash. A save that succeeds (the next page shows a success message) removes the draft.
+(function () {
+  "use strict";
+
+  var PREFIX = "modeldesk:draft:";
+  var PENDING = "modeldesk:draft-pending";
+  var MAX_AGE_MS = 14 * 24 * 3600 * 1000;
+  var SKIP = { csrfmiddlewaretoken: true, next: true };
+
+  function storage(kind) {
+    try {
+      var store = window[kind];
+      var probe = PREFIX + "probe";
+      store.setItem(probe, "1");
+      store.removeItem(probe);
+      return store;
+    } catch (error) {
+      return null; // private mode or storage disabled: the form works, without drafts
+    }
+  }
+  var local = storage("localStorage");
+  var session = storage("sessionStorage");
+  if (!local || !session) {
+    return;
+  }
+
+  function read(key) {
+    try {
+      var draft = JSON.parse(local.getItem(key) || "null");
+      if (draft && draft.values && Date.now() - draft.savedAt < MAX_AGE_MS) {
+        return draft;
+      }
+    } catch (error) { /* a damaged draft is dropped below */ }
+    local.removeItem(key);
+    return null;
+  }
+
+  // The save that was submitted last: if this page says it succeeded, its draft is done with.
+  var pending = session.getItem(PENDING);
+  if (pending) {
+    if (document.querySelector('[data-message-level="success"]')) {
+      local.removeItem(pending);
+      session.removeItem(PENDING);
+    } else if (!document.querySelector("form[data-draft-key]")) {
+      session.removeItem(PENDING);
+    }
+  }
+
+  function valuesOf(form) {
+    var values = {};
+    Array.prototype.forEach.call(form.elements, function (field) {
+      if (!field.name || SKIP[field.name] || field.disabled || field.type === "submit" || field.type === "button") {
+        return;
+      }
+      if (field.type === "checkbox" || field.type === "radio") {
+        if (field.checked) {
+          values[field.name] = field.value;
+        }
+        return;
+      }
+      values[field.name] = field.value;
+    });
+    return values;
+  }
+
+  // Equal as far as a person is concerned: the hidden version is bookkeeping, not something typed.
+  function same(a, b) {
+    var keys = Object.keys(a).concat(Object.keys(b));
+    return keys.every(function (name) { return name === "version" || (a[name] || "") === (b[name] || ""); });
+  }
+
+  function apply(form, values) {
+    Array.prototype.forEach.call(form.elements, function (field) {
+      if (!field.name || SKIP[field.name] || !(field.name in values)) {
+        return;
+      }
+      if (field.type === "checkbox" || field.type === "radio") {
+        field.checked = values[field.name] === field.value;
+      } else {
+        field.value = values[field.name];
+      }
+    });
+  }
+
+  function ago(savedAt) {
+    var seconds = Math.max(0, Math.round((Date.now() - savedAt) / 1000));
+    if (seconds < 60) { return "just now"; }
+    if (seconds < 3600) { return Math.round(seconds / 60) + " min ago"; }
+    if (seconds < 86400) { return Math.round(seconds / 3600) + " h ago"; }
+    return Math.round(seconds / 86400) + " days ago";
+  }
+
+  document.querySelectorAll("form[data-draft-key]").forEach(function (form) {
+    var key = PREFIX + form.dataset.draftKey;
+    var initial = valuesOf(form);
+    // A form sent back by the server after a refused save holds typed values that are not saved anywhere yet.
+    var unsaved = form.hasAttribute("data-draft-unsaved");
+    var offered = read(key);
+    var timer = null;
+
+    function save() {
+      timer = null;
+      var now = valuesOf(form);
+      if (!unsaved && same(now, initial)) {
+        local.removeItem(key); // nothing typed that is not saved already
+      } else {
+        try {
+          local.setItem(key, JSON.stringify({ savedAt: Date.now(), values: now }));
+        } catch (error) { /* storage full: keep working without a draft */ }
+      }
+    }
+
+    form.addEventListener("input", function () {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(save, 300);
+    });
+    form.addEventListener("change", function () {
+      window.clearTimeout(timer);
+      save();
+    });
+    form.addEventListener("submit", function () {
+      window.clearTimeout(timer);
+      save();
+      session.setItem(PENDING, key);
+    });
+
+    if (!offered || same(offered.values, initial)) {
+      return;
+    }
+    var template = document.getElementById("draft-offer");
+    if (!template) {
+      return;
+    }
+    var offer = template.content.firstElementChild.cloneNode(true);
+    offer.querySelector("[data-draft-when]").textContent = ago(offered.savedAt);
+    var changedVersion = offer.querySelector("[data-draft-version]");
+    if (changedVersion) {
+      var draftVersion = offered.values.version;
+      changedVersion.hidden = !draftVersion || !initial.version || draftVersion === initial.version;
+    }
+    offer.addEventListener("click", function (event) {
+      var action = event.target.closest("[data-draft-action]");
+      if (!action) {
+        return;
+      }
+      if (action.dataset.draftAction === "restore") {
+        // The draft keeps the version it was typed against: if someone saved since, the save is refused and
+        // shows their change instead of silently overwriting it.
+        apply(form, offered.values);
+        save();
+        var first = form.querySelector("input:not([type=hidden]), textarea, select");
+        if (first) { first.focus(); }
+      } else {
+        local.removeItem(key);
+      }
+      offer.remove();
+    });
+    form.parentNode.insertBefore(offer, form);
+  });
+})();
+
+// A poll answered "not modified" (the server's 304, which the browser hands over as its cached copy) carries the
+// same ETag as the last one: leave the page alone instead of swapping in an identical fragment.
+(function () {
+  "use strict";
+
+  var shown = {};
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var detail = event.detail;
+    var target = detail.target;
+    var etag = detail.xhr && detail.xhr.getResponseHeader("ETag");
+    if (!etag || !target || !target.id || detail.xhr.status !== 200) {
+      return;
+    }
+    if (shown[target.id] === etag) {
+      detail.shouldSwap = false;
+      return;
+    }
+    shown[target.id] = etag;
+  });
+})();

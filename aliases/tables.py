@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from aliases.models import Alias
+from config.tables import TABLE_TEMPLATE
 
 
 class AliasTable(tables.Table):
@@ -42,7 +43,7 @@ class AliasTable(tables.Table):
             "temperature",
             "updated_at",
         )
-        template_name = "aliases/partials/_table.html"
+        template_name = TABLE_TEMPLATE
         attrs = {"class": "table table-sm table-hover align-middle", "id": "alias-rows"}
         row_attrs = {"data-alias": lambda record: record.alias}
         order_by_field = "sort"

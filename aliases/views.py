@@ -8,15 +8,10 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import ValidationError
-from django.core.paginator import EmptyPage, PageNotAnInteger
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
-from django_filters.views import FilterView
-from django_tables2 import RequestConfig, SingleTableMixin
 
 from aliases.filters import AliasFilter
 from aliases.forms import SECTIONS, AliasForm, display_value, field_label, stop_word_escape
@@ -32,24 +27,13 @@ from aliases.services import (
 )
 from aliases.tables import AliasTable
 from aliases.validators import ALIAS_NAME_RE
+from config.tables import TableListView, safe_next
 
-PAGE_SIZES = (10, 30, 100)
-DEFAULT_PAGE_SIZE = 30
 HISTORY_LENGTH = 20
 
 
-def _safe_next(request: HttpRequest) -> str:
-    """The `next` the page was opened with (the list with its query string), if it points back at this site."""
-    candidate = request.POST.get("next") or request.GET.get("next") or ""
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return candidate
-    return ""
-
-
 def _back_to_list(request: HttpRequest) -> HttpResponseRedirect:
-    return HttpResponseRedirect(_safe_next(request) or reverse("aliases:list"))
+    return HttpResponseRedirect(safe_next(request) or reverse("aliases:list"))
 
 
 def _get_alias(name: str) -> Alias:
@@ -59,62 +43,19 @@ def _get_alias(name: str) -> Alias:
     return alias
 
 
-class AliasListView(LoginRequiredMixin, PermissionRequiredMixin, SingleTableMixin, FilterView):
+class AliasListView(TableListView):
     permission_required = "aliases.view_alias"
-    http_method_names = ["get", "head", "options"]
     filterset_class = AliasFilter
     table_class = AliasTable
     template_name = "aliases/alias_list.html"
     partial_template_name = "aliases/partials/_alias_table.html"
+    list_url_name = "aliases:list"
 
     def get_queryset(self):
         return alias_list()
 
-    def get_template_names(self) -> list[str]:
-        htmx = self.request.htmx
-        # A history restore has nothing on screen to swap into: it needs the whole page.
-        if htmx and not htmx.history_restore_request:
-            return [self.partial_template_name]
-        return [self.template_name]
-
-    def page_size(self) -> int:
-        try:
-            size = int(self.request.GET.get("per_page", DEFAULT_PAGE_SIZE))
-        except ValueError:
-            return DEFAULT_PAGE_SIZE
-        return size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
-
-    def get_table(self, **kwargs: Any):
-        table = self.get_table_class()(data=self.get_table_data(), **kwargs)
-        # Sorting from the request; the page size is validated here because RequestConfig takes any number.
-        RequestConfig(self.request, paginate=False).configure(table)
-        try:
-            table.paginate(page=self.request.GET.get("page") or 1, per_page=self.page_size())
-        except PageNotAnInteger:
-            table.page = table.paginator.page(1)
-        except EmptyPage:
-            table.page = table.paginator.page(table.paginator.num_pages)
-        return table
-
     def get_table_kwargs(self) -> dict[str, Any]:
-        return {"next_url": self.request.get_full_path() if self.request.GET else ""}
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context.update(
-            page_sizes=PAGE_SIZES,
-            per_page=self.page_size(),
-            filtering=self.filterset.is_filtering,
-            list_url=reverse("aliases:list"),
-            next_url=self.request.get_full_path() if self.request.GET else "",
-        )
-        return context
-
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = super().get(request, *args, **kwargs)
-        # The same URL answers with a fragment or a page depending on these headers; caches must tell them apart.
-        patch_vary_headers(response, ("HX-Request", "HX-History-Restore-Request"))
-        return response
+        return {"next_url": self.next_url()}
 
 
 class AliasDetailView(LoginRequiredMixin, PermissionRequiredMixin, View):
@@ -139,7 +80,7 @@ class AliasDetailView(LoginRequiredMixin, PermissionRequiredMixin, View):
         return render(
             request,
             "aliases/alias_detail.html",
-            {"alias": alias, "sections": sections, "history": history, "next_url": _safe_next(request)},
+            {"alias": alias, "sections": sections, "history": history, "next_url": safe_next(request)},
         )
 
     @staticmethod
@@ -156,7 +97,7 @@ class AliasFormView(LoginRequiredMixin, PermissionRequiredMixin, View):
     template_name = "aliases/alias_form.html"
 
     def render_form(self, form: AliasForm, status: int = 200, **extra: Any) -> HttpResponse:
-        context = {"form": form, "next_url": _safe_next(self.request), **extra}
+        context = {"form": form, "next_url": safe_next(self.request), **extra}
         return render(self.request, self.template_name, context, status=status)
 
 
@@ -264,7 +205,7 @@ class AliasDeleteView(LoginRequiredMixin, PermissionRequiredMixin, View):
         alias = _get_alias(name)
         if alias.is_read_only:
             return _read_only_refusal(request, alias)
-        return render(request, self.template_name, {"alias": alias, "next_url": _safe_next(request)})
+        return render(request, self.template_name, {"alias": alias, "next_url": safe_next(request)})
 
     def post(self, request: HttpRequest, name: str) -> HttpResponse:
         alias = _get_alias(name)
@@ -277,7 +218,7 @@ class AliasDeleteView(LoginRequiredMixin, PermissionRequiredMixin, View):
         except AliasReadOnlyError as exc:
             return _read_only_refusal(request, exc.alias)
         except AliasVersionConflict as conflict:
-            context = {"alias": conflict.current, "conflict": conflict, "next_url": _safe_next(request)}
+            context = {"alias": conflict.current, "conflict": conflict, "next_url": safe_next(request)}
             return render(request, self.template_name, context, status=409)
         messages.success(request, f"Deleted alias {alias.alias}.")
         return _back_to_list(request)
@@ -287,7 +228,7 @@ def _read_only_refusal(request: HttpRequest, alias: Alias) -> HttpResponse:
     return render(
         request,
         "aliases/alias_read_only.html",
-        {"alias": alias, "message": str(AliasReadOnlyError(alias)), "next_url": _safe_next(request)},
+        {"alias": alias, "message": str(AliasReadOnlyError(alias)), "next_url": safe_next(request)},
         status=403,
     )
 

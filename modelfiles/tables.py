@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from config.tables import TABLE_TEMPLATE
 from modelfiles.models import Download, ModelFile
 from modelfiles.selectors import modelfile_alias_names
 
@@ -95,7 +96,7 @@ class ModelFileTable(tables.Table):
         model = ModelFile
         fields = ("repo", "filename", "snapshot", "size", "modified_at")
         sequence = ("repo", "filename", "snapshot", "size", "modified_at", "aliases", "actions")
-        template_name = "modelfiles/partials/_table.html"
+        template_name = TABLE_TEMPLATE
         attrs = {"class": "table table-sm table-hover align-middle", "id": "modelfile-rows"}
         row_attrs = {"data-modelfile": lambda record: f"{record.repo}/{record.filename}@{record.snapshot}"}
         order_by_field = "sort"
@@ -204,7 +205,7 @@ class DownloadTable(tables.Table):
             "finished_at",
         )
         sequence = (*fields, "error", "actions")
-        template_name = "modelfiles/partials/_table.html"
+        template_name = TABLE_TEMPLATE
         attrs = {"class": "table table-sm table-hover align-middle", "id": "download-rows"}
         row_attrs = {"data-download": lambda record: str(record.pk), "data-status": lambda record: record.status}
         order_by_field = "sort"

@@ -10,19 +10,17 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import ValidationError
-from django.core.paginator import EmptyPage, PageNotAnInteger
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.cache import patch_cache_control, patch_vary_headers
-from django.utils.http import parse_etags, quote_etag, url_has_allowed_host_and_scheme
+from django.utils.cache import patch_cache_control
+from django.utils.http import parse_etags, quote_etag
 from django.views import View
-from django_filters.views import FilterView
-from django_tables2 import RequestConfig, SingleTableMixin
 
 from aliases.validators import validate_repo, validate_snapshot
+from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
 from modelfiles import hub
 from modelfiles.filters import DownloadFilter, ModelFileFilter
 from modelfiles.forms import PullForm, RepoFilesForm
@@ -31,87 +29,12 @@ from modelfiles.selectors import download_active, download_list, modelfile_list
 from modelfiles.services import AlreadyLocal, download_cancel, download_request, download_retry, modelfile_sync
 from modelfiles.tables import DownloadTable, ModelFileTable, human_duration, human_size, human_speed
 
-PAGE_SIZES = (10, 30, 100)
-DEFAULT_PAGE_SIZE = 30
 # The event a poll of the active downloads sends when the set changed, so the history table reloads.
 DOWNLOADS_CHANGED = "downloads-changed"
 
 
-def _safe_url(candidate: str | None, request: HttpRequest) -> str:
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return candidate
-    return ""
-
-
-def _safe_next(request: HttpRequest) -> str:
-    """The `next` a form was posted with (a list with its query string), if it points back at this site."""
-    return _safe_url(request.POST.get("next") or request.GET.get("next"), request)
-
-
 def _redirect_back(request: HttpRequest, default: str) -> HttpResponseRedirect:
-    return HttpResponseRedirect(_safe_next(request) or reverse(default))
-
-
-def _wants_fragment(request: HttpRequest) -> bool:
-    htmx = request.htmx
-    # A history restore has nothing on screen to swap into: it needs the whole page.
-    return bool(htmx) and not htmx.history_restore_request
-
-
-def _vary_on_htmx(response: HttpResponse) -> HttpResponse:
-    # The same URL answers with a fragment or a page depending on these headers; caches must tell them apart.
-    patch_vary_headers(response, ("HX-Request", "HX-History-Restore-Request"))
-    return response
-
-
-class TableListView(LoginRequiredMixin, PermissionRequiredMixin, SingleTableMixin, FilterView):
-    """A sortable, paginated, filterable table; with htmx only the table's fragment is sent back."""
-
-    http_method_names = ["get", "head", "options"]
-    partial_template_name = ""
-    list_url_name = ""
-
-    def get_template_names(self) -> list[str]:
-        return [self.partial_template_name if _wants_fragment(self.request) else self.template_name]
-
-    def page_size(self) -> int:
-        try:
-            size = int(self.request.GET.get("per_page", DEFAULT_PAGE_SIZE))
-        except ValueError:
-            return DEFAULT_PAGE_SIZE
-        return size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
-
-    def get_table(self, **kwargs: Any):
-        table = self.get_table_class()(data=self.get_table_data(), **kwargs)
-        # Sorting from the request; the page size is validated here because RequestConfig takes any number.
-        RequestConfig(self.request, paginate=False).configure(table)
-        try:
-            table.paginate(page=self.request.GET.get("page") or 1, per_page=self.page_size())
-        except PageNotAnInteger:
-            table.page = table.paginator.page(1)
-        except EmptyPage:
-            table.page = table.paginator.page(table.paginator.num_pages)
-        return table
-
-    def next_url(self) -> str:
-        return self.request.get_full_path() if self.request.GET else ""
-
-    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)
-        context.update(
-            page_sizes=PAGE_SIZES,
-            per_page=self.page_size(),
-            filtering=self.filterset.is_filtering,
-            list_url=reverse(self.list_url_name),
-            next_url=self.next_url(),
-            this_url=self.request.get_full_path(),
-        )
-        return context
-
-    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return _vary_on_htmx(super().get(request, *args, **kwargs))
+    return HttpResponseRedirect(safe_next(request) or reverse(default))
 
 
 # --- model files ---------------------------------------------------------------------------------------------------
@@ -217,10 +140,10 @@ class RepoFilesView(LoginRequiredMixin, PermissionRequiredMixin, View):
             context["problem"] = "Enter a repository (owner/name) first, then list its files."
         else:
             context.update(self.list_files(repo, revision))
-        if _wants_fragment(request):
-            return _vary_on_htmx(render(request, "modelfiles/partials/_repo_files.html", context))
+        if wants_fragment(request):
+            return vary_on_htmx(render(request, "modelfiles/partials/_repo_files.html", context))
         initial = {"repo": repo, "revision": revision, "filename": request.GET.get("filename", "")}
-        return _vary_on_htmx(render_pull_form(request, PullForm(initial=initial), repo_files=context))
+        return vary_on_htmx(render_pull_form(request, PullForm(initial=initial), repo_files=context))
 
     @staticmethod
     def list_files(repo: str, revision: str) -> dict[str, Any]:
@@ -309,7 +232,7 @@ class DownloadListView(TableListView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        if not _wants_fragment(self.request):
+        if not wants_fragment(self.request):
             context.update(active_context(self.request, next_url=self.request.get_full_path()))
         return context
 
@@ -324,7 +247,7 @@ class ActiveDownloadsView(LoginRequiredMixin, PermissionRequiredMixin, View):
         if not request.htmx:
             return HttpResponseRedirect(reverse("modelfiles:downloads"))
         # Cancel buttons bring the visitor back to the page they are on, with its sort and filter.
-        next_url = _safe_url(request.htmx.current_url_abs_path, request) or reverse("modelfiles:downloads")
+        next_url = safe_url(request.htmx.current_url_abs_path, request) or reverse("modelfiles:downloads")
         context = active_context(request, next_url=next_url)
         etag = quote_etag(active_fingerprint(request, context))
         if etag in parse_etags(request.headers.get("If-None-Match", "")):
@@ -339,7 +262,7 @@ class ActiveDownloadsView(LoginRequiredMixin, PermissionRequiredMixin, View):
                 response["HX-Trigger"] = DOWNLOADS_CHANGED
         response["ETag"] = etag
         patch_cache_control(response, private=True, no_cache=True)
-        return _vary_on_htmx(response)
+        return vary_on_htmx(response)
 
 
 def active_fingerprint(request: HttpRequest, context: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@
 - hf_hub_download: huggingface_hub's own download of the same file into an empty cache;
 - ModelDesk:       POST /api/modelfiles/pull (the real view, in-process) → broker → a real Celery worker →
                    sha256 verified → visible in the cache, timed until the Download row says completed;
-- worker memory:   peak RSS (VmHWM) of every process of the worker during the ModelDesk pull;
+- worker memory:   peak RSS (VmHWM) of every process of the worker, read once the pull is done;
 - kill and resume: the worker is SIGKILLed at about half way and started again; bytes fetched twice.
 
 The broker and database are what the environment says (CELERY_BROKER_URL, DATABASE_URL); by default a fresh
@@ -74,7 +74,7 @@ class Worker:
     def start(self) -> None:
         self.log = open(Path(self.env["MODELDESK_VAR_DIR"]) / f"worker-{time.time_ns()}.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency=1", "--loglevel=WARNING",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency=1", "--loglevel=INFO",
              f"--hostname={self.hostname}", "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -86,6 +86,8 @@ class Worker:
                 raise RuntimeError("worker did not start; see " + self.log.name)
 
     def sample(self) -> None:
+        # VmHWM is each process's own high-water mark, so one reading after the pull (the pool process that ran
+        # it is still alive) gives the peak without polling during the timed part.
         for pid in session_pids(self.process.pid):
             self.peak_kib[pid] = max(self.peak_kib.get(pid, 0), status_kib(pid, "VmHWM"))
 
@@ -99,6 +101,10 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
         self.log.close()
+        if os.environ.get("BENCH_VERBOSE"):
+            for line in Path(self.log.name).read_text().splitlines():
+                if "verified and in the cache" in line:
+                    print("  worker:", line.split("] ", 1)[-1], flush=True)
 
 
 def setup_django(env: dict[str, str]) -> None:
@@ -119,15 +125,13 @@ def pull_once(client, worker: Worker | None, *, kill_at: float | None = None, si
     killed = False
     while True:
         row = Download.objects.get(pk=download_id)
-        if worker is not None:
-            worker.sample()
         if kill_at is not None and not killed and row.bytes_done >= kill_at * size:
             worker.kill()
             killed = True
             return time.perf_counter() - started, download_id
         if not row.is_active:
             break
-        time.sleep(0.02)
+        time.sleep(0.01)
     assert row.status == Download.Status.COMPLETED, row.error_message
     if os.environ.get("BENCH_VERBOSE"):
         print(

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import hashlib
 import http.client
+import mmap
 import os
 import socket
 import ssl
@@ -24,7 +25,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Queue
 from urllib.parse import urljoin, urlsplit
 
 from filelock import FileLock, Timeout
@@ -77,59 +77,73 @@ class _SpeedMeter:
         return (done - first_done) / (now - first_time)
 
 
-class _Hasher:
-    """sha256 on its own thread over a small pool of reused buffers.
+class _FileHasher:
+    """sha256 of the partial file, computed on its own thread as the bytes land in it.
 
-    hashlib releases the GIL, so hashing one buffer overlaps with receiving and writing the next, and no byte
-    is copied in Python on the way.
+    It reads the file through mmap (no copy in Python; hashlib releases the GIL), so hashing overlaps with
+    receiving. On resume the kept part is hashed the same way, from the start of the file.
     """
 
-    BUFFERS = 4
+    # Mapped pages count toward the worker's RSS: a small window keeps its memory flat.
+    WINDOW = 16 * 1024 * 1024
 
-    def __init__(self) -> None:
+    def __init__(self, fd: int, *, written: int = 0) -> None:
+        self._fd = fd
         self._sha = hashlib.sha256()
-        self._free: Queue[bytearray] = Queue()
-        for _ in range(self.BUFFERS):
-            self._free.put(bytearray(CHUNK))
-        self._full: Queue[tuple[bytearray, int] | None] = Queue()
+        self._written = written
+        self._hashed = 0
+        self._closed = False
+        self._abandoned = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+
+    def __enter__(self) -> _FileHasher:
         self._thread.start()
+        return self
 
-    def _run(self) -> None:
-        while (item := self._full.get()) is not None:
-            buffer, length = item
-            self._sha.update(memoryview(buffer)[:length])
-            self._free.put(buffer)
+    def __exit__(self, *exc_info) -> None:
+        with self._cond:
+            self._abandoned = True
+            self._cond.notify()
+        self._thread.join()
 
-    def take(self) -> bytearray:
-        return self._free.get()
-
-    def give(self, buffer: bytearray, length: int) -> None:
-        """Hash `length` bytes of `buffer`, then hand the buffer back to the pool."""
-        if length:
-            self._full.put((buffer, length))
-        else:
-            self._free.put(buffer)
+    def advance(self, written: int) -> None:
+        """The first `written` bytes of the file are final."""
+        with self._cond:
+            self._written = written
+            self._cond.notify()
 
     def hexdigest(self) -> str:
-        self._full.put(None)
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
         self._thread.join()
+        if self._error is not None:
+            raise self._error
         return self._sha.hexdigest()
 
-    def abandon(self) -> None:
-        self._full.put(None)
-
-
-def _hash_existing(path: Path, length: int, hasher: _Hasher) -> None:
-    with path.open("rb", buffering=0) as handle:
-        remaining = length
-        while remaining:
-            buffer = hasher.take()
-            count = handle.readinto(memoryview(buffer)[: min(CHUNK, remaining)])
-            hasher.give(buffer, count)
-            if not count:
-                raise OSError(f"{path} is shorter than expected")
-            remaining -= count
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while self._hashed >= self._written and not (self._closed or self._abandoned):
+                        self._cond.wait()
+                    if self._abandoned or (self._closed and self._hashed >= self._written):
+                        return
+                    target = self._written
+                while self._hashed < target:
+                    start = self._hashed - self._hashed % mmap.ALLOCATIONGRANULARITY
+                    end = min(target, start + self.WINDOW)
+                    with (
+                        mmap.mmap(self._fd, end - start, offset=start, access=mmap.ACCESS_READ) as mapped,
+                        memoryview(mapped) as view,
+                        view[self._hashed - start :] as piece,
+                    ):
+                        self._sha.update(piece)
+                    self._hashed = end
+        except BaseException as exc:  # reported by hexdigest(), not lost with the thread
+            self._error = exc
 
 
 def _open(
@@ -224,17 +238,9 @@ def _fetch_locked(remote: RemoteFile, paths: RepoPaths, *, report: Reporter, sta
     if not report(Progress(offset, total, None, None)):
         raise Stopped
 
-    hasher = _Hasher()
-    try:
-        if offset:
-            _hash_existing(partial, offset, hasher)
-        done = _transfer(
-            remote, partial, offset, hasher, report=report, stall_seconds=stall_seconds, thread_exit=thread_exit
-        )
-        digest = hasher.hexdigest()
-    except BaseException:
-        hasher.abandon()
-        raise
+    done, digest = _transfer(
+        remote, partial, offset, report=report, stall_seconds=stall_seconds, thread_exit=thread_exit
+    )
 
     if total is not None and done != total:
         raise HubError("size_mismatch", f"Received {done} bytes, expected {total}; will try again.", transient=True)
@@ -255,12 +261,12 @@ def _transfer(
     remote: RemoteFile,
     partial: Path,
     offset: int,
-    hasher: _Hasher,
     *,
     report: Reporter,
     stall_seconds: float,
     thread_exit,
-) -> int:
+) -> tuple[int, str]:
+    """GET the rest of the file into `partial`; (bytes now in the file, sha256 of the whole file)."""
     headers = dict(remote.headers)
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -272,7 +278,9 @@ def _transfer(
     try:
         status = response.status
         if status == 416 and remote.size is not None and offset == remote.size:
-            return offset  # everything was already here
+            # Everything was already here: only the hash is left to do.
+            return _stream(None, conn.sock, partial, offset, remote.size, report=report,
+                           stall_seconds=stall_seconds, thread_exit=thread_exit)  # fmt: skip
         if status == 416 or (status == 200 and offset):
             # The server will not continue our partial file: drop it and start over on the next attempt.
             partial.unlink(missing_ok=True)
@@ -286,7 +294,7 @@ def _transfer(
             content_range = response.getheader("Content-Range", "")
             if not content_range.startswith(f"bytes {offset}-"):
                 raise HubError("range_mismatch", f"Unexpected Content-Range {content_range!r}.", transient=True)
-        return _stream(response, conn.sock, partial, offset, remote.size, hasher, report=report,
+        return _stream(response, conn.sock, partial, offset, remote.size, report=report,
                        stall_seconds=stall_seconds, thread_exit=thread_exit)  # fmt: skip
     finally:
         conn.close()
@@ -360,72 +368,38 @@ class _Watchdog:
 
 
 def _stream(
-    response: http.client.HTTPResponse,
+    response: http.client.HTTPResponse | None,
     sock: socket.socket,
     partial: Path,
     offset: int,
     total: int | None,
-    hasher: _Hasher,
     *,
     report: Reporter,
     stall_seconds: float,
     thread_exit,
-) -> int:
-    """Copy the body into the partial file as it arrives; hand the hasher whole buffers."""
-    done = offset
-    # With a Content-Length we read the socket's buffered reader directly, one receive at a time (readinto1),
-    # so the partial file and the progress follow the bytes even on a slow link; chunked bodies go through
-    # http.client.
-    remaining = response.length if not response.chunked else None
-    reader = response.fp if remaining is not None else None
-    failure: BaseException | None = None
-    ended = False
+) -> tuple[int, str]:
+    """Copy the body into the partial file as it arrives, hashing it on the way; (bytes, sha256)."""
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT | (0 if offset else os.O_TRUNC), 0o644)
     with (
-        partial.open("r+b" if offset else "wb", buffering=0) as handle,
+        os.fdopen(fd, "r+b", buffering=0) as handle,
+        _FileHasher(fd, written=offset) as hasher,
         _Watchdog(
             sock, offset=offset, total=total, report=report, stall_seconds=stall_seconds, thread_exit=thread_exit
         ) as watchdog,
     ):
         handle.seek(offset)
-        while not (ended or failure):
-            buffer = hasher.take()
-            view = memoryview(buffer)
-            filled = 0
-            while filled < len(buffer):
-                want = len(buffer) - filled
-                if remaining is not None:
-                    if remaining == 0:
-                        ended = True
-                        break
-                    want = min(want, remaining)
-                target = view[filled : filled + want]
-                try:
-                    if reader is not None:
-                        count = reader.readinto1(target)
-                    else:
-                        block = response.read1(want)
-                        count = len(block)
-                        target[:count] = block
-                except (OSError, http.client.HTTPException) as exc:
-                    failure = exc
-                    break
-                if not count:
-                    ended = True
-                    break
-                try:
-                    _write_all(handle, target[:count])
-                except OSError as exc:
-                    hasher.give(buffer, 0)
-                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                        partial.unlink(missing_ok=True)
-                        raise _disk_full((total or done) - done, free_bytes(partial.parent), done) from exc
-                    raise
-                filled += count
-                done += count
-                watchdog.done = done
-                if remaining is not None:
-                    remaining -= count
-            hasher.give(buffer, filled)
+        pump = _Pump(handle, hasher, watchdog, done=offset, total=total)
+        failure: BaseException | None = None
+        if response is not None:
+            try:
+                pump.read(response)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    partial.unlink(missing_ok=True)
+                    raise _disk_full((total or pump.done) - pump.done, free_bytes(partial.parent), pump.done) from exc
+                failure = exc
+            except http.client.HTTPException as exc:
+                failure = exc
         if watchdog.error is not None:
             raise watchdog.error
         if watchdog.stopped:
@@ -435,13 +409,55 @@ def _stream(
         if failure is not None:
             raise HubError("connection_lost", f"The connection dropped ({type(failure).__name__}); resuming.",
                            transient=True) from failure  # fmt: skip
-    if total is not None and done < total:
-        raise HubError("connection_lost", f"The connection closed after {human_bytes(done)}; resuming.",
-                       transient=True)  # fmt: skip
-    return done
+        done = pump.done
+        if total is not None and done < total:
+            raise HubError("connection_lost", f"The connection closed after {human_bytes(done)}; resuming.",
+                           transient=True)  # fmt: skip
+        hasher.advance(done)
+        return done, hasher.hexdigest()
 
 
-def _write_all(handle, view: memoryview) -> None:
-    while view:
-        written = handle.write(view)
-        view = view[written:]
+class _Pump:
+    """Moves the body into the file and tells the hasher and the watchdog how far it got."""
+
+    HASH_STEP = 1024 * 1024
+
+    def __init__(self, handle, hasher: _FileHasher, watchdog: _Watchdog, *, done: int, total: int | None):
+        self.handle = handle
+        self.hasher = hasher
+        self.watchdog = watchdog
+        self.done = done
+        self.total = total
+        self._told_hasher = done
+
+    def _moved(self, count: int) -> None:
+        self.done += count
+        self.watchdog.done = self.done
+        if self.done - self._told_hasher >= self.HASH_STEP:
+            self.hasher.advance(self.done)
+            self._told_hasher = self.done
+
+    def _write(self, view: memoryview) -> None:
+        while view:
+            written = self.handle.write(view)
+            view = view[written:]
+
+    def read(self, response: http.client.HTTPResponse) -> None:
+        """Through user space, one receive at a time, so progress and cancel follow the bytes on slow links."""
+        remaining = response.length if not response.chunked else None
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        while remaining is None or remaining > 0:
+            want = CHUNK if remaining is None else min(CHUNK, remaining)
+            if remaining is not None:
+                count = response.fp.readinto1(view[:want])
+            else:
+                block = response.read1(want)
+                count = len(block)
+                view[:count] = block
+            if not count:
+                return
+            self._write(view[:count])
+            self._moved(count)
+            if remaining is not None:
+                remaining -= count

@@ -239,10 +239,18 @@ def download_run(
     attempt = 1
     while True:
         try:
+            asked = time.monotonic()
             remote = hub.file_metadata(download.repo, download.filename, download.revision)
             if not claim.update(commit=remote.commit, etag=remote.etag[:64], bytes_total=remote.size):
                 return _reload(download)
+            started = time.monotonic()
             downloader.fetch(remote, report=report, thread_exit=close_thread_connection)
+            seconds = time.monotonic() - started
+            logger.info(
+                "download %s: %s/%s verified and in the cache; metadata %.2f s, transfer %.2f s (%.0f MB/s)",
+                download.pk, download.repo, download.filename, started - asked, seconds,
+                (remote.size or 0) / max(seconds, 1e-6) / 1e6,
+            )  # fmt: skip
             close_old_connections()
             claim.finish(
                 Download.Status.COMPLETED,

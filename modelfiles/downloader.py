@@ -55,12 +55,11 @@ class Stopped(Exception):
     """The caller asked the transfer to stop (cancel, or the download was taken over); the partial file stays."""
 
 
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(count) < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"
+def human_bytes(count: float | None) -> str:
+    """Sizes as every page shows them (Django's filesizeformat: 1 KB = 1024 bytes), so numbers agree."""
+    from django.template.defaultfilters import filesizeformat
+
+    return "—" if count is None else str(filesizeformat(count)).replace("\xa0", " ")
 
 
 class _SpeedMeter:

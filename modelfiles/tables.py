@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 import django_tables2 as tables
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.middleware.csrf import get_token
-from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -16,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from config.tables import TABLE_TEMPLATE
+from modelfiles.downloader import human_bytes
 from modelfiles.models import Download, ModelFile
 from modelfiles.selectors import modelfile_alias_names
 
@@ -26,7 +26,7 @@ UNSET = "—"
 
 
 def human_size(value: int | float | None) -> str:
-    return UNSET if value is None else str(filesizeformat(value)).replace("\xa0", " ")
+    return human_bytes(value)
 
 
 def human_speed(bytes_per_second: float | None) -> str:
@@ -238,6 +238,9 @@ class DownloadTable(tables.Table):
     def render_bytes_total(self, record: Download) -> str:
         if record.status == Download.Status.COMPLETED or record.bytes_total is None:
             return human_size(record.bytes_total)
+        if record.is_active:
+            # This table refreshes when a state changes, not every second: the live figures are in "Active".
+            return f"{human_size(record.bytes_total)}, in progress"
         percent = record.percent
         done = f"{human_size(record.bytes_done)} of {human_size(record.bytes_total)}"
         return f"{done} ({percent:.0f} %)" if percent is not None else done

@@ -31,7 +31,7 @@ def test_pull_command_downloads_verifies_and_shows_progress(hub, hf_env):
     out = io.StringIO()
     call_command("pull", REPO, FILE, stdout=out)
     text = out.getvalue()
-    assert "Done: 2.5 MB, sha256 verified." in text
+    assert "Done: 2.4 MB, sha256 verified." in text
     assert "%" in text and "ETA" in text  # at least one progress line
     assert sha256_of(local_file(REPO, FILE, "main")) == hashlib.sha256(content).hexdigest()
     assert Download.objects.get().status == Download.Status.COMPLETED

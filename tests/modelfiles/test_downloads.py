@@ -256,7 +256,7 @@ def test_not_enough_disk_space_fails_before_any_byte_is_fetched(hub, hf_env, sma
     download = run(request())
     assert download.status == Download.Status.FAILED
     assert download.error_code == "disk_full"
-    assert "need 3.1 MB" in download.error_message and "free 2.1 MB" in download.error_message
+    assert "need 3.0 MB" in download.error_message and "free 2.0 MB" in download.error_message
     assert hub.requests_for(FILE, "GET") == []
 
 

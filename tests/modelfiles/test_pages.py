@@ -560,6 +560,15 @@ def test_history_lists_every_download_with_full_errors(client_for, operator, vie
     assert "/retry/" not in viewer_page and "/cancel/" not in viewer_page
 
 
+def test_history_points_running_downloads_to_the_live_section(viewer_client):
+    make_download(status=Download.Status.DOWNLOADING, bytes_total=4 * 1024 * 1024, bytes_done=1024 * 1024)
+    response = viewer_client.get(DOWNLOADS_URL, {"status": "downloading"}, HTTP_HX_REQUEST="true")
+    page = response.content.decode()
+    # The history does not refresh every second, so it shows no byte count that would go stale.
+    assert "4.0 MB, in progress" in page
+    assert "1.0 MB of 4.0 MB" not in page
+
+
 def test_history_filters_by_state(viewer_client):
     failed = make_download(status=Download.Status.FAILED)
     make_download(status=Download.Status.COMPLETED)

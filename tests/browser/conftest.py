@@ -179,6 +179,9 @@ def shot(request: pytest.FixtureRequest) -> Callable[[Page, str], Path]:
         path = folder / f"{count:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-')}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(path), full_page=True, animations="disabled")
+        # A full-page shot resizes the viewport and back; let two frames pass so the next click lands where
+        # the page now is, not where it was during the shot.
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
         return path
 
     return take

@@ -15,7 +15,7 @@ In its own process (benchmarks)::
 prints the endpoint on its first stdout line and a JSON manifest (commit, sizes, sha256 of each file) on the
 second, then serves until SIGTERM/SIGINT. `FakeHubProcess` wraps that for Python callers.
 
-What it imitates is what huggingface_hub 2.4 asks of the Hub (see /work/shared/HF_HUB_NOTES.md): `HEAD`/`GET`
+What it imitates is what huggingface_hub 2.4 asks of the Hub (see the shared HF_HUB_NOTES.md): `HEAD`/`GET`
 `/{repo}/resolve/{revision}/{path}` with `X-Repo-Commit`, `ETag`, `X-Linked-Etag`/`X-Linked-Size` for LFS files,
 byte ranges, an optional cross-origin "CDN" redirect; `/api/models/{repo}` (+ `/revision/{rev}`), `/tree/{rev}`
 (paginated with `Link: rel="next"`), `/paths-info/{rev}`, `/refs`, `/commits/{rev}`, `/api/whoami-v2`; and the

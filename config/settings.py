@@ -169,9 +169,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
         "control_folder": str(_broker_dir / "control"),
-        # The folder is polled; every 50 ms keeps a queued pull from waiting noticeably, for a few cheap
-        # directory listings a second.
-        "polling_interval": 0.05,
+        # The folder is polled: how long a queued pull may wait before a worker sees it.
+        "polling_interval": env.float("MODELDESK_BROKER_POLL_SECONDS", default=0.05),
     }
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)

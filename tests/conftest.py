@@ -51,6 +51,21 @@ def client_for(db):
 
 
 @pytest.fixture
+def viewer_client(client_for, viewer) -> Client:
+    return client_for(viewer)
+
+
+@pytest.fixture
+def operator_client(client_for, operator) -> Client:
+    return client_for(operator)
+
+
+@pytest.fixture
+def editor_client(client_for, editor) -> Client:
+    return client_for(editor)
+
+
+@pytest.fixture
 def alias_factory(db):
     return AliasFactory
 

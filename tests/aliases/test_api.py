@@ -12,18 +12,11 @@ from aliases.api import ALIAS_LIST_QUERY
 from aliases.models import Alias
 from aliases.services import alias_create, alias_update
 from config.accounts.services import apitoken_create
+from tests.api_errors import assert_error
 
 pytestmark = pytest.mark.django_db
 
 LIST_URL = "/api/models"
-ERROR_TYPES = {
-    "invalid_request_error",
-    "not_found_error",
-    "authentication_error",
-    "forbidden_error",
-    "conflict_error",
-    "internal_server_error",
-}
 
 
 def detail_url(name: str) -> str:
@@ -58,31 +51,6 @@ def post_json(client: Client, data, url: str = LIST_URL, **kwargs):
 
 def put_json(client: Client, url: str, data, **kwargs):
     return client.put(url, data=data, content_type="application/json", **kwargs)
-
-
-def assert_error(response, status: int, error_type: str, *, code: str | None = None, param: object = ...) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    error = body["error"]
-    assert {"message", "type", "code", "param"} <= set(error)
-    assert error["type"] == error_type and error_type in ERROR_TYPES
-    assert error["message"]
-    if code is not None:
-        assert error["code"] == code
-    if param is not ...:
-        assert error["param"] == param
-    return error
-
-
-@pytest.fixture
-def editor_client(client_for, editor):
-    return client_for(editor)
-
-
-@pytest.fixture
-def viewer_client(client_for, viewer):
-    return client_for(viewer)
 
 
 def created_alias(editor, **overrides) -> Alias:

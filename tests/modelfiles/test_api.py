@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -10,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from config.accounts.services import apitoken_create
 from modelfiles.models import Download
+from tests.api_errors import assert_error
 from tests.modelfiles import COMMIT, OTHER_COMMIT, cache_file, make_download, make_modelfile
 
 pytestmark = pytest.mark.django_db
@@ -17,14 +17,6 @@ pytestmark = pytest.mark.django_db
 FILES_URL = "/api/modelfiles"
 PULL_URL = "/api/modelfiles/pull"
 STATUS_URL = "/api/modelfiles/status"
-ERROR_TYPES = {
-    "invalid_request_error",
-    "not_found_error",
-    "authentication_error",
-    "forbidden_error",
-    "conflict_error",
-    "internal_server_error",
-}
 DOWNLOAD_KEYS = {
     "id",
     "repo",
@@ -48,50 +40,12 @@ DOWNLOAD_KEYS = {
 PULL = {"repo": "acme/Tiny-GGUF", "filename": "tiny.Q4_K_M.gguf", "revision": "main"}
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def hf_home(monkeypatch, tmp_path) -> Path:
-    """Every test gets an empty Hugging Face cache of its own; nothing reads or writes the real one."""
-    home = tmp_path / "hf_home"
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HOME", str(home))
-    return home
-
-
-@pytest.fixture
-def operator_client(client_for, operator):
-    return client_for(operator)
-
-
-@pytest.fixture
-def viewer_client(client_for, viewer):
-    return client_for(viewer)
-
-
 def status_url(download_id, action: str = "") -> str:
     return f"{STATUS_URL}/{download_id}" + (f"/{action}" if action else "")
 
 
 def post_json(client: Client, url: str, data, **kwargs):
     return client.post(url, data=data, content_type="application/json", **kwargs)
-
-
-def assert_error(response, status: int, error_type: str, *, code: str | None = None, param: object = ...) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    error = response.json()["error"]
-    assert {"message", "type", "code", "param"} <= set(error)
-    assert error["type"] == error_type and error_type in ERROR_TYPES
-    assert error["message"]
-    if code is not None:
-        assert error["code"] == code
-    if param is not ...:
-        assert error["param"] == param
-    return error
 
 
 # --- model files ----------------------------------------------------------------------------------------------------

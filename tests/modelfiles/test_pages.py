@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -25,31 +24,6 @@ ACTIVE_URL = reverse("modelfiles:downloads-active")
 HTMX = {"HTTP_HX_REQUEST": "true"}
 ROLES = ["viewer", "operator", "editor", "admin_user"]
 PULLERS = ("operator", "admin_user")
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # The role fixtures set a password for every user; the default hasher makes that most of a test's time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def hf_home(monkeypatch, tmp_path) -> Path:
-    """Every test gets an empty Hugging Face cache of its own; nothing reads or writes the real one."""
-    home = tmp_path / "hf_home"
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HOME", str(home))
-    return home
-
-
-@pytest.fixture
-def operator_client(client_for, operator):
-    return client_for(operator)
-
-
-@pytest.fixture
-def viewer_client(client_for, viewer):
-    return client_for(viewer)
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "config.accounts",
+    "config.audit",
     "aliases",
     "modelfiles",
 ]

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
+from config.audit.services import audit_record
 
 
 class AliasReadOnlyError(Exception):
@@ -69,15 +70,33 @@ def _apply(alias: Alias, data: Mapping[str, Any]) -> None:
         alias.user = ""
 
 
-def _record(*, alias: Alias, action: str, changes: dict, by: AbstractBaseUser | None) -> None:
+def _record(
+    *, alias: Alias, action: str, changes: dict, by: AbstractBaseUser | None, before: Mapping[str, Any] | None = None
+) -> None:
+    """The alias's own history (AliasChange, for its page and conflict reports) and the one audit log."""
+    deleted = action == AliasChange.Action.DELETE
     AliasChange.objects.create(
-        alias=alias if action != AliasChange.Action.DELETE else None,
+        alias=None if deleted else alias,
         alias_name=alias.alias,
         action=action,
         version=alias.version,
         changes=changes,
         snapshot=alias.values(),
         changed_by=_user_or_none(by),
+    )
+    _audit(alias=alias, action=action, by=by, before=before, after=None if deleted else alias.values())
+
+
+def _audit(
+    *,
+    alias: Alias,
+    action: str,
+    by: AbstractBaseUser | None,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+) -> None:
+    audit_record(
+        actor=by, kind="alias", action=action, object_id=alias.pk, object_repr=alias.alias, before=before, after=after
     )
 
 
@@ -142,7 +161,7 @@ def alias_update(*, alias: Alias, data: Mapping[str, Any], expected_version: int
     current.version += 1
     current.updated_by = _user_or_none(by)
     _save_checked(current)
-    _record(alias=current, action=AliasChange.Action.UPDATE, changes=changes, by=by)
+    _record(alias=current, action=AliasChange.Action.UPDATE, changes=changes, by=by, before=before)
     return current
 
 
@@ -155,7 +174,8 @@ def alias_delete(*, alias: Alias, by: AbstractBaseUser | None, expected_version:
         raise AliasReadOnlyError(current)
     if expected_version is not None and current.version != expected_version:
         raise _conflict(current, expected_version)
-    _record(alias=current, action=AliasChange.Action.DELETE, changes=_diff(current.values(), {}), by=by)
+    before = current.values()
+    _record(alias=current, action=AliasChange.Action.DELETE, changes=_diff(before, {}), by=by, before=before)
     current.delete()
 
 
@@ -214,12 +234,17 @@ def alias_sync_model_files(*, files: list[LocalModelFile], repo: str | None = No
             alias.full_clean()
             alias.save()
             created += 1
+            _audit(alias=alias, action="create", by=None, before=None, after=alias.values())
         elif (alias.filename, alias.snapshot) != (file.filename, file.snapshot):
+            before = alias.values()
             alias.filename, alias.snapshot = file.filename, file.snapshot
             alias.version += 1
             alias.full_clean()
             alias.save()
+            _audit(alias=alias, action="update", by=None, before=before, after=alias.values())
     for alias in existing.values():
+        # Recorded before the delete, while the row still has its primary key.
+        _audit(alias=alias, action="delete", by=None, before=alias.values(), after=None)
         alias.delete()
         removed += 1
     return {"created": created, "removed": removed}

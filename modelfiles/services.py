@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from aliases.services import LocalModelFile, alias_sync_model_files
 from aliases.validators import validate_filename, validate_repo, validate_snapshot
+from config.audit.services import audit_record
 from modelfiles import cache, downloader, hub
 from modelfiles.models import Download, ModelFile
 
@@ -42,6 +43,44 @@ class AlreadyLocal(Exception):
 
 def _user(by: AbstractBaseUser | None) -> AbstractBaseUser | None:
     return by if by is not None and by.is_authenticated else None
+
+
+def _audit_download(*, download: Download, action: str, by: AbstractBaseUser | None, status: str) -> None:
+    """Audit a request, cancel or retry: the state the caller read and the state this change leaves."""
+    before = None if action == "request" else {"status": download.status}
+    after = {"status": status}
+    if action == "request":
+        after = {"repo": download.repo, "filename": download.filename, "revision": download.revision, **after}
+    name = f"{download.repo}/{download.filename}@{download.revision}"
+    audit_record(
+        actor=by, kind="download", action=action, object_id=download.pk, object_repr=name, before=before, after=after
+    )
+
+
+# How many added/removed files one scan entry names; the counts always say how many there were in all.
+AUDIT_SCAN_FILES = 100
+
+
+def _audit_scan(*, repo: str | None, found: dict, existing: dict, gone: list, updated: int) -> None:
+    """One audit entry for a scan that changed something (new, changed or vanished files), by the system."""
+    gone_pks = set(gone)
+    added = [key for key in found if key not in existing]
+    removed = [key for key, row in existing.items() if row.pk in gone_pks]
+    if not (added or removed or updated):
+        return
+
+    def names(keys: list) -> list[str]:
+        return [f"{key_repo}/{filename}@{snapshot}" for key_repo, filename, snapshot in sorted(keys)[:AUDIT_SCAN_FILES]]
+
+    counts = {"created": len(added), "updated": updated, "removed": len(removed), "present": len(found)}
+    audit_record(
+        actor=None,
+        kind="modelfile",
+        action="scan",
+        object_id=repo or "",
+        object_repr=repo or "all repos",
+        after={**counts, "files_added": names(added), "files_removed": names(removed)},
+    )
 
 
 def pull_validate(*, repo: str, filename: str, revision: str) -> None:
@@ -93,6 +132,7 @@ def download_request(
                 download = Download.objects.create(
                     repo=repo, filename=filename, revision=revision, requested_by=_user(by)
                 )
+                _audit_download(download=download, action="request", by=by, status=download.status)
                 _enqueue(download.pk)
             return download, True
         except IntegrityError:
@@ -101,6 +141,7 @@ def download_request(
     raise RuntimeError("Could not queue the download; try again.")
 
 
+@transaction.atomic
 def download_cancel(*, download: Download, by: AbstractBaseUser | None) -> bool:
     """Cancel an active download; its worker sees it within about a second and keeps the partial file."""
     who = by.get_username() if by is not None and by.is_authenticated else "the system"
@@ -114,6 +155,8 @@ def download_cancel(*, download: Download, by: AbstractBaseUser | None) -> bool:
         error_code="cancelled",
         error_message=f"Cancelled by {who}. Retry continues from the bytes already fetched.",
     )
+    if changed:
+        _audit_download(download=download, action="cancel", by=by, status=Download.Status.CANCELLED)
     return changed == 1
 
 
@@ -132,6 +175,7 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
                 claim=None,
             )
             if changed:
+                _audit_download(download=download, action="retry", by=by, status=Download.Status.QUEUED)
                 _enqueue(download.pk)
     except IntegrityError:
         # A newer request for the same file is already active: that one is the download to watch.
@@ -331,4 +375,5 @@ def modelfile_sync(*, repo: str | None = None) -> dict[str, int]:
         files=[LocalModelFile(item.repo, item.filename, item.snapshot, item.refs) for item in found.values()],
         repo=repo,
     )
+    _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=updated)
     return {"created": created, "updated": updated, "removed": removed, "present": len(found)}

@@ -36,6 +36,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "auth.view_group",
         "accounts.view_apitoken",
         "accounts.delete_apitoken",
+        "audit.view_auditentry",
     ],
 }
 

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from config.audit import views
+
+app_name = "audit"
+
+urlpatterns = [
+    path("", views.AuditListView.as_view(), name="list"),
+    path("export.csv", views.AuditExportView.as_view(export_format="csv"), name="export-csv"),
+    path("export.json", views.AuditExportView.as_view(export_format="json"), name="export-json"),
+    path("<int:pk>/", views.AuditDetailView.as_view(), name="detail"),
+]

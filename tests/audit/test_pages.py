@@ -313,3 +313,28 @@ def test_an_export_with_bad_filters_is_refused(admin_client):
     assert response.status_code == 400
     assert "From: Enter a valid date." in response.content.decode()
     assert admin_client.get(JSON_URL, {"kind": "planet"}).status_code == 400
+
+
+def test_the_admin_role_holds_the_audit_permission_and_no_other_role_does():
+    from django.contrib.auth.models import Group
+
+    holders = Group.objects.filter(
+        permissions__codename="view_auditentry", permissions__content_type__app_label="audit"
+    )
+    assert list(holders.values_list("name", flat=True)) == ["admin"]
+
+
+def test_a_member_of_the_admin_group_who_is_not_a_superuser_reads_the_log(client_for, admin_user):
+    admin_user.is_superuser = False
+    admin_user.save(update_fields=["is_superuser"])
+    make_entry()
+    assert client_for(admin_user).get(LIST_URL).status_code == 200
+
+
+def test_the_django_admin_shows_entries_read_only(admin_client):
+    entry = make_entry()
+    assert admin_client.get(reverse("admin:audit_auditentry_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:audit_auditentry_change", args=[entry.pk])).status_code == 200
+    assert admin_client.get(reverse("admin:audit_auditentry_add")).status_code == 403
+    response = admin_client.post(reverse("admin:audit_auditentry_delete", args=[entry.pk]), {"post": "yes"})
+    assert response.status_code == 403 and AuditEntry.objects.filter(pk=entry.pk).exists()

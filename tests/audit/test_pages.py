@@ -239,10 +239,14 @@ def test_stored_values_are_escaped(admin_client):
 
 
 def test_the_list_links_its_exports_with_its_filters_and_sort(admin_client):
-    make_entry()
+    make_entry(kind="alias")
+    make_entry(kind="download")
     page = admin_client.get(LIST_URL, {"kind": "alias", "sort": "actor_name", "page": "1", "per_page": 10})
     assert f'href="{CSV_URL}?kind=alias&amp;sort=actor_name"' in page.content.decode()
     assert f'href="{JSON_URL}?kind=alias&amp;sort=actor_name"' in page.content.decode()
+    # The fragment htmx swaps in after a filter change carries the exports of the new filters.
+    fragment = admin_client.get(LIST_URL, {"kind": "download"}, **HTMX).content.decode()
+    assert f'href="{CSV_URL}?kind=download"' in fragment
 
 
 def test_csv_export_has_every_filtered_row_and_parses(admin_client, editor):

@@ -13,6 +13,8 @@ urlpatterns = [
     path("logout/", views.SignOutView.as_view(), name="logout"),
     path("aliases/", include("aliases.urls")),
     path("files/", include("modelfiles.urls")),
+    # /account/tokens/ (everyone's own API tokens) and /users/ (admins).
+    path("", include("config.accounts.urls")),
     path("api/", include("aliases.api_urls")),
     path("api/", include("modelfiles.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -27,8 +27,8 @@ class ApiTokenTable(tables.Table):
     name = tables.Column(verbose_name="Label", order_by=("name", "pk"), attrs={"td": {"class": "text-break"}})
     prefix = tables.Column(verbose_name="Token", orderable=False)
     created_at = tables.Column(verbose_name="Created", order_by=("created_at", "pk"))
-    last_used_at = tables.Column(verbose_name="Last used", order_by=("last_used_at", "pk"), default=None)
-    expires_at = tables.Column(verbose_name="Expires", order_by=("expires_at", "pk"), default=None)
+    last_used_at = tables.Column(verbose_name="Last used", order_by=("last_used_at", "pk"), default="never")
+    expires_at = tables.Column(verbose_name="Expires", order_by=("expires_at", "pk"), default="never")
     actions = tables.Column(
         verbose_name="", empty_values=(), orderable=False, attrs={"td": {"class": "text-end row-actions"}}
     )
@@ -80,7 +80,7 @@ class UserTable(tables.Table):
     username = tables.Column(order_by=("username", "pk"))
     role = tables.Column(empty_values=(), orderable=False)
     is_active = tables.Column(verbose_name="Active", order_by=("is_active", "pk"))
-    last_login = tables.Column(verbose_name="Last sign-in", order_by=("last_login", "pk"), default=None)
+    last_login = tables.Column(verbose_name="Last sign-in", order_by=("last_login", "pk"), default="never")
     token_count = tables.Column(
         verbose_name="Tokens", order_by=("token_count", "pk"), attrs={"td": {"class": "text-end"}}
     )

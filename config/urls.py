@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("config.accounts.urls")),
     path("api/", include("aliases.api_urls")),
     path("api/", include("modelfiles.api_urls")),
+    path("api/", include("config.accounts.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # A page for people: signed-out visitors go to the login page like everywhere else (the schema answers 401).
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),

@@ -58,7 +58,7 @@ class BearerFailureWindow(models.Model):
     """
 
     address = models.CharField(max_length=45, unique=True)
-    window_started_at = models.DateTimeField()
+    window_started_at = models.DateTimeField(db_index=True)
     failures = models.PositiveIntegerField(default=0)
 
     class Meta:

@@ -275,6 +275,9 @@ def bearerfailure_record(*, address: str) -> None:
     )
     if counted:
         return
+    # A new window is rare (one per guessing address per window): the moment to drop the rows of windows that
+    # have passed, so the table holds only the addresses failing now.
+    BearerFailureWindow.objects.filter(window_started_at__lte=now - _failure_window()).exclude(address=address).delete()
     try:
         with transaction.atomic():
             BearerFailureWindow.objects.update_or_create(

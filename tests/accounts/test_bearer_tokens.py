@@ -140,3 +140,10 @@ def test_a_session_request_is_not_throttled_by_token_failures(viewer_client):
     # Same address, signed in with the browser session and no bearer header: not a token guess.
     assert viewer_client.get(API_URL).status_code == 200
     assert viewer_client.get(reverse("home")).status_code == 200
+
+
+def test_rows_of_windows_that_have_passed_are_dropped(viewer):
+    Client(REMOTE_ADDR="198.51.100.1").get(API_URL, **bearer(random_token()))
+    BearerFailureWindow.objects.update(window_started_at=timezone.now() - dt.timedelta(seconds=301))
+    Client(REMOTE_ADDR="198.51.100.2").get(API_URL, **bearer(random_token()))
+    assert list(BearerFailureWindow.objects.values_list("address", flat=True)) == ["198.51.100.2"]

@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -43,20 +43,34 @@ TOKENS_PER_PAGE = 30
 def locked_out(request: HttpRequest, response: HttpResponse | None = None, credentials: dict | None = None):
     """AXES_LOCKOUT_CALLABLE: the page for a refused sign-in (web or Django admin), in the site's own layout.
 
-    The lockout lasts until the newest counted failure for this username or address is older than the cool-off
-    (more tries while locked out are not counted, so the time shown holds).
+    Says which lock applies (the username, the address or both) and when it ends: when the newest counted failure
+    under that lock is older than the cool-off (tries while locked out are not counted, so the time holds).
     """
     username = get_client_username(request, credentials) or ""
+    limit = get_failure_limit(request, credentials)
     cool_off = get_cool_off(request)
     address = getattr(request, "axes_ip_address", None) or client_address(request)
-    filters = Q(ip_address=address) | Q(username=username) if username else Q(ip_address=address)
-    latest = AccessAttempt.objects.filter(filters).aggregate(latest=Max("attempt_time"))["latest"]
-    retry_at = (latest or timezone.now()) + cool_off if cool_off else None
+    recent = AccessAttempt.objects.all()
+    if cool_off:
+        recent = recent.filter(attempt_time__gt=timezone.now() - cool_off)
+    locks = []
+    for lock, attempts in (
+        ("username", recent.filter(username=username)),
+        ("address", recent.filter(ip_address=address)),
+    ):
+        if lock == "username" and not username:
+            continue
+        totals = attempts.aggregate(failures=Sum("failures_since_start"), latest=Max("attempt_time"))
+        if (totals["failures"] or 0) >= limit:
+            locks.append((lock, totals["latest"]))
+    latest = max((when for _, when in locks), default=None) or timezone.now()
+    retry_at = latest + cool_off if cool_off else None
+    names = {lock for lock, _ in locks} or {"address"}
     context = {
-        "failure_limit": get_failure_limit(request, credentials),
-        "username": username,
+        "failure_limit": limit,
+        "username": username if "username" in names else "",
+        "address_locked": "address" in names,
         "retry_at": retry_at,
-        "cool_off_minutes": round(cool_off.total_seconds() / 60) if cool_off else None,
     }
     locked = render(request, "registration/locked_out.html", context, status=429)
     if retry_at is not None:

@@ -4,6 +4,7 @@ locked for the cool-off, on the login page and the Django admin alike, and the p
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from axes.models import AccessAttempt
@@ -28,6 +29,13 @@ def lockout_settings(settings):
 
 def sign_in(client: Client, username: str, password: str, *, url: str | None = None, **extra):
     return client.post(url or reverse("login"), {"username": username, "password": password}, **extra)
+
+
+def lock_sentence(response) -> str:
+    """The sentence saying what is locked, with tags and runs of whitespace taken out."""
+    html = response.content.decode()
+    sentence = html[html.index('data-testid="lock">') :].split("</p>", 1)[0]
+    return " ".join(re.sub(r"<[^>]+>", "", sentence.split(">", 1)[1]).split())
 
 
 def signed_in(client: Client) -> bool:
@@ -56,8 +64,9 @@ def test_the_lockout_page_says_what_happened_and_when_to_try_again_in_the_site_l
     assert "registration/locked_out.html" in names and "base.html" in names
     assert 'class="navbar-brand' in page
     assert "Too many failed sign-ins" in page
-    assert viewer.username in page
-    assert f"after {LIMIT} wrong passwords" in page
+    assert f"for the username {viewer.username} and for your address after {LIMIT} wrong passwords" in (
+        lock_sentence(response)
+    )
     retry_at = timezone.localtime(AccessAttempt.objects.get().attempt_time + dt.timedelta(minutes=15))
     assert retry_at.strftime("%H:%M") in page
     assert 14 * 60 <= int(response["Retry-After"]) <= 15 * 60
@@ -67,15 +76,21 @@ def test_one_username_is_locked_whatever_address_the_guesses_come_from(viewer):
     for attempt in range(LIMIT):
         sign_in(Client(REMOTE_ADDR=f"198.51.100.{attempt + 1}"), viewer.username, "wrong")
     fresh = Client(REMOTE_ADDR="203.0.113.9")
-    assert sign_in(fresh, viewer.username, TEST_PASSWORD).status_code == 429
+    response = sign_in(fresh, viewer.username, TEST_PASSWORD)
+    assert response.status_code == 429
     assert not signed_in(fresh)
+    lock = lock_sentence(response)
+    assert f"for the username {viewer.username} after" in lock
 
 
 def test_one_address_is_locked_whatever_usernames_it_tries(client, viewer, editor):
     for attempt in range(LIMIT):
         sign_in(client, f"nobody-{attempt}", "wrong")
-    assert sign_in(client, editor.username, TEST_PASSWORD).status_code == 429
+    response = sign_in(client, editor.username, TEST_PASSWORD)
+    assert response.status_code == 429
     assert not signed_in(client)
+    assert "locked from your address after" in lock_sentence(response)
+    assert editor.username not in lock_sentence(response)
     # Another address is not affected.
     elsewhere = Client(REMOTE_ADDR="203.0.113.9")
     assert sign_in(elsewhere, viewer.username, TEST_PASSWORD).status_code == 302

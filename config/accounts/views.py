@@ -3,13 +3,15 @@ the form, call one service, render or redirect."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from axes.models import AccessAttempt
 from django.contrib import messages
 from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Max, Sum
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -40,11 +42,28 @@ TOKENS_PER_PAGE = 30
 # --- sign-in lockout -------------------------------------------------------------------------------------------
 
 
+def _lock_end(attempts, *, limit: int, cool_off: dt.timedelta | None) -> tuple[bool, dt.datetime | None]:
+    """Whether this lock holds, and when it lifts (None: only an admin lifts it). axes sums the failures of the
+    rows newer than the cool-off, so the lock lifts once enough of the oldest rows have aged out for the rest to
+    sum below the limit."""
+    rows = list(attempts.order_by("attempt_time", "pk").values_list("attempt_time", "failures_since_start"))
+    remaining = sum(failures for _, failures in rows)
+    if remaining < limit:
+        return False, None
+    if cool_off is None:
+        return True, None
+    for attempt_time, failures in rows:
+        remaining -= failures
+        if remaining < limit:
+            return True, attempt_time + cool_off
+    return True, None  # not reached: the loop ends with remaining 0
+
+
 def locked_out(request: HttpRequest, response: HttpResponse | None = None, credentials: dict | None = None):
     """AXES_LOCKOUT_CALLABLE: the page for a refused sign-in (web or Django admin), in the site's own layout.
 
-    Says which lock applies (the username, the address or both) and when it ends: when the newest counted failure
-    under that lock is older than the cool-off (tries while locked out are not counted, so the time holds).
+    Says which lock applies (the username, the address or both) and when it ends (tries while locked out are not
+    counted, so the time shown holds).
     """
     username = get_client_username(request, credentials) or ""
     limit = get_failure_limit(request, credentials)
@@ -60,11 +79,13 @@ def locked_out(request: HttpRequest, response: HttpResponse | None = None, crede
     ):
         if lock == "username" and not username:
             continue
-        totals = attempts.aggregate(failures=Sum("failures_since_start"), latest=Max("attempt_time"))
-        if (totals["failures"] or 0) >= limit:
-            locks.append((lock, totals["latest"]))
-    latest = max((when for _, when in locks), default=None) or timezone.now()
-    retry_at = latest + cool_off if cool_off else None
+        holds, ends = _lock_end(attempts, limit=limit, cool_off=cool_off)
+        if holds:
+            locks.append((lock, ends))
+    retry_at = None
+    if cool_off:
+        # Nothing found would be a lock that another process just lifted: the cool-off is then the honest answer.
+        retry_at = max((ends for _, ends in locks if ends), default=None) or timezone.now() + cool_off
     names = {lock for lock, _ in locks} or {"address"}
     context = {
         "failure_limit": limit,

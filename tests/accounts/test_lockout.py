@@ -150,3 +150,18 @@ def test_behind_a_proxy_the_forwarded_address_is_the_one_counted(settings, viewe
     guesser = Client(REMOTE_ADDR=proxy)
     forged = "203.0.113.5, 198.51.100.7"
     assert sign_in(guesser, viewer.username, TEST_PASSWORD, HTTP_X_FORWARDED_FOR=forged).status_code == 429
+
+
+def test_the_time_shown_is_when_enough_old_failures_have_aged_out(viewer):
+    for attempt in range(LIMIT):
+        sign_in(Client(REMOTE_ADDR=f"198.51.100.{attempt + 1}"), viewer.username, "wrong")
+    # The guesses were spread over ten minutes; the lock lifts when the oldest is 15 minutes old.
+    now = timezone.now()
+    for minutes_ago, attempt in zip((10, 8, 6, 4, 2), AccessAttempt.objects.order_by("pk"), strict=True):
+        attempt.attempt_time = now - dt.timedelta(minutes=minutes_ago)
+        attempt.save()
+    response = sign_in(Client(REMOTE_ADDR="203.0.113.9"), viewer.username, TEST_PASSWORD)
+    assert response.status_code == 429
+    expected = timezone.localtime(now + dt.timedelta(minutes=5))
+    assert expected.strftime("%H:%M") in response.content.decode()
+    assert 4 * 60 <= int(response["Retry-After"]) <= 5 * 60

@@ -7,6 +7,7 @@ Production points DATABASE_URL at PostgreSQL and CELERY_BROKER_URL at Redis; no 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import bootstrap_wrapper
@@ -42,6 +43,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "config.accounts",
     "config.audit",
     "aliases",
@@ -59,6 +61,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.middleware.HtmxLoginRedirectMiddleware",
+    # Last: turns a sign-in that django-axes refused into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -109,6 +113,28 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=60 * 60 * 12)
+
+# Sign-in throttling (django-axes): the axes backend first refuses a locked-out username or address before any
+# password is checked; this covers /login/ and the Django admin login alike. Attempts live in the database, so
+# every web process sees the same count.
+AUTHENTICATION_BACKENDS = [
+    "config.accounts.auth.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+# Either is enough to lock: one username guessed from many addresses, or many usernames from one address.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A fixed end, so the lockout page can say when to try again (more tries while locked do not extend it).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "config.accounts.views.locked_out"
+AXES_CLIENT_IP_CALLABLE = "config.accounts.addresses.client_address"
+AXES_DISABLE_ACCESS_LOG = True
+# How many reverse proxies in front of the app append to X-Forwarded-For (0: trust only REMOTE_ADDR).
+CLIENT_IP_PROXY_COUNT = env.int("CLIENT_IP_PROXY_COUNT", default=0)
+# Failed bearer tokens per client address: past the limit within the window the API answers 429.
+API_TOKEN_FAILURE_LIMIT = env.int("API_TOKEN_FAILURE_LIMIT", default=10)
+API_TOKEN_FAILURE_WINDOW_SECONDS = env.int("API_TOKEN_FAILURE_WINDOW_SECONDS", default=300)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
@@ -206,7 +232,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # django-axes logs every sign-in at INFO; failures and lockouts are WARNING.
+        "axes": {"level": env("AXES_LOG_LEVEL", default="WARNING")},
+    },
 }
 
 if not DEBUG:

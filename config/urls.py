@@ -14,9 +14,12 @@ urlpatterns = [
     path("aliases/", include("aliases.urls")),
     path("files/", include("modelfiles.urls")),
     path("audit/", include("config.audit.urls")),
+    # /account/tokens/ (everyone's own API tokens) and /users/ (admins).
+    path("", include("config.accounts.urls")),
     path("api/", include("aliases.api_urls")),
     path("api/", include("modelfiles.api_urls")),
     path("api/", include("config.audit.api_urls")),
+    path("api/", include("config.accounts.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # A page for people: signed-out visitors go to the login page like everywhere else (the schema answers 401).
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),

@@ -33,9 +33,19 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 class SignInView(auth_views.LoginView):
-    redirect_authenticated_user = True
+    """The login page. A sign-in always starts a new session key, whatever session the browser came with."""
+
+    @property
+    def redirect_authenticated_user(self) -> bool:
+        # Only a GET of the page sends a signed-in visitor on. A POST used to be answered the same way: the
+        # credentials were ignored and the browser kept the session (and key) it came with, even when they named
+        # another user. A POST is now always a sign-in.
+        return self.request.method in ("GET", "HEAD")
 
     def form_valid(self, form):
+        # Django's login() keeps the key of a session that already belongs to the same user; a new key on every
+        # sign-in means a session key seen before signing in (a fixated or leaked cookie) is never signed in.
+        self.request.session.cycle_key()
         response = super().form_valid(form)
         messages.success(self.request, f"Signed in as {form.get_user().get_username()}.")
         return response

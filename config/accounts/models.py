@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 TOKEN_PREFIX = "mdk_"
 
@@ -13,15 +16,23 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def no_control_characters(value: str) -> None:
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValidationError("Control characters (newlines, tabs, NUL, …) are not allowed.", code="control_character")
+
+
 class ApiToken(models.Model):
     """A per-user API key. Only its sha256 is stored: the raw key is shown once, when it is made."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=64, blank=True)
+    name = models.CharField("label", max_length=64, blank=True, validators=[no_control_characters])
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to tell keys apart.")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="After this moment the token is refused. Empty: it never expires."
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -33,3 +44,25 @@ class ApiToken(models.Model):
     @staticmethod
     def generate_raw() -> str:
         return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+
+class BearerFailureWindow(models.Model):
+    """Failed bearer-token attempts from one client address in the current window.
+
+    A table, not a per-process counter, so every web process (gunicorn workers, several machines) shares it.
+    One row per address: the window starts with its first failure and the row is reused once it has passed.
+    """
+
+    address = models.CharField(max_length=45, unique=True)
+    window_started_at = models.DateTimeField(db_index=True)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "failed API token window"
+
+    def __str__(self) -> str:
+        return f"{self.address}: {self.failures} since {self.window_started_at:%Y-%m-%d %H:%M:%S}"

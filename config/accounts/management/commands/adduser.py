@@ -34,7 +34,10 @@ class Command(BaseCommand):
         if existing is not None:
             if not update_role:
                 raise CommandError(f"User {username!r} already exists; add --update-role to change the role.")
-            user_set_role(user=existing, role=role)
+            try:
+                user_set_role(user=existing, role=role)
+            except ValidationError as exc:
+                raise CommandError(" ".join(exc.messages)) from exc
             self.stdout.write(self.style.SUCCESS(f"{username} is now {role}."))
             return
         password = self._read_password(password_stdin)

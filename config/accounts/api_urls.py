@@ -1,0 +1,14 @@
+"""/api/tokens: paths without trailing slashes, like the rest of the API."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from config.accounts import api
+from config.accounts import urls as _page_urls  # noqa: F401  registers the `rowid` converter
+
+app_name = "accounts_api"
+urlpatterns = [
+    path("tokens", api.ApiTokenCollectionApi.as_view(), name="token-list"),
+    path("tokens/<rowid:token_id>", api.ApiTokenDetailApi.as_view(), name="token-detail"),
+]

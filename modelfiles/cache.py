@@ -3,21 +3,27 @@
 `$HF_HOME/hub/models--{owner}--{name}/{blobs/<etag>, snapshots/<commit>/<path> -> ../../blobs/<etag>,
 refs/<revision>}` and `$HF_HOME/hub/.locks/models--{owner}--{name}/<etag>.lock`. Everything we write lands with
 an atomic rename, so a reader (huggingface_hub, llama.cpp, the scanner) never sees half a file or half a link.
+
+Every path we write is resolved and checked to lie inside the repo's folder (the lock inside the hub's `.locks`
+folder) before anything is written, even though the Hub's etag and commit were validated already: a symlink
+planted in the cache or a name that slipped through must not make the worker write elsewhere. Files and folders
+are created with the process umask (0644/0755 under the usual 022), as huggingface_hub does, so other users of a
+shared cache can read them.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
 
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 # Our own suffix: `hf cache prune` removes `*.incomplete`, and a partial file must survive until it is resumed.
 PARTIAL_SUFFIX = ".modeldesk-partial"
 
@@ -32,6 +38,33 @@ def hub_dir() -> Path:
 
 def repo_folder_name(repo: str) -> str:
     return "models--" + repo.replace("/", "--")
+
+
+class UnsafePath(ValueError):
+    """A path we were about to write resolves outside the folder it belongs in."""
+
+
+def _inside(real: Path, base: Path) -> bool:
+    return real != base and real.is_relative_to(base)
+
+
+def contained(path: Path, folder: Path, *, within: Path, follow: bool) -> Path:
+    """`path` resolved, when it lies strictly inside `folder` and `folder` inside `within` (all resolved).
+
+    With `follow`, a symlink at `path` itself is followed (for files we open and write through); without, only
+    its parent is resolved (for names we replace atomically, which never write through a link). `within` catches
+    a folder that is itself a link to elsewhere.
+    """
+    if path.name in ("", ".", ".."):
+        raise UnsafePath(f"Refusing to write {path}: not a file name.")
+    outer = within.resolve()
+    base = folder.resolve()
+    if base != outer and not _inside(base, outer):
+        raise UnsafePath(f"Refusing to write into {folder}: it resolves to {base}, outside {outer}.")
+    real = path.resolve() if follow else path.parent.resolve() / path.name
+    if not _inside(real, base):
+        raise UnsafePath(f"Refusing to write {path}: it resolves to {real}, outside {base}.")
+    return real
 
 
 @dataclass(frozen=True)
@@ -60,18 +93,52 @@ class RepoPaths:
         return self.root / "refs" / revision
 
     def lock(self, etag: str) -> Path:
-        return hub_dir() / ".locks" / repo_folder_name(self.repo) / f"{etag}.lock"
+        return self.locks / f"{etag}.lock"
+
+    @property
+    def locks(self) -> Path:
+        return hub_dir() / ".locks" / repo_folder_name(self.repo)
+
+    def check_root(self) -> None:
+        """The repo folder is a direct child of the hub folder, also once links are resolved."""
+        hub = hub_dir()
+        if self.root.parent != hub or self.root.name in ("", ".", "..") or "/" in self.root.name:
+            raise UnsafePath(f"Refusing to write {self.root}: not a folder of {hub}.")
+        contained(self.root, hub, within=hub, follow=True)
+
+    def checked_blob(self, etag: str) -> Path:
+        self.check_root()
+        return contained(self.blob(etag), self.blobs, within=self.root, follow=True)
+
+    def checked_partial(self, etag: str) -> Path:
+        self.check_root()
+        return contained(self.partial(etag), self.blobs, within=self.root, follow=True)
+
+    def checked_snapshot_file(self, commit: str, filename: str) -> Path:
+        self.check_root()
+        snapshots = self.root / "snapshots"
+        contained(snapshots / commit, snapshots, within=self.root, follow=True)
+        return contained(self.snapshot_file(commit, filename), snapshots / commit, within=self.root, follow=False)
+
+    def checked_ref(self, revision: str) -> Path:
+        self.check_root()
+        return contained(self.ref(revision), self.root / "refs", within=self.root, follow=False)
+
+    def checked_lock(self, etag: str) -> Path:
+        hub = hub_dir()
+        contained(self.locks, hub / ".locks", within=hub, follow=True)
+        return contained(self.lock(etag), self.locks, within=hub / ".locks", follow=True)
 
 
 def resolve_revision(repo: str, revision: str) -> str | None:
     """The commit a revision points at locally, from `refs/`, or None when the cache does not know it."""
-    if COMMIT_RE.match(revision):
+    if COMMIT_RE.fullmatch(revision):
         return revision
     try:
         commit = RepoPaths.for_repo(repo).ref(revision).read_text().strip()
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return None
-    return commit if COMMIT_RE.match(commit) else None
+    return commit if COMMIT_RE.fullmatch(commit) else None
 
 
 def local_file(repo: str, filename: str, revision: str) -> Path | None:
@@ -84,42 +151,72 @@ def local_file(repo: str, filename: str, revision: str) -> Path | None:
     return path if path.exists() else None
 
 
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by ModelDesk for the Hugging Face cache.\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
+
+
+def ensure_cachedir_tag() -> None:
+    """`CACHEDIR.TAG` in the hub folder, as huggingface_hub writes it, so backup tools skip the cache."""
+    root = hub_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / "CACHEDIR.TAG", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a read-only cache still works; the tag only helps backups
+    with os.fdopen(fd, "w") as handle:
+        handle.write(CACHEDIR_TAG)
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".ref")
+    # Not mkstemp: its 0600 would lock other users of a shared cache out of the ref. os.open with 0666 lets the
+    # process umask decide (0644 under 022), as for every other file huggingface_hub writes.
+    tmp = path.with_name(f".tmp-{secrets.token_hex(8)}.ref")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def _atomic_symlink(target: str, link: Path) -> None:
     link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".tmp-{os.getpid()}-{link.name}")
-    tmp.unlink(missing_ok=True)
+    tmp = link.with_name(f".tmp-{secrets.token_hex(8)}-{link.name}"[:255])
     os.symlink(target, tmp)
-    os.replace(tmp, link)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def publish(*, repo: str, filename: str, revision: str, commit: str, etag: str, verified_file: Path) -> Path:
     """Move a verified file into `blobs/<etag>`, link it from the snapshot and record the ref.
 
     The order matters: blob first, then the snapshot link, then the ref, so anyone who can see the ref or
-    the link finds a complete blob behind it.
+    the link finds a complete blob behind it. Every destination is checked before the first write, so a refused
+    path leaves nothing half-done.
     """
     paths = RepoPaths.for_repo(repo)
-    blob = paths.blob(etag)
-    if verified_file != blob:
+    blob = paths.checked_blob(etag)
+    link = paths.checked_snapshot_file(commit, filename)
+    ref = paths.checked_ref(revision) if revision != commit else None
+    if verified_file != paths.blob(etag):
+        contained(verified_file, paths.blobs, within=paths.root, follow=True)
         os.replace(verified_file, blob)
-    link = paths.snapshot_file(commit, filename)
     depth = len(Path(filename).parts) - 1
     target = "/".join([".."] * (2 + depth) + ["blobs", etag])
     _atomic_symlink(target, link)
-    if revision != commit:
-        _atomic_write_text(paths.ref(revision), commit)
+    if ref is not None:
+        _atomic_write_text(ref, commit)
     return link
 
 

@@ -53,6 +53,12 @@ class Download(models.Model):
     revision = models.CharField(max_length=128, default="main", help_text="As asked: a branch, tag or commit.")
     commit = models.CharField(max_length=40, blank=True, help_text="The commit the revision resolved to.")
     etag = models.CharField(max_length=64, blank=True)
+    verified = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=[("sha256", "sha256"), ("git-sha1", "git blob sha1")],
+        help_text="The hash compared with the Hub's before the file became visible (empty until completed).",
+    )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     bytes_total = models.BigIntegerField(null=True, blank=True)
     bytes_done = models.BigIntegerField(default=0)

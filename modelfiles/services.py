@@ -217,6 +217,7 @@ def download_run(
         updated_at=timezone.now(),
         attempts=F("attempts") + 1,
         error_code="",
+        verified="",
     )
     if not claimed:
         return None  # already claimed, finished, cancelled or gone: running twice has one effect
@@ -241,20 +242,21 @@ def download_run(
         try:
             asked = time.monotonic()
             remote = hub.file_metadata(download.repo, download.filename, download.revision)
-            if not claim.update(commit=remote.commit, etag=remote.etag[:64], bytes_total=remote.size):
+            if not claim.update(commit=remote.commit, etag=remote.etag, bytes_total=remote.size):
                 return _reload(download)
             started = time.monotonic()
-            downloader.fetch(remote, report=report, thread_exit=close_thread_connection)
+            fetched = downloader.fetch(remote, report=report, thread_exit=close_thread_connection)
             seconds = time.monotonic() - started
             logger.info(
-                "download %s: %s/%s verified and in the cache; metadata %.2f s, transfer %.2f s (%.0f MB/s)",
-                download.pk, download.repo, download.filename, started - asked, seconds,
+                "download %s: %s/%s %s verified and in the cache; metadata %.2f s, transfer %.2f s (%.0f MB/s)",
+                download.pk, download.repo, download.filename, fetched.verified, started - asked, seconds,
                 (remote.size or 0) / max(seconds, 1e-6) / 1e6,
             )  # fmt: skip
             close_old_connections()
             claim.finish(
                 Download.Status.COMPLETED,
                 bytes_done=remote.size or F("bytes_done"),
+                verified=fetched.verified,
                 error_code="",
                 error_message="",
             )

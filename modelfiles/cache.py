@@ -17,7 +17,8 @@ import os
 import re
 import secrets
 import shutil
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -244,37 +245,196 @@ class CachedGguf:
     etag: str
     modified_at: datetime
 
+    @property
+    def path(self) -> str:
+        """Where it is, relative to the hub folder, as the scan report names paths."""
+        return f"{repo_folder_name(self.repo)}/snapshots/{self.snapshot}/{self.filename}"
 
-def scan_gguf(*, repo: str | None = None) -> list[CachedGguf]:
-    """Every GGUF file in the cache's model repos (or in one repo), as huggingface_hub's scanner sees them."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
 
+@dataclass(frozen=True)
+class Skipped:
+    """A cache entry the scan could not list: its path relative to the hub folder (printable) and why."""
+
+    path: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class GgufScan:
+    files: list[CachedGguf] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+REPO_PREFIX = "models--"
+# A path segment longer than this many bytes cannot exist on the usual file systems (ext4, xfs, btrfs, zfs).
+SEGMENT_MAX_BYTES = 255
+# Names our own writers use for a moment before an atomic rename; never a problem worth reporting.
+_TEMPORARY_PREFIX = ".tmp-"
+_ETAG_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def shown(text: str) -> str:
+    """A name from the disk as text anyone can read: undecodable bytes as \\xNN, control characters escaped."""
+    decoded = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in decoded)
+
+
+def name_problem(name: str) -> str | None:
+    """Why a name from the disk (a path relative to a snapshot, or a ref) cannot be stored and shown, or None."""
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the name is not valid UTF-8"
+    if "\\" in name:
+        return "the name holds a backslash"
+    if any(not char.isprintable() and char != " " for char in name):
+        return "the name holds control or other non-printable characters"
+    if any(len(segment.encode("utf-8")) > SEGMENT_MAX_BYTES for segment in name.split("/")):
+        return f"a part of the name is longer than {SEGMENT_MAX_BYTES} bytes"
+    if len(encoded) > 4096:
+        return "the name is too long"
+    return None
+
+
+def _is_gguf_name(name: str) -> bool:
+    # Lenient on purpose: `x.gguf\n` or `x.GGUF ` are GGUF files someone meant to keep, so they are reported.
+    return name.rstrip("".join(chr(code) for code in range(33)) + "\x7f").lower().endswith(".gguf")
+
+
+def scan_gguf(*, repo: str | None = None) -> GgufScan:
+    """Every GGUF file in the cache's model repos (or in one repo), and every entry that could not be listed.
+
+    The same layout huggingface_hub's scan_cache_dir reads, walked here entry by entry: scan_cache_dir gives up on
+    a whole repo for one broken link and raises out of the whole scan for one unreadable ref, while here one bad
+    entry is skipped and reported and the rest lands. Read-only; links are not followed into folders.
+    """
+    scan = GgufScan()
     root = hub_dir()
     if not root.is_dir():
-        return []
-    try:
-        info = scan_cache_dir(cache_dir=root)
-    except CacheNotFound:
-        return []
-    found = []
-    for cached_repo in info.repos:
-        if cached_repo.repo_type != "model" or (repo is not None and cached_repo.repo_id != repo):
+        return scan
+    if repo is not None:
+        folders = [root / repo_folder_name(repo)]
+    else:
+        try:
+            names = sorted(os.listdir(root))
+        except OSError as exc:
+            scan.skipped.append(Skipped(".", f"the cache folder cannot be read ({exc.strerror or exc})"))
+            return scan
+        folders = [root / name for name in names if name.startswith(REPO_PREFIX)]
+    for folder in folders:
+        if not os.path.lexists(folder):
             continue
-        for revision in cached_repo.revisions:
-            for file in revision.files:
-                relative = file.file_path.relative_to(revision.snapshot_path).as_posix()
-                if not relative.lower().endswith(".gguf"):
-                    continue
-                found.append(
-                    CachedGguf(
-                        repo=cached_repo.repo_id,
-                        filename=relative,
-                        snapshot=revision.commit_hash,
-                        refs=tuple(sorted(revision.refs)),
-                        size=file.size_on_disk,
-                        etag=file.blob_path.name,
-                        modified_at=datetime.fromtimestamp(file.blob_last_modified, tz=UTC),
-                    )
+        try:
+            _scan_repo(folder, scan)
+        except OSError as exc:
+            scan.skipped.append(Skipped(shown(folder.name), f"the repo folder cannot be read ({exc.strerror or exc})"))
+    return scan
+
+
+def _scan_repo(folder: Path, scan: GgufScan) -> None:
+    from aliases.validators import repo_problem
+
+    name = folder.name
+    where = shown(name)
+    if not folder.is_dir():
+        scan.skipped.append(Skipped(where, "not a folder"))
+        return
+    repo_id = name[len(REPO_PREFIX) :].replace("--", "/")
+    problem = name_problem(repo_id) or repo_problem(repo_id)
+    if problem:
+        scan.skipped.append(Skipped(where, f"the folder name is not a valid repo id owner/name: {problem}"))
+        return
+    refs = _read_refs(folder / "refs", where, scan)
+    snapshots = folder / "snapshots"
+    if not snapshots.is_dir():
+        return  # a download in progress: blobs first, the snapshot once verified
+    for commit in sorted(os.listdir(snapshots)):
+        if commit.startswith("."):
+            continue
+        path = snapshots / commit
+        if not COMMIT_RE.fullmatch(commit):
+            scan.skipped.append(
+                Skipped(f"{where}/snapshots/{shown(commit)}", "not a 40-hex commit, as snapshot folders are named")
+            )
+            continue
+        if not path.is_dir() or path.is_symlink():
+            scan.skipped.append(Skipped(f"{where}/snapshots/{commit}", "not a folder"))
+            continue
+        try:
+            _scan_snapshot(repo_id, commit, path, tuple(sorted(refs.get(commit, ()))), where, scan)
+        except OSError as exc:
+            scan.skipped.append(Skipped(f"{where}/snapshots/{commit}", f"cannot be read ({exc.strerror or exc})"))
+
+
+def _read_refs(folder: Path, where: str, scan: GgufScan) -> dict[str, set[str]]:
+    by_commit: dict[str, set[str]] = {}
+    if not folder.is_dir():
+        return by_commit
+    for parent, _dirs, files in os.walk(folder):
+        for file in files:
+            path = Path(parent, file)
+            ref = path.relative_to(folder).as_posix()
+            if file.startswith(_TEMPORARY_PREFIX):
+                continue
+            shown_path = f"{where}/refs/{shown(ref)}"
+            problem = name_problem(ref)
+            if problem:
+                scan.skipped.append(Skipped(shown_path, problem))
+                continue
+            try:
+                commit = path.read_bytes()[:100].decode("ascii").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not text"
+                scan.skipped.append(Skipped(shown_path, f"the ref cannot be read ({reason})"))
+                continue
+            if not COMMIT_RE.fullmatch(commit):
+                scan.skipped.append(Skipped(shown_path, "the ref does not hold a 40-hex commit"))
+                continue
+            by_commit.setdefault(commit, set()).add(ref)
+    return by_commit
+
+
+def _scan_snapshot(repo_id: str, commit: str, folder: Path, refs: tuple[str, ...], where: str, scan: GgufScan) -> None:
+    for parent, dirs, files in os.walk(folder):
+        dirs.sort()
+        for file in sorted(files):
+            if file.startswith(_TEMPORARY_PREFIX) or not _is_gguf_name(file):
+                continue
+            path = Path(parent, file)
+            relative = path.relative_to(folder).as_posix()
+            shown_path = f"{where}/snapshots/{commit}/{shown(relative)}"
+            problem = name_problem(relative)
+            if problem is None and not relative.lower().endswith(".gguf"):
+                problem = "the name does not end in .gguf"
+            if problem:
+                scan.skipped.append(Skipped(shown_path, problem))
+                continue
+            blob = path
+            try:
+                if path.is_symlink():
+                    # The first hop, as huggingface_hub's scanner: the blob this snapshot entry names.
+                    blob = Path(os.path.abspath(path.parent / os.readlink(path)))
+                info = blob.stat()
+            except FileNotFoundError:
+                scan.skipped.append(Skipped(shown_path, f"broken link: its blob {shown(blob.name)} is missing"))
+                continue
+            except OSError as exc:
+                scan.skipped.append(Skipped(shown_path, f"its blob cannot be read ({exc.strerror or exc})"))
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                scan.skipped.append(Skipped(shown_path, "its blob is not a regular file"))
+                continue
+            scan.files.append(
+                CachedGguf(
+                    repo=repo_id,
+                    filename=relative,
+                    snapshot=commit,
+                    refs=refs,
+                    size=info.st_size,
+                    etag=blob.name if _ETAG_RE.fullmatch(blob.name) else "",
+                    modified_at=datetime.fromtimestamp(info.st_mtime, tz=UTC),
                 )
-    return found
+            )

@@ -114,3 +114,24 @@ class Download(models.Model):
         if not self.bytes_total:
             return None
         return min(100.0, 100.0 * self.bytes_done / self.bytes_total)
+
+
+class CacheScan(models.Model):
+    """The latest cache scan's report, one row for every process (web, workers, commands) to read.
+
+    `skipped` lists the entries the scan could not list, [{"path", "reason"}] with paths relative to the hub
+    folder, at most SKIPPED_KEPT of them; `skipped_total` counts them all.
+    """
+
+    SKIPPED_KEPT = 500
+
+    finished_at = models.DateTimeField()
+    counts = models.JSONField(default=dict, help_text="created, updated, removed, present.")
+    skipped = models.JSONField(default=list, blank=True)
+    skipped_total = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-finished_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"cache scan at {self.finished_at:%Y-%m-%d %H:%M:%S}: {self.skipped_total} skipped"

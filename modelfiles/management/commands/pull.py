@@ -10,7 +10,6 @@ from modelfiles import services
 from modelfiles.downloader import VERIFIED_GIT_SHA1, VERIFIED_SHA256, Progress, human_bytes
 from modelfiles.models import Download
 
-
 # Exactly what was compared with the Hub's hash before the file became visible, never more.
 VERIFIED_WORDS = {
     VERIFIED_SHA256: "sha256 verified",

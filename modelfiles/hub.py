@@ -114,7 +114,7 @@ class RemoteFile:
 
     @property
     def sha256(self) -> str | None:
-        """The Hub sends the sha256 as the etag of LFS files; other files have a git hash we cannot check."""
+        """The Hub sends the sha256 as the etag of LFS files (all GGUF files on the Hub)."""
         return self.etag if SHA256_RE.fullmatch(self.etag) else None
 
     @property
@@ -124,7 +124,10 @@ class RemoteFile:
 
 
 def file_metadata(repo: str, filename: str, revision: str) -> RemoteFile:
-    """One HEAD to the Hub: the commit, etag (sha256), size and download URL of a file. Raises HubError."""
+    """One HEAD to the Hub: the commit, etag (sha256 or git sha1), size and download URL of a file.
+
+    Raises HubError; hub_bad_commit / hub_bad_etag / hub_bad_size when the answer is not in the Hub's own form.
+    """
     base = endpoint()
     url = hf_hub_url(repo, filename, revision=revision, endpoint=base)
     hf_token = token()

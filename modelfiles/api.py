@@ -1,4 +1,5 @@
-"""JSON API for model files and downloads: /api/modelfiles, /api/modelfiles/pull, /api/modelfiles/status[/<id>].
+"""JSON API for model files and downloads: /api/modelfiles, /api/modelfiles/pull, /api/modelfiles/status[/<id>],
+/api/modelfiles/scan.
 
 Same conventions as the alias API (config/api.py): list envelope, error envelope, strict request bodies. Every
 write goes through modelfiles.services, whose Django ValidationError the exception handler turns into a 400.
@@ -34,7 +35,7 @@ from modelfiles.selectors import (
     modelfile_alias_names,
     modelfile_list,
 )
-from modelfiles.services import AlreadyLocal, download_cancel, download_request, download_retry
+from modelfiles.services import AlreadyLocal, download_cancel, download_request, download_retry, modelfile_sync
 
 MODELFILE_LIST_QUERY = ListQuery(
     sorts=model_sorts(ModelFile, ("repo", "filename", "snapshot", "size", "modified_at")),
@@ -383,3 +384,43 @@ class DownloadRetryApi(APIView):
             )
         current = download_get(download_id=current.pk) or current
         return Response(DownloadSerializer(current).data, headers={"Location": _detail_url(current)})
+
+
+# --- cache scan ----------------------------------------------------------------------------------------------------
+
+
+class ScanSkippedSerializer(serializers.Serializer):
+    path = serializers.CharField(
+        help_text="Relative to the Hugging Face cache folder (HF_HOME/hub); undecodable bytes and control "
+        "characters are shown escaped (\\xNN, \\n)."
+    )
+    reason = serializers.CharField(help_text="Why the entry could not be listed.")
+
+
+class ScanResultSerializer(serializers.Serializer):
+    """What a scan changed. Entries it could not list are skipped and named in `skipped`; the rest landed."""
+
+    created = serializers.IntegerField(min_value=0, help_text="Files listed for the first time.")
+    updated = serializers.IntegerField(min_value=0, help_text="Files whose size, blob, refs or time changed.")
+    removed = serializers.IntegerField(min_value=0, help_text="Files no longer in the cache.")
+    present = serializers.IntegerField(min_value=0, help_text="Files in the cache now.")
+    skipped = ScanSkippedSerializer(many=True)
+
+
+class ScanApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"POST": ["modelfiles.rescan_cache"]}
+
+    @extend_schema(
+        operation_id="modelfiles_scan",
+        summary="Rescan the local cache now",
+        description="Brings the model file list in step with the Hugging Face cache, as the Rescan button does. "
+        "An entry that cannot be listed (an odd or undecodable name, a broken link, a missing blob, a snapshot "
+        "folder that is not a commit, a folder that is not a repo id) is skipped and reported in `skipped`; the "
+        "rest of the scan lands. Operators and admins.",
+        tags=["modelfiles"],
+        request=None,
+        responses={200: ScanResultSerializer, **error_responses(401, 403)},
+    )
+    def post(self, request: Request) -> Response:
+        return Response(ScanResultSerializer(modelfile_sync()).data)

@@ -10,6 +10,7 @@ app_name = "modelfiles_api"
 urlpatterns = [
     path("modelfiles", api.ModelFileListApi.as_view(), name="modelfile-list"),
     path("modelfiles/pull", api.PullApi.as_view(), name="pull"),
+    path("modelfiles/scan", api.ScanApi.as_view(), name="scan"),
     path("modelfiles/status", api.DownloadListApi.as_view(), name="download-list"),
     # `str`, not `uuid`: an id that is not a uuid gets the API's 404 envelope, not the generic page.
     path("modelfiles/status/<str:download_id>", api.DownloadDetailApi.as_view(), name="download-detail"),

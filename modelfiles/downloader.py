@@ -2,9 +2,10 @@
 
 huggingface_hub restarts from byte 0 in a new process, so the transfer is our own: bytes go to
 `blobs/<etag>.modeldesk-partial`, which survives a killed worker and is continued with an HTTP Range request.
-The sha256 is computed while the bytes arrive (and over the kept part on resume) and compared with the Hub's
-before the file is moved to `blobs/<etag>` and linked from the snapshot. Nothing appears in the snapshot before
-that, so a reader never sees a partial or unverified file.
+The etag says what the bytes must hash to: a sha256 for LFS files, the git blob sha1 (sha1 over
+`b"blob <size>\0" + content`) for files kept in git. That hash is computed while the bytes arrive (and over the
+kept part on resume) and compared before the file is moved to `blobs/<etag>` and linked from the snapshot.
+Nothing appears in the snapshot before that, so a reader never sees a partial or unverified file.
 
 No database here: the caller passes `report`, called about once a second, which returns False to stop.
 """
@@ -29,7 +30,7 @@ from urllib.parse import urljoin, urlsplit
 
 from filelock import FileLock, Timeout
 
-from modelfiles.cache import RepoPaths, free_bytes, publish
+from modelfiles.cache import RepoPaths, UnsafePath, ensure_cachedir_tag, free_bytes, publish
 from modelfiles.hub import HubError, RemoteFile
 
 CHUNK = 4 * 1024 * 1024
@@ -49,6 +50,26 @@ class Progress:
 
 
 Reporter = Callable[[Progress], bool]
+
+# What `Fetched.verified` can say: the hash that was compared with the Hub's before the file became visible.
+VERIFIED_SHA256 = "sha256"
+VERIFIED_GIT_SHA1 = "git-sha1"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    path: Path  # the snapshot path
+    verified: str  # VERIFIED_SHA256 or VERIFIED_GIT_SHA1
+
+
+@dataclass(frozen=True)
+class Digests:
+    sha256: str
+    git_sha1: str | None  # None when the git hash was not asked for
+
+
+def _git_header(size: int) -> bytes:
+    return b"blob %d\0" % size
 
 
 class Stopped(Exception):
@@ -77,18 +98,22 @@ class _SpeedMeter:
 
 
 class _FileHasher:
-    """sha256 of the partial file, computed on its own thread as the bytes land in it.
+    """sha256 (and, when asked, the git blob sha1) of the partial file, on its own thread as the bytes land in it.
 
     It reads the file through mmap (no copy in Python; hashlib releases the GIL), so hashing overlaps with
-    receiving. On resume the kept part is hashed the same way, from the start of the file.
+    receiving. On resume the kept part is hashed the same way, from the start of the file. The git hash needs the
+    final size up front (its header), so it is computed only when `git_size` is given.
     """
 
     # Mapped pages count toward the worker's RSS: a small window keeps its memory flat.
     WINDOW = 16 * 1024 * 1024
 
-    def __init__(self, fd: int, *, written: int = 0) -> None:
+    def __init__(self, fd: int, *, written: int = 0, git_size: int | None = None) -> None:
         self._fd = fd
         self._sha = hashlib.sha256()
+        self._git: hashlib._Hash | None = None
+        if git_size is not None:
+            self._git = hashlib.sha1(_git_header(git_size), usedforsecurity=False)
         self._written = written
         self._hashed = 0
         self._closed = False
@@ -113,14 +138,14 @@ class _FileHasher:
             self._written = written
             self._cond.notify()
 
-    def hexdigest(self) -> str:
+    def digests(self) -> Digests:
         with self._cond:
             self._closed = True
             self._cond.notify()
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._sha.hexdigest()
+        return Digests(self._sha.hexdigest(), self._git.hexdigest() if self._git is not None else None)
 
     def _run(self) -> None:
         try:
@@ -140,8 +165,10 @@ class _FileHasher:
                         view[self._hashed - start :] as piece,
                     ):
                         self._sha.update(piece)
+                        if self._git is not None:
+                            self._git.update(piece)
                     self._hashed = end
-        except BaseException as exc:  # reported by hexdigest(), not lost with the thread
+        except BaseException as exc:  # reported by digests(), not lost with the thread
             self._error = exc
 
 
@@ -191,21 +218,51 @@ def fetch(
     report: Reporter,
     stall_seconds: float | None = None,
     thread_exit: Callable[[], None] | None = None,
-) -> Path:
-    """Bring `remote` into the cache, verified, and return the snapshot path. Raises HubError or Stopped.
+) -> Fetched:
+    """Bring `remote` into the cache, verified; the snapshot path and what was checked. Raises HubError or Stopped.
 
     Safe to call again after any failure or kill: it continues from the partial file. `report` is called from
     a helper thread while bytes flow; `thread_exit` runs when that thread ends (e.g. to close its DB connection).
     """
-    stall_seconds = stall_seconds or STALL_SECONDS
+    try:
+        return _fetch(remote, report=report, stall_seconds=stall_seconds or STALL_SECONDS, thread_exit=thread_exit)
+    except UnsafePath as exc:
+        raise HubError(
+            "unsafe_path",
+            f"{exc} The cache folder holds a link to elsewhere, or the Hub (HF_ENDPOINT) sent a name that is not "
+            "a plain file name; nothing was written there.",
+            transient=False,
+        ) from exc
+
+
+def _expected(remote: RemoteFile) -> tuple[str, str]:
+    """(what to compare, the Hub's value): the sha256 for LFS files, else the git blob sha1."""
+    if remote.sha256 is not None:
+        return VERIFIED_SHA256, remote.sha256
+    if remote.git_sha1 is not None:
+        return VERIFIED_GIT_SHA1, remote.git_sha1
+    # hub.file_metadata refuses any other etag; a RemoteFile made elsewhere gets the same answer.
+    raise HubError("hub_bad_etag", f"Cannot verify a file whose etag is {remote.etag[:80]!r}.", transient=False)
+
+
+def _fetch(remote: RemoteFile, *, report: Reporter, stall_seconds: float, thread_exit) -> Fetched:
+    kind, _ = _expected(remote)
     paths = RepoPaths.for_repo(remote.repo)
+    # Checked before the first mkdir: a repo folder that is a link to elsewhere must not get folders made in it.
+    blob = paths.checked_blob(remote.etag)
+    partial = paths.checked_partial(remote.etag)
+    lock_path = paths.checked_lock(remote.etag)
+    paths.checked_snapshot_file(remote.commit, remote.filename)
+    ensure_cachedir_tag()
     paths.blobs.mkdir(parents=True, exist_ok=True)
-    blob = paths.blob(remote.etag)
-    if blob.exists() and (remote.size is None or blob.stat().st_size == remote.size):
-        # Another revision already brought the same bytes (blobs are shared by etag).
-        return publish(repo=remote.repo, filename=remote.filename, revision=remote.revision, commit=remote.commit,
-                       etag=remote.etag, verified_file=blob)  # fmt: skip
-    lock_path = paths.lock(remote.etag)
+    # Another revision (or another tool) may have brought these bytes already: blobs are shared by etag. They are
+    # checked again, so "verified" stays true of what is published now; a damaged blob is downloaded over.
+    if (
+        blob.is_file()
+        and (remote.size is None or blob.stat().st_size == remote.size)
+        and _matches(remote, _hash_file(blob, git=kind == VERIFIED_GIT_SHA1))
+    ):
+        return Fetched(_publish(remote, blob), kind)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path))
     try:
@@ -215,13 +272,39 @@ def fetch(
             "busy", "Another process is writing this file right now; will try again.", transient=True
         ) from exc
     try:
-        return _fetch_locked(remote, paths, report=report, stall_seconds=stall_seconds, thread_exit=thread_exit)
+        return _fetch_locked(
+            remote, paths, partial, report=report, stall_seconds=stall_seconds, thread_exit=thread_exit
+        )
     finally:
         lock.release()
 
 
-def _fetch_locked(remote: RemoteFile, paths: RepoPaths, *, report: Reporter, stall_seconds: float, thread_exit) -> Path:
-    partial = paths.partial(remote.etag)
+def _publish(remote: RemoteFile, verified_file: Path) -> Path:
+    return publish(repo=remote.repo, filename=remote.filename, revision=remote.revision, commit=remote.commit,
+                   etag=remote.etag, verified_file=verified_file)  # fmt: skip
+
+
+def _matches(remote: RemoteFile, digests: Digests) -> bool:
+    kind, expected = _expected(remote)
+    return (digests.sha256 if kind == VERIFIED_SHA256 else digests.git_sha1) == expected
+
+
+def _hash_file(path: Path, *, git: bool) -> Digests:
+    size = path.stat().st_size
+    sha = hashlib.sha256()
+    git_sha = hashlib.sha1(_git_header(size), usedforsecurity=False) if git else None
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            sha.update(block)
+            if git_sha is not None:
+                git_sha.update(block)
+    return Digests(sha.hexdigest(), git_sha.hexdigest() if git_sha is not None else None)
+
+
+def _fetch_locked(
+    remote: RemoteFile, paths: RepoPaths, partial: Path, *, report: Reporter, stall_seconds: float, thread_exit
+) -> Fetched:
+    kind, expected = _expected(remote)
     total = remote.size
     offset = partial.stat().st_size if partial.exists() else 0
     if total is not None and offset > total:
@@ -237,23 +320,25 @@ def _fetch_locked(remote: RemoteFile, paths: RepoPaths, *, report: Reporter, sta
     if not report(Progress(offset, total, None, None)):
         raise Stopped
 
-    done, digest = _transfer(
+    done, digests = _transfer(
         remote, partial, offset, report=report, stall_seconds=stall_seconds, thread_exit=thread_exit
     )
 
     if total is not None and done != total:
         raise HubError("size_mismatch", f"Received {done} bytes, expected {total}; will try again.", transient=True)
-    expected = remote.sha256
-    if expected is not None and digest != expected:
+    if kind == VERIFIED_GIT_SHA1 and digests.git_sha1 is None:
+        digests = _hash_file(partial, git=True)  # the size was unknown until the end: hash once more
+    actual = digests.sha256 if kind == VERIFIED_SHA256 else digests.git_sha1
+    if actual != expected:
         partial.unlink(missing_ok=True)
+        name = "sha256" if kind == VERIFIED_SHA256 else "git blob sha1"
         raise HubError(
             "checksum_mismatch",
-            f"The downloaded file's sha256 ({digest[:16]}…) does not match the Hub's ({expected[:16]}…); the "
+            f"The downloaded file's {name} ({actual[:16]}…) does not match the Hub's ({expected[:16]}…); the "
             "bytes were damaged on the way and were discarded. Retry; if it repeats, check proxies or the mirror.",
             transient=False,
         )
-    return publish(repo=remote.repo, filename=remote.filename, revision=remote.revision, commit=remote.commit,
-                   etag=remote.etag, verified_file=partial)  # fmt: skip
+    return Fetched(_publish(remote, partial), kind)
 
 
 def _transfer(
@@ -264,8 +349,8 @@ def _transfer(
     report: Reporter,
     stall_seconds: float,
     thread_exit,
-) -> tuple[int, str]:
-    """GET the rest of the file into `partial`; (bytes now in the file, sha256 of the whole file)."""
+) -> tuple[int, Digests]:
+    """GET the rest of the file into `partial`; (bytes now in the file, hashes of the whole file)."""
     headers = dict(remote.headers)
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -278,8 +363,8 @@ def _transfer(
         status = response.status
         if status == 416 and remote.size is not None and offset == remote.size:
             # Everything was already here: only the hash is left to do.
-            return _stream(None, conn.sock, partial, offset, remote.size, report=report,
-                           stall_seconds=stall_seconds, thread_exit=thread_exit)  # fmt: skip
+            return _stream(None, conn.sock, partial, offset, remote.size, git=remote.git_sha1 is not None,
+                           report=report, stall_seconds=stall_seconds, thread_exit=thread_exit)  # fmt: skip
         if status == 416 or (status == 200 and offset):
             # The server will not continue our partial file: drop it and start over on the next attempt.
             partial.unlink(missing_ok=True)
@@ -293,8 +378,8 @@ def _transfer(
             content_range = response.getheader("Content-Range", "")
             if not content_range.startswith(f"bytes {offset}-"):
                 raise HubError("range_mismatch", f"Unexpected Content-Range {content_range!r}.", transient=True)
-        return _stream(response, conn.sock, partial, offset, remote.size, report=report,
-                       stall_seconds=stall_seconds, thread_exit=thread_exit)  # fmt: skip
+        return _stream(response, conn.sock, partial, offset, remote.size, git=remote.git_sha1 is not None,
+                       report=report, stall_seconds=stall_seconds, thread_exit=thread_exit)  # fmt: skip
     finally:
         conn.close()
 
@@ -373,15 +458,18 @@ def _stream(
     offset: int,
     total: int | None,
     *,
+    git: bool,
     report: Reporter,
     stall_seconds: float,
     thread_exit,
-) -> tuple[int, str]:
-    """Copy the body into the partial file as it arrives, hashing it on the way; (bytes, sha256)."""
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT | (0 if offset else os.O_TRUNC), 0o644)
+) -> tuple[int, Digests]:
+    """Copy the body into the partial file as it arrives, hashing it on the way; (bytes, hashes)."""
+    # 0666 and the umask decide the mode (0644 under 022), as huggingface_hub's blobs; never through a link.
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | (0 if offset else os.O_TRUNC)
+    fd = os.open(partial, flags, 0o666)
     with (
         os.fdopen(fd, "r+b", buffering=0) as handle,
-        _FileHasher(fd, written=offset) as hasher,
+        _FileHasher(fd, written=offset, git_size=total if git else None) as hasher,
         _Watchdog(
             sock, offset=offset, total=total, report=report, stall_seconds=stall_seconds, thread_exit=thread_exit
         ) as watchdog,
@@ -413,7 +501,7 @@ def _stream(
             raise HubError("connection_lost", f"The connection closed after {human_bytes(done)}; resuming.",
                            transient=True)  # fmt: skip
         hasher.advance(done)
-        return done, hasher.hexdigest()
+        return done, hasher.digests()
 
 
 class _Pump:

@@ -21,7 +21,9 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+GIT_SHA1_RE = re.compile(r"[0-9a-f]{40}")
+COMMIT_RE = GIT_SHA1_RE
 METADATA_TIMEOUT = float(os.environ.get("MODELDESK_HUB_TIMEOUT", "15"))
 
 
@@ -112,12 +114,20 @@ class RemoteFile:
 
     @property
     def sha256(self) -> str | None:
-        """The Hub sends the sha256 as the etag of LFS files; other files have a git hash we cannot check."""
-        return self.etag if SHA256_RE.match(self.etag) else None
+        """The Hub sends the sha256 as the etag of LFS files (all GGUF files on the Hub)."""
+        return self.etag if SHA256_RE.fullmatch(self.etag) else None
+
+    @property
+    def git_sha1(self) -> str | None:
+        """Files kept in git (not LFS) have the git blob id of their content as the etag."""
+        return self.etag if GIT_SHA1_RE.fullmatch(self.etag) else None
 
 
 def file_metadata(repo: str, filename: str, revision: str) -> RemoteFile:
-    """One HEAD to the Hub: the commit, etag (sha256), size and download URL of a file. Raises HubError."""
+    """One HEAD to the Hub: the commit, etag (sha256 or git sha1), size and download URL of a file.
+
+    Raises HubError; hub_bad_commit / hub_bad_etag / hub_bad_size when the answer is not in the Hub's own form.
+    """
     base = endpoint()
     url = hf_hub_url(repo, filename, revision=revision, endpoint=base)
     hf_token = token()
@@ -125,12 +135,7 @@ def file_metadata(repo: str, filename: str, revision: str) -> RemoteFile:
         meta = get_hf_file_metadata(url, token=hf_token or False, timeout=METADATA_TIMEOUT, endpoint=base)
     except Exception as error:
         raise classify(error, repo=repo, filename=filename, revision=revision) from error
-    if not meta.commit_hash or not meta.etag:
-        raise HubError(
-            "hub_error",
-            "The Hub's answer lacks X-Repo-Commit or ETag: is HF_ENDPOINT a Hugging Face Hub?",
-            transient=False,
-        )
+    _check_trusted(meta.commit_hash, meta.etag, meta.size)
     headers = build_hf_headers(token=hf_token or False)
     headers["Accept-Encoding"] = "identity"
     if _origin(meta.location) != _origin(url):
@@ -146,6 +151,50 @@ def file_metadata(repo: str, filename: str, revision: str) -> RemoteFile:
         url=meta.location,
         headers=headers,
     )
+
+
+def _untrusted(code: str, what: str) -> HubError:
+    return HubError(
+        code,
+        f"{what} HF_ENDPOINT ({_endpoint_shown()}) may be a broken or hostile mirror, or something on the way "
+        "changed the answer; nothing was written. Check HF_ENDPOINT (use https) and retry.",
+        transient=False,
+    )
+
+
+def _check_trusted(commit: str | None, etag: str | None, size: int | None) -> None:
+    """The commit and etag become folder and file names in the cache: only the Hub's own forms are accepted.
+
+    A commit is 40 lowercase hex; an etag (after huggingface_hub strips quotes and W/) is a git blob sha1 (40 hex)
+    or a sha256 (64 hex). Anything else, `../../x` or `/abs/path` included, fails the download before any write.
+    """
+    if not commit:
+        raise _untrusted("hub_bad_commit", "The Hub's answer has no X-Repo-Commit header.")
+    if not COMMIT_RE.fullmatch(commit):
+        raise _untrusted("hub_bad_commit", f"The Hub sent X-Repo-Commit {_shown(commit)}, not a 40-hex commit.")
+    if not etag:
+        raise _untrusted("hub_bad_etag", "The Hub's answer has no ETag header.")
+    if not (GIT_SHA1_RE.fullmatch(etag) or SHA256_RE.fullmatch(etag)):
+        raise _untrusted(
+            "hub_bad_etag", f"The Hub sent ETag {_shown(etag)}, neither a git sha1 (40 hex) nor a sha256 (64 hex)."
+        )
+    if size is not None and size < 0:
+        raise _untrusted("hub_bad_size", f"The Hub sent a negative file size ({size}).")
+
+
+def _endpoint_shown() -> str:
+    # Scheme, host and port only: an endpoint URL may carry credentials, which a message must never show.
+    try:
+        scheme, host, port = _origin(endpoint())
+    except Exception:
+        return "unparsable"
+    return f"{scheme}://{host}" + (f":{port}" if port else "")
+
+
+def _shown(value: str) -> str:
+    # The value came from the network: quote it, escape control characters and keep the message short.
+    text = ascii(value[:80])
+    return text + "…" if len(value) > 80 else text
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -53,6 +53,12 @@ class Download(models.Model):
     revision = models.CharField(max_length=128, default="main", help_text="As asked: a branch, tag or commit.")
     commit = models.CharField(max_length=40, blank=True, help_text="The commit the revision resolved to.")
     etag = models.CharField(max_length=64, blank=True)
+    verified = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=[("sha256", "sha256"), ("git-sha1", "git blob sha1")],
+        help_text="The hash compared with the Hub's before the file became visible (empty until completed).",
+    )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     bytes_total = models.BigIntegerField(null=True, blank=True)
     bytes_done = models.BigIntegerField(default=0)
@@ -108,3 +114,24 @@ class Download(models.Model):
         if not self.bytes_total:
             return None
         return min(100.0, 100.0 * self.bytes_done / self.bytes_total)
+
+
+class CacheScan(models.Model):
+    """The latest cache scan's report, one row for every process (web, workers, commands) to read.
+
+    `skipped` lists the entries the scan could not list, [{"path", "reason"}] with paths relative to the hub
+    folder, at most SKIPPED_KEPT of them; `skipped_total` counts them all.
+    """
+
+    SKIPPED_KEPT = 500
+
+    finished_at = models.DateTimeField()
+    counts = models.JSONField(default=dict, help_text="created, updated, removed, present.")
+    skipped = models.JSONField(default=list, blank=True)
+    skipped_total = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-finished_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"cache scan at {self.finished_at:%Y-%m-%d %H:%M:%S}: {self.skipped_total} skipped"

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from django.db.models import F, Q, QuerySet
 
 from aliases.models import Alias
-from modelfiles.models import Download, ModelFile
+from modelfiles.models import CacheScan, Download, ModelFile
 
 MODELFILE_SEARCH_FIELDS = ("repo", "filename")
 DOWNLOAD_SEARCH_FIELDS = ("repo", "filename")
@@ -103,3 +103,8 @@ def download_recent_failures(*, limit: int = 5) -> list[Download]:
         .select_related("requested_by")
         .order_by(F("finished_at").desc(nulls_last=True), "-created_at", "-pk")[:limit]
     )
+
+
+def cache_scan_latest() -> CacheScan | None:
+    """The latest cache scan's report (what it skipped and why), whichever process ran it."""
+    return CacheScan.objects.order_by("-finished_at", "-pk").first()

@@ -19,11 +19,12 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from aliases.services import LocalModelFile, alias_sync_model_files
+from aliases.models import Alias
+from aliases.services import LocalModelFile, alias_sync_model_files, model_alias_name
 from aliases.validators import validate_filename, validate_repo, validate_snapshot
 from config.audit.services import audit_record
 from modelfiles import cache, downloader, hub
-from modelfiles.models import Download, ModelFile
+from modelfiles.models import CacheScan, Download, ModelFile
 
 logger = logging.getLogger(__name__)
 
@@ -261,6 +262,7 @@ def download_run(
         updated_at=timezone.now(),
         attempts=F("attempts") + 1,
         error_code="",
+        verified="",
     )
     if not claimed:
         return None  # already claimed, finished, cancelled or gone: running twice has one effect
@@ -285,20 +287,21 @@ def download_run(
         try:
             asked = time.monotonic()
             remote = hub.file_metadata(download.repo, download.filename, download.revision)
-            if not claim.update(commit=remote.commit, etag=remote.etag[:64], bytes_total=remote.size):
+            if not claim.update(commit=remote.commit, etag=remote.etag, bytes_total=remote.size):
                 return _reload(download)
             started = time.monotonic()
-            downloader.fetch(remote, report=report, thread_exit=close_thread_connection)
+            fetched = downloader.fetch(remote, report=report, thread_exit=close_thread_connection)
             seconds = time.monotonic() - started
             logger.info(
-                "download %s: %s/%s verified and in the cache; metadata %.2f s, transfer %.2f s (%.0f MB/s)",
-                download.pk, download.repo, download.filename, started - asked, seconds,
+                "download %s: %s/%s %s verified and in the cache; metadata %.2f s, transfer %.2f s (%.0f MB/s)",
+                download.pk, download.repo, download.filename, fetched.verified, started - asked, seconds,
                 (remote.size or 0) / max(seconds, 1e-6) / 1e6,
             )  # fmt: skip
             close_old_connections()
             claim.finish(
                 Download.Status.COMPLETED,
                 bytes_done=remote.size or F("bytes_done"),
+                verified=fetched.verified,
                 error_code="",
                 error_message="",
             )
@@ -342,10 +345,70 @@ def _reload(download: Download) -> Download | None:
     return Download.objects.filter(pk=download.pk).first()
 
 
+def _modelfile_problem(item: cache.CachedGguf) -> str | None:
+    """Why a cached file cannot be a ModelFile row and its read-only alias, or None.
+
+    The alias rules are run here, before anything is written: one file they refuse must not roll the scan back.
+    """
+    for name, value in (("repo", item.repo), ("filename", item.filename), ("etag", item.etag)):
+        limit = ModelFile._meta.get_field(name).max_length
+        if len(value) > limit:
+            return f"the {name} is longer than {limit} characters"
+    alias = Alias(
+        alias=model_alias_name(item.repo, item.filename),
+        source=Alias.Source.MODEL,
+        repo=item.repo,
+        filename=item.filename,
+        snapshot=item.snapshot,
+    )
+    try:
+        alias.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+    return None
+
+
+def _scan_report_save(*, repo: str | None, counts: dict[str, int], skipped: list[cache.Skipped]) -> None:
+    """Keep the latest report: a whole-cache scan replaces it, a one-repo scan replaces that repo's entries."""
+    report = CacheScan.objects.select_for_update().order_by("pk").first()
+    entries = [entry.as_dict() for entry in skipped]
+    if repo is not None and report is not None:
+        folder = cache.repo_folder_name(repo)
+        kept = [
+            entry for entry in report.skipped if entry["path"] != folder and not entry["path"].startswith(folder + "/")
+        ]
+        entries = kept + entries
+    values = {
+        "finished_at": timezone.now(),
+        "counts": counts,
+        "skipped": entries[: CacheScan.SKIPPED_KEPT],
+        "skipped_total": len(entries),
+    }
+    if report is None:
+        CacheScan.objects.create(**values)
+    else:
+        CacheScan.objects.filter(pk=report.pk).update(**values)
+
+
 @transaction.atomic
-def modelfile_sync(*, repo: str | None = None) -> dict[str, int]:
-    """Bring ModelFile rows in step with the cache (all repos, or one): new files appear, gone ones vanish."""
-    found = {(item.repo, item.filename, item.snapshot): item for item in cache.scan_gguf(repo=repo)}
+def modelfile_sync(*, repo: str | None = None) -> dict:
+    """Bring ModelFile rows in step with the cache (all repos, or one): new files appear, gone ones vanish.
+
+    An entry that cannot be listed (an odd or undecodable name, a broken link, a missing blob, a folder that is
+    not a commit or a repo id) is skipped and reported; the rest lands. The answer, also kept as the latest
+    CacheScan: {"created", "updated", "removed", "present", "skipped": [{"path", "reason"}]}.
+    """
+    scan = cache.scan_gguf(repo=repo)
+    skipped = list(scan.skipped)
+    found: dict[tuple[str, str, str], cache.CachedGguf] = {}
+    for item in scan.files:
+        problem = _modelfile_problem(item)
+        if problem:
+            skipped.append(cache.Skipped(item.path, problem))
+        else:
+            found[(item.repo, item.filename, item.snapshot)] = item
+    if skipped:
+        logger.warning("cache scan skipped %s entr%s", len(skipped), "y" if len(skipped) == 1 else "ies")
     rows = ModelFile.objects.select_for_update()
     if repo is not None:
         rows = rows.filter(repo=repo)
@@ -376,4 +439,6 @@ def modelfile_sync(*, repo: str | None = None) -> dict[str, int]:
         repo=repo,
     )
     _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=updated)
-    return {"created": created, "updated": updated, "removed": removed, "present": len(found)}
+    counts = {"created": created, "updated": updated, "removed": removed, "present": len(found)}
+    _scan_report_save(repo=repo, counts=counts, skipped=skipped)
+    return {**counts, "skipped": [entry.as_dict() for entry in skipped]}

@@ -25,7 +25,7 @@ from modelfiles import hub
 from modelfiles.filters import DownloadFilter, ModelFileFilter
 from modelfiles.forms import PullForm, RepoFilesForm
 from modelfiles.models import Download
-from modelfiles.selectors import download_active, download_list, modelfile_list
+from modelfiles.selectors import cache_scan_latest, download_active, download_list, modelfile_list
 from modelfiles.services import AlreadyLocal, download_cancel, download_request, download_retry, modelfile_sync
 from modelfiles.tables import DownloadTable, ModelFileTable, human_duration, human_size, human_speed
 
@@ -40,6 +40,10 @@ def _redirect_back(request: HttpRequest, default: str) -> HttpResponseRedirect:
 # --- model files ---------------------------------------------------------------------------------------------------
 
 
+# The page lists this many of the latest scan's problems; `manage.py scan_cache` and the API give them all.
+SCAN_SKIPPED_SHOWN = 50
+
+
 class ModelFileListView(TableListView):
     permission_required = "modelfiles.view_modelfile"
     filterset_class = ModelFileFilter
@@ -50,6 +54,15 @@ class ModelFileListView(TableListView):
 
     def get_queryset(self):
         return modelfile_list()
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        report = cache_scan_latest()
+        if report is not None and report.skipped_total:
+            context["scan_report"] = report
+            context["scan_skipped_shown"] = report.skipped[:SCAN_SKIPPED_SHOWN]
+            context["scan_skipped_more"] = report.skipped_total - len(context["scan_skipped_shown"])
+        return context
 
 
 class ModelFileRescanView(LoginRequiredMixin, PermissionRequiredMixin, View):
@@ -67,6 +80,14 @@ class ModelFileRescanView(LoginRequiredMixin, PermissionRequiredMixin, View):
             f"Rescanned the cache: {counts['created']} new{changed}, {counts['removed']} gone, "
             f"{present} file{'s' if present != 1 else ''}.",
         )
+        skipped = len(counts["skipped"])
+        if skipped:
+            # The paths and reasons are listed on the model files page, from the scan's stored report.
+            messages.warning(
+                request,
+                f"{skipped} cache entr{'y' if skipped == 1 else 'ies'} could not be listed and "
+                f"{'was' if skipped == 1 else 'were'} skipped; see the list on the model files page.",
+            )
         return _redirect_back(request, "modelfiles:list")
 
 

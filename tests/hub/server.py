@@ -862,6 +862,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         ]
         if blob.lfs:
             meta += [("X-Linked-Etag", f'"{blob.sha256}"'), ("X-Linked-Size", str(blob.size))]
+        meta = self.hub._override(meta, filename)
         if self.hub.cdn_redirect and blob.lfs:
             location = self.hub._cdn_url(repo, filename, blob)
             body = f"Found. Redirecting to {location}".encode()
@@ -1275,6 +1276,7 @@ class FakeHub:
         self.verbose = verbose
         self.tokens: set[str] = set()
         self.faults = Faults()
+        self._header_overrides: list[tuple[str | None, dict[str, str | None]]] = []
         self._storage_dir = Path(storage_dir) if storage_dir is not None else None
         self._own_storage = False
         self._lock = threading.RLock()
@@ -1452,6 +1454,26 @@ class FakeHub:
         with self._lock:
             self._repo(repo_type, repo_id).granted_tokens.update(tokens)
             self.tokens.update(tokens)
+
+    def override_headers(self, headers: Mapping[str, str | None], *, path: str | None = None) -> None:
+        """Make resolve answers (HEAD and GET) for files ending in `path` (or all files) send these headers instead
+        of their own, as a broken or hostile mirror would: `{"ETag": '"../../../x"', "X-Linked-Etag": None}`.
+        None removes the header. Later calls win over earlier ones; `clear_header_overrides()` undoes them all."""
+        with self._lock:
+            self._header_overrides.append((path, dict(headers)))
+
+    def clear_header_overrides(self) -> None:
+        with self._lock:
+            self._header_overrides.clear()
+
+    def _override(self, headers: list[tuple[str, str]], file: str) -> list[tuple[str, str]]:
+        with self._lock:
+            rules = [changes for path, changes in self._header_overrides if path is None or file.endswith(path)]
+        for changes in rules:
+            names = {name.lower() for name in changes}
+            headers = [(n, v) for n, v in headers if n.lower() not in names]
+            headers += [(n, v) for n, v in changes.items() if v is not None]
+        return headers
 
     def commit_sha(self, repo_id: str, revision: str = "main", *, repo_type: str = "model") -> str:
         with self._lock:

@@ -461,3 +461,19 @@ def test_parse_size():
 
 def test_huggingface_hub_version():
     assert huggingface_hub.__version__.startswith("2.")
+
+
+def test_header_overrides_make_the_hub_answer_like_a_hostile_mirror(hub):
+    hub.override_headers({"X-Linked-Etag": None, "ETag": '"../../../x"', "X-Repo-Commit": "a/b"}, path=GGUF)
+    meta = get_hf_file_metadata(hub.url(REPO, GGUF), token=False, endpoint=hub.endpoint)
+    assert (meta.etag, meta.commit_hash) == ("../../../x", "a/b")
+    # GETs carry the same headers; other files keep their own.
+    with raw_get(hub.url(REPO, GGUF)) as response:
+        assert response.headers["ETag"] == '"../../../x"'
+        assert "X-Linked-Etag" not in response.headers
+    assert get_hf_file_metadata(hub.url(REPO, "README.md"), token=False, endpoint=hub.endpoint).etag == git_blob_id(
+        README
+    )
+    hub.clear_header_overrides()
+    meta = get_hf_file_metadata(hub.url(REPO, GGUF), token=False, endpoint=hub.endpoint)
+    assert meta.etag == hashlib.sha256(GGUF_BYTES).hexdigest()

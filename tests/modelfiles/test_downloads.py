@@ -344,7 +344,7 @@ def test_scanner_follows_files_added_and_removed_by_other_tools(hub, hf_env):
     cache_dir = hub_cache(hf_env)
     hf_hub_download(REPO, FILE, cache_dir=cache_dir, endpoint=hub.endpoint)  # another tool
     counts = services.modelfile_sync()
-    assert counts == {"created": 1, "updated": 0, "removed": 0, "present": 1}
+    assert counts == {"created": 1, "updated": 0, "removed": 0, "present": 1, "skipped": []}
     assert Alias.objects.filter(source="model").count() == 1
 
     local_file(REPO, FILE, "main").unlink()  # deleted outside ModelDesk

@@ -7,8 +7,14 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from modelfiles import services
-from modelfiles.downloader import Progress, human_bytes
+from modelfiles.downloader import VERIFIED_GIT_SHA1, VERIFIED_SHA256, Progress, human_bytes
 from modelfiles.models import Download
+
+# Exactly what was compared with the Hub's hash before the file became visible, never more.
+VERIFIED_WORDS = {
+    VERIFIED_SHA256: "sha256 verified",
+    VERIFIED_GIT_SHA1: "git blob sha1 verified (the Hub gives no sha256 for files kept in git)",
+}
 
 
 def _duration(seconds: float | None) -> str:
@@ -60,7 +66,8 @@ class Command(BaseCommand):
             raise CommandError("A worker took this download first; watch it on the downloads page.")
         if result.status != Download.Status.COMPLETED:
             raise CommandError(f"{result.status}: {result.error_message}")
-        self.stdout.write(self.style.SUCCESS(f"Done: {human_bytes(result.bytes_done)}, sha256 verified."))
+        checked = VERIFIED_WORDS.get(result.verified, "no checksum compared")
+        self.stdout.write(self.style.SUCCESS(f"Done: {human_bytes(result.bytes_done)}, {checked}."))
 
 
 class _Bar:

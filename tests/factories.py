@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 
 from aliases.models import Alias
 from config.accounts.roles import VIEWER
-from config.accounts.services import user_set_role
+from config.accounts.services import _apply_role
 
 TEST_PASSWORD = "correct-horse-battery-staple"
 
@@ -23,7 +23,9 @@ class UserFactory(factory.django.DjangoModelFactory):
     def role(self, create, extracted, **kwargs):
         self.save()
         if create:
-            user_set_role(user=self, role=extracted or VIEWER)
+            # Test data, not a change anyone made: set the role without an audit entry, so tests that count
+            # entries see only the ones their own actions recorded.
+            _apply_role(user=self, role=extracted or VIEWER)
 
 
 class AliasFactory(factory.django.DjangoModelFactory):

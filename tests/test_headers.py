@@ -231,13 +231,22 @@ def test_static_files_stay_cacheable(viewer_client):
     assert "Content-Security-Policy" not in response
 
 
-def test_the_login_page_is_not_stored_and_runs_under_the_policy(client):
-    response = client.get(reverse("login"))
+@pytest.mark.parametrize("url", ["/login/", "/admin/login/"])
+def test_the_login_pages_are_not_stored_and_run_under_the_policy(client, url):
+    response = client.get(url)
     assert response.status_code == 200
-    # Django's login view marks itself never_cache: the form carries a CSRF token of this visitor's own.
+    # Django's login views mark themselves never_cache: the form carries a CSRF token of this visitor's own.
     assert {"private", "no-store"} <= cache_control(response)
     assert "'unsafe-inline'" not in response["Content-Security-Policy"]
     assert inline_code(response.content.decode()) == []
+
+
+def test_error_pages_run_under_the_policy(viewer_client):
+    for url, status in [("/aliases/no-such-alias/", 404), (reverse("aliases:create"), 403)]:
+        response = viewer_client.get(url)
+        assert response.status_code == status
+        assert "'unsafe-inline'" not in response["Content-Security-Policy"]
+        assert inline_code(response.content.decode()) == [], url
 
 
 def test_signed_out_answers_are_not_marked_private(client):

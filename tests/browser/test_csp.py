@@ -3,6 +3,7 @@ whose pages report a violation), the Swagger UI and the Django admin included, a
 
 from __future__ import annotations
 
+from django.conf import settings
 from playwright.sync_api import expect
 
 from modelfiles.models import Download
@@ -79,3 +80,14 @@ def test_progress_bars_follow_the_download_without_inline_styles(page, viewer, s
     expect(bar).to_have_class("progress-bar pct-64", timeout=3_000)
     assert abs(width_share() - 0.64) < 0.02
     shot(page, "progress-64")
+
+
+def test_the_browser_understands_the_permissions_policy_and_denies_its_features(page, viewer):
+    login(page, viewer)
+    # Chromium ignores a feature name it does not know (and says so only in DevTools): each must be one it knows.
+    known = set(page.evaluate("() => document.featurePolicy.features()"))
+    allowed = set(page.evaluate("() => document.featurePolicy.allowedFeatures()"))
+    denied = set(settings.PERMISSIONS_POLICY)
+    assert denied - known == set()
+    assert denied & allowed == set()
+    assert {"camera", "microphone", "geolocation"} <= denied

@@ -268,8 +268,8 @@ PERMISSIONS_POLICY = [
     "usb",
     "xr-spatial-tracking",
 ]
-# The Swagger UI's default validator badge is an <img> from a public validator service: not under this policy,
-# and the API docs must not send the schema's address out anyway.
+# Swagger UI's default validator badge is an <img> from a public validator service: img-src refuses it, and the
+# API docs must not send the schema's address to anyone else anyway.
 SPECTACULAR_SETTINGS["SWAGGER_UI_SETTINGS"] = {"deepLinking": True, "validatorUrl": None}
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)

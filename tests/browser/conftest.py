@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from tests.browser.helpers import DESKTOP
 
@@ -37,6 +45,14 @@ CHROMIUM_ARGS = [
 # Generous for a loaded two-core CI machine; a passing journey never waits this long.
 TIMEOUT_MS = 10_000
 MISSING = pytest.StashKey[str]()
+# Every page reports what its Content-Security-Policy refused (an inline script or style, a foreign image...):
+# Playwright runs this before any script of the page, and its binding is outside the page's policy.
+REPORT_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (event) => {
+    window.reportSecurityViolation(`${event.effectiveDirective} refused ${event.blockedURI || "?"} `
+        + `(${event.sourceFile || location.pathname}:${event.lineNumber}) on ${location.pathname}${location.search}`);
+});"""
+# What Chromium itself logs when the policy refuses something (also what happens before the listener is in place).
+HEADER_COMPLAINTS = ("Content Security Policy",)
 CALL_FAILED = pytest.StashKey[bool]()
 
 
@@ -113,24 +129,41 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture
 def new_context(
-    request: pytest.FixtureRequest, browser: Browser, live_server
+    request: pytest.FixtureRequest, browser: Browser, live_server, security_violations: list[str]
 ) -> Iterator[Callable[..., BrowserContext]]:
     """Open another browser context (another person at another computer); all are closed after the test.
 
     A JavaScript error on any page fails the test: a broken script is a broken page even if the journey passes.
+    So does anything the Content-Security-Policy refused (`security_violations`): under the policy, refused
+    means broken, and it would mean something inline crept back into a page.
     When the test failed, every open page is saved as a screenshot named "failed-...", to see what went wrong.
     """
     contexts: list[BrowserContext] = []
     errors: list[str] = []
 
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and any(text in message.text for text in HEADER_COMPLAINTS):
+            security_violations.append(f"console: {message.text}")
+
+    def watch(page: Page) -> None:
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", on_console)
+
     def make(**options) -> BrowserContext:
         context = browser.new_context(base_url=live_server.url, viewport=options.pop("viewport", DESKTOP), **options)
         context.set_default_timeout(TIMEOUT_MS)
-        context.on("page", lambda page: page.on("pageerror", lambda error: errors.append(str(error))))
+        context.expose_binding("reportSecurityViolation", lambda source, text: security_violations.append(text))
+        context.add_init_script(REPORT_VIOLATIONS)
+        context.on("page", watch)
         contexts.append(context)
         return context
 
     yield make
+    for context in contexts:
+        for page in context.pages:
+            # A round trip to each page delivers reports still on their way.
+            with contextlib.suppress(Exception):
+                page.evaluate("() => new Promise(done => setTimeout(done, 50))")
     failed = request.node.stash.get(CALL_FAILED, False)
     for number, context in enumerate(contexts, start=1):
         if failed:
@@ -141,6 +174,13 @@ def new_context(
                     page.screenshot(path=str(path), full_page=True)
         context.close()
     assert errors == [], f"JavaScript errors on the pages: {errors}"
+    assert security_violations == [], f"refused by the Content-Security-Policy or the headers: {security_violations}"
+
+
+@pytest.fixture
+def security_violations() -> list[str]:
+    """What the pages' policies refused so far in this test (each report, and Chromium's console line about it)."""
+    return []
 
 
 @pytest.fixture

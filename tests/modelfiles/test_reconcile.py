@@ -9,16 +9,21 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+from modelfiles import services
 from modelfiles.cache import local_file
 from modelfiles.models import Download
 from tests import workers
+from tests.modelfiles import make_download
 from tests.modelfiles.hubfixtures import FILE, REPO, hf_env, hub, pseudo_random, sha256_of
 from tests.workers import BASE_DIR, celery_worker, redis_server, use_broker
 
@@ -49,6 +54,91 @@ def active_section(client) -> str:
 
 def pull_api(client, filename: str = FILE):
     return client.post(PULL_API, {"repo": REPO, "filename": filename}, content_type="application/json")
+
+
+@pytest.fixture
+def redis():
+    """A Redis of this test's own, which this process's Celery app publishes to."""
+    with redis_server() as server, use_broker(server.url):
+        yield server
+
+
+def queue_length(server) -> int:
+    import redis as redis_py
+
+    with redis_py.Redis(port=server.port) as client:
+        return client.llen("celery")  # the default queue, a Redis list
+
+
+def test_the_reconciler_sends_what_the_broker_never_took_or_lost_once_per_grace_period(redis):
+    now = timezone.now()
+    never = make_download()
+    long_ago = make_download(enqueued_at=now - timedelta(seconds=60))
+    recent = make_download(enqueued_at=now - timedelta(seconds=1))
+    running = make_download(status=Download.Status.DOWNLOADING)
+    failed = make_download(status=Download.Status.FAILED)
+
+    assert services.download_reconcile(grace=30) == 2
+    assert queue_length(redis) == 2
+    sent = {row.pk: row.enqueued_at for row in Download.objects.all()}
+    assert sent[never.pk] >= now and sent[long_ago.pk] >= now
+    assert sent[recent.pk] == recent.enqueued_at and sent[running.pk] is None and sent[failed.pk] is None
+    # Run again at once: nothing is due, so the queue does not fill with duplicates.
+    assert services.download_reconcile(grace=30) == 0
+    assert queue_length(redis) == 2
+
+
+def test_the_reconciler_gives_up_quickly_while_the_broker_is_down(redis):
+    rows = [make_download() for _ in range(5)]
+    redis.stop()
+    started = time.monotonic()
+    assert services.download_reconcile(grace=30) == 0
+    assert time.monotonic() - started < 3  # one failed publish, not one timeout per row
+    assert all(row.waiting_for_worker for row in Download.objects.filter(pk__in=[r.pk for r in rows]))
+
+
+def test_a_broker_that_accepts_connections_but_never_answers_holds_a_publish_only_briefly(tmp_path):
+    """The configured bounds (settings with CELERY_BROKER_URL=redis://...): Celery alone would wait forever."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes the handshakes; nobody ever reads or answers
+    try:
+        code = (
+            "import time; from modelfiles import services; started = time.monotonic(); "
+            "sent = services.download_publish(download_id='00000000-0000-0000-0000-000000000000'); "
+            "print(sent, f'{time.monotonic() - started:.2f}')"
+        )
+        result = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", code],
+            cwd=BASE_DIR,
+            env={
+                **os.environ,
+                "CELERY_BROKER_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+                "MODELDESK_VAR_DIR": str(tmp_path / "var"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        silent.close()
+    sent, seconds = result.stdout.split()[-2:]
+    assert sent == "False", result.stderr
+    print(f"\nsilent broker: publish gave up after {seconds} s")
+    assert float(seconds) < 3
+
+
+def test_a_retry_or_stale_requeue_the_broker_missed_shows_the_note_again(redis, client_for, operator):
+    failed = make_download(status=Download.Status.FAILED, enqueued_at=timezone.now())
+    stale = make_download(status=Download.Status.DOWNLOADING, enqueued_at=timezone.now(), worker="manage.py pull")
+    Download.objects.filter(pk=stale.pk).update(updated_at=timezone.now() - timedelta(seconds=600))
+    redis.stop()
+    retried, requeued = services.download_retry(download=failed, by=None)
+    assert requeued and retried.waiting_for_worker
+    assert services.download_requeue_stale(older_than=60) == 1
+    stale.refresh_from_db()
+    assert stale.status == Download.Status.QUEUED and stale.waiting_for_worker
+    assert active_section(client_for(operator)).count('data-note="waiting_for_worker"') == 2
 
 
 def test_a_pull_asked_for_while_the_broker_is_down_is_answered_and_done_once_it_is_back(

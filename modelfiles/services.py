@@ -217,8 +217,17 @@ def download_reconcile(*, grace: float = RECONCILE_GRACE_SECONDS) -> int:
         Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff)
     )
     sent = 0
-    for download_id in list(rows.order_by("created_at", "pk").values_list("pk", flat=True)):
+    for download_id, previous in list(rows.order_by("created_at", "pk").values_list("pk", "enqueued_at")):
+        # Take the row for this run first (a conditional UPDATE): the beat and workers starting at the same
+        # moment reconcile together, and only one of them sends it.
+        mine = Download.objects.filter(pk=download_id, status=Download.Status.QUEUED)
+        mine = mine.filter(enqueued_at__isnull=True) if previous is None else mine.filter(enqueued_at=previous)
+        taken_at = timezone.now()
+        if not mine.update(enqueued_at=taken_at):
+            continue
         if not download_publish(download_id=download_id):
+            # Give it back as it was (the note shows again), unless something else changed it meanwhile.
+            Download.objects.filter(pk=download_id, enqueued_at=taken_at).update(enqueued_at=previous)
             break  # still unreachable: the next run tries again, no need to wait for a timeout per row
         sent += 1
     if sent:

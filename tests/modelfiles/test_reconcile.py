@@ -138,7 +138,12 @@ def test_a_retry_or_stale_requeue_the_broker_missed_shows_the_note_again(redis, 
     assert services.download_requeue_stale(older_than=60) == 1
     stale.refresh_from_db()
     assert stale.status == Download.Status.QUEUED and stale.waiting_for_worker
-    assert active_section(client_for(operator)).count('data-note="waiting_for_worker"') == 2
+    client = client_for(operator)
+    assert active_section(client).count('data-note="waiting_for_worker"') == 2
+    # The history table says it too, next to the state.
+    page = client.get(reverse("modelfiles:downloads")).content.decode()
+    history = page[page.index('id="download-rows"') :]
+    assert history.count('data-note="waiting_for_worker"') == 2
 
 
 def test_a_pull_asked_for_while_the_broker_is_down_is_answered_and_done_once_it_is_back(

@@ -204,6 +204,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+# A Redis that stops answering must not hold a web request: a publish gives up after about this long (twice,
+# with the one retry below) and the download stays queued for the reconciler to send.
+BROKER_TIMEOUT_SECONDS = env.float("MODELDESK_BROKER_TIMEOUT_SECONDS", default=1.0)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_timeout": BROKER_TIMEOUT_SECONDS,
+        "socket_connect_timeout": BROKER_TIMEOUT_SECONDS,
+    }
+    CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_TIMEOUT_SECONDS
+# One quick retry (a pooled connection may be stale after a broker restart), not Celery's default of three.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
@@ -216,6 +227,13 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-downloads": {
         "task": "modelfiles.requeue_stale",
         "schedule": env.float("MODELDESK_REQUEUE_EVERY_SECONDS", default=30.0),
+    },
+    # Queued downloads whose task never reached the broker (or that it lost) are sent again.
+    "reconcile-queued-downloads": {
+        "task": "modelfiles.reconcile",
+        "schedule": env.float("MODELDESK_RECONCILE_EVERY_SECONDS", default=30.0),
+        # A run still waiting in a busy queue when the next one is due is dropped: the next does the same work.
+        "options": {"expires": env.float("MODELDESK_RECONCILE_EVERY_SECONDS", default=30.0)},
     },
     # Files that other tools add to or remove from the cache show up without anyone pressing Rescan.
     "scan-cache": {

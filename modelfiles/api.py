@@ -124,11 +124,17 @@ class DownloadErrorSerializer(serializers.Serializer):
     message = serializers.CharField(help_text="What happened and what to do about it.")
 
 
+class DownloadNoteSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="waiting_for_worker: queued, but the task queue could not be reached.")
+    message = serializers.CharField(help_text="What it means; it resolves itself once the queue answers.")
+
+
 class DownloadSerializer(serializers.ModelSerializer):
     """A pull request and its progress. `error` is set when it failed or was cancelled, and while a transient
-    fault is being retried; otherwise null."""
+    fault is being retried; otherwise null. `note` is set while it waits for something other than the Hub."""
 
     commit = serializers.SerializerMethodField()
+    note = serializers.SerializerMethodField()
     percent = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     requested_by = serializers.SerializerMethodField()
@@ -150,6 +156,7 @@ class DownloadSerializer(serializers.ModelSerializer):
             "speed",
             "eta",
             "error",
+            "note",
             "attempts",
             "requested_by",
             "created_at",
@@ -173,6 +180,12 @@ class DownloadSerializer(serializers.ModelSerializer):
         if not download.error_code and not download.error_message:
             return None
         return {"code": download.error_code or "error", "message": download.error_message}
+
+    @extend_schema_field(DownloadNoteSerializer(allow_null=True))
+    def get_note(self, download: Download) -> dict[str, str] | None:
+        if download.waiting_for_worker:
+            return {"code": "waiting_for_worker", "message": Download.WAITING_NOTE}
+        return None
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="Username of who asked for it."))
     def get_requested_by(self, download: Download) -> str | None:
@@ -256,7 +269,9 @@ class PullApi(APIView):
         summary="Download a GGUF file from the Hub",
         description="Queues a download (201). If the same file and revision is already being downloaded, answers "
         "200 with that download instead. If the cache already holds the file for that revision, answers 409 "
-        "`already_local`; nothing is downloaded. Follow progress at /api/modelfiles/status/{id}.",
+        "`already_local`; nothing is downloaded. Follow progress at /api/modelfiles/status/{id}. When the task "
+        "queue is unreachable the download is still queued (201) with the note `waiting_for_worker`; it is sent "
+        "to a worker by itself once the queue answers.",
         tags=["modelfiles"],
         request=PullSerializer,
         responses={

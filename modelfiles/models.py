@@ -69,6 +69,11 @@ class Download(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     claim = models.UUIDField(null=True, blank=True, help_text="Set by the worker that holds the download.")
     worker = models.CharField(max_length=255, blank=True)
+    enqueued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its task was last handed to the broker; empty while queued means no worker has been told.",
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -108,6 +113,16 @@ class Download(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    WAITING_NOTE = (
+        "Waiting for a worker: the task queue could not be reached when this was queued. It is sent again "
+        "automatically once the queue answers; nothing to do."
+    )
+
+    @property
+    def waiting_for_worker(self) -> bool:
+        """Queued, but the broker never took its task (it was unreachable): the reconciler sends it again."""
+        return self.status == self.Status.QUEUED and self.enqueued_at is None
 
     @property
     def percent(self) -> float | None:

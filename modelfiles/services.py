@@ -15,7 +15,7 @@ from pathlib import Path
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -33,6 +33,10 @@ RETRY_BASE_SECONDS = float(os.environ.get("MODELDESK_RETRY_BASE_SECONDS", "1"))
 RETRY_CAP_SECONDS = float(os.environ.get("MODELDESK_RETRY_CAP_SECONDS", "30"))
 # A running download whose heartbeat is older than this is taken to have lost its worker.
 STALE_SECONDS = float(os.environ.get("MODELDESK_STALE_SECONDS", "60"))
+# A queued download whose task the broker took this long ago and no worker has started is sent again (the broker
+# may have lost it, e.g. a Redis restarted without persistence). Long enough that a normal wait in a busy queue
+# costs at most one duplicate message per period; duplicates are harmless (the claim makes them no-ops).
+RECONCILE_GRACE_SECONDS = float(os.environ.get("MODELDESK_RECONCILE_GRACE_SECONDS", "300"))
 
 
 class AlreadyLocal(Exception):
@@ -101,10 +105,29 @@ def pull_validate(*, repo: str, filename: str, revision: str) -> None:
         raise ValidationError(errors)
 
 
-def _enqueue(download_id: uuid.UUID) -> None:
+def download_publish(*, download_id: uuid.UUID | str) -> bool:
+    """Hand a queued download's task to the broker and note when; False (logged) when the broker is unreachable.
+
+    Never raises: the row is already committed and stays queued, and `download_reconcile` sends it later. The
+    broker settings bound how long this may take (CELERY_TASK_PUBLISH_RETRY_POLICY and the broker timeouts).
+    """
     from modelfiles.tasks import download_task
 
-    transaction.on_commit(lambda: download_task.delay(str(download_id)))
+    try:
+        download_task.delay(str(download_id))
+    except Exception as exc:  # kombu OperationalError, redis-py errors, OSError from the on-disk broker...
+        logger.warning(
+            "download %s: the task queue is unreachable (%s); it stays queued and is sent later", download_id, exc
+        )
+        return False
+    # Only while still queued: a worker may already have claimed it, and then the time no longer matters.
+    Download.objects.filter(pk=download_id, status=Download.Status.QUEUED).update(enqueued_at=timezone.now())
+    return True
+
+
+def _enqueue(download_id: uuid.UUID) -> None:
+    # robust: a failing callback must not turn the request into a 500 after the row was committed.
+    transaction.on_commit(lambda: download_publish(download_id=download_id), robust=True)
 
 
 def _active(repo: str, filename: str, revision: str) -> Download | None:
@@ -135,6 +158,8 @@ def download_request(
                 )
                 _audit_download(download=download, action="request", by=by, status=download.status)
                 _enqueue(download.pk)
+            # The task was handed over on commit (or not, if the broker is down): say which.
+            download.refresh_from_db(fields=["status", "enqueued_at"])
             return download, True
         except IntegrityError:
             # Another request for the same file won the one-active-download constraint; return its row.
@@ -174,6 +199,7 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
                 speed=None,
                 eta=None,
                 claim=None,
+                enqueued_at=None,
             )
             if changed:
                 _audit_download(download=download, action="retry", by=by, status=Download.Status.QUEUED)
@@ -188,31 +214,70 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
     return download, bool(changed)
 
 
-def download_requeue_stale(*, older_than: float = STALE_SECONDS, worker: str | None = None) -> int:
+def download_requeue_stale(
+    *, older_than: float = STALE_SECONDS, worker: str | None = None, download_id: uuid.UUID | str | None = None
+) -> int:
     """Re-queue running downloads whose worker died: heartbeat older than `older_than` s, or owned by `worker`
-    (a worker that is starting again under the same name cannot still be running its old downloads)."""
+    (a worker that is starting again under the same name cannot still be running its old downloads).
+
+    Covers every runner, `manage.py pull` included: its heartbeat is the same. `download_id` limits it to one
+    row (the pull command taking over a download whose runner stopped)."""
     rows = Download.objects.filter(status__in=Download.RUNNING)
+    if download_id is not None:
+        rows = rows.filter(pk=download_id)
     if worker is not None:
         rows = rows.filter(worker=worker)
     else:
         rows = rows.filter(updated_at__lt=timezone.now() - timedelta(seconds=older_than))
     requeued = 0
-    for download_id in list(rows.values_list("pk", flat=True)):
+    for stale_id in list(rows.values_list("pk", flat=True)):
         with transaction.atomic():
-            changed = Download.objects.filter(pk=download_id, status__in=Download.RUNNING).update(
+            changed = Download.objects.filter(pk=stale_id, status__in=Download.RUNNING).update(
                 status=Download.Status.QUEUED,
                 claim=None,
                 speed=None,
                 eta=None,
+                enqueued_at=None,
                 updated_at=timezone.now(),
                 error_message="The worker stopped answering; queued again to resume.",
             )
             if changed:
-                _enqueue(download_id)
+                _enqueue(stale_id)
                 requeued += changed
     if requeued:
         logger.warning("re-queued %s download(s) whose worker stopped", requeued)
     return requeued
+
+
+def download_reconcile(*, grace: float = RECONCILE_GRACE_SECONDS) -> int:
+    """Send again the queued downloads that no worker may know of; returns how many were sent.
+
+    Those are the rows whose task never reached the broker (it was down when they were queued, or when a retry or
+    a stale-heartbeat job re-queued them), and those handed over more than `grace` seconds ago that are still
+    queued (the broker may have lost the message). Each row is sent at most once per `grace`, so a long queue is
+    not flooded; a duplicate that does arrive finds the row claimed and does nothing.
+    """
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    rows = Download.objects.filter(status=Download.Status.QUEUED).filter(
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff)
+    )
+    sent = 0
+    for download_id, previous in list(rows.order_by("created_at", "pk").values_list("pk", "enqueued_at")):
+        # Take the row for this run first (a conditional UPDATE): the beat and workers starting at the same
+        # moment reconcile together, and only one of them sends it.
+        mine = Download.objects.filter(pk=download_id, status=Download.Status.QUEUED)
+        mine = mine.filter(enqueued_at__isnull=True) if previous is None else mine.filter(enqueued_at=previous)
+        taken_at = timezone.now()
+        if not mine.update(enqueued_at=taken_at):
+            continue
+        if not download_publish(download_id=download_id):
+            # Give it back as it was (the note shows again), unless something else changed it meanwhile.
+            Download.objects.filter(pk=download_id, enqueued_at=taken_at).update(enqueued_at=previous)
+            break  # still unreachable: the next run tries again, no need to wait for a timeout per row
+        sent += 1
+    if sent:
+        logger.warning("sent %s queued download(s) again that no worker had been told of", sent)
+    return sent
 
 
 @dataclass

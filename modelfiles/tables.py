@@ -233,6 +233,14 @@ class DownloadTable(tables.Table):
         return format_html("{}", value)
 
     def render_status(self, record: Download) -> SafeString:
+        if record.waiting_for_worker:
+            return format_html(
+                '{} <span class="small text-warning-emphasis d-block" data-note="waiting_for_worker" '
+                'title="{}">{}</span>',
+                status_badge(record.status),
+                Download.WAITING_NOTE,
+                "waiting for a worker",
+            )
         return status_badge(record.status)
 
     def render_bytes_total(self, record: Download) -> str:

@@ -22,6 +22,11 @@ def requeue_stale_task() -> int:
     return services.download_requeue_stale()
 
 
+@shared_task(name="modelfiles.reconcile", ignore_result=True)
+def reconcile_task() -> int:
+    return services.download_reconcile()
+
+
 @shared_task(name="modelfiles.scan_cache", ignore_result=True)
 def scan_cache_task() -> dict[str, int]:
     return services.modelfile_sync()
@@ -30,11 +35,14 @@ def scan_cache_task() -> dict[str, int]:
 @worker_ready.connect
 def _on_worker_ready(sender=None, **kwargs) -> None:
     # A worker starting under a name cannot still be running downloads it claimed before: resume them now
-    # instead of waiting for their heartbeat to go stale. Then bring the file list in step with the cache.
+    # instead of waiting for their heartbeat to go stale. Queued downloads whose task never reached the broker
+    # (it was down when they were asked for) are sent now, so a worker coming back after an outage needs no
+    # beat to pick them up. Then bring the file list in step with the cache.
     hostname = getattr(sender, "hostname", None)
     try:
         if hostname:
             services.download_requeue_stale(worker=hostname)
+        services.download_reconcile()
         services.modelfile_sync()
     except Exception:
         logger.exception("start-up housekeeping failed")

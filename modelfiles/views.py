@@ -132,10 +132,14 @@ class PullView(LoginRequiredMixin, PermissionRequiredMixin, View):
         except AlreadyLocal as exc:
             return render_pull_form(request, form, already_local=exc, already_local_values=values)
         name = f"{download.repo}/{download.filename}@{download.revision}"
-        if created:
-            messages.success(request, f"Queued {name}.")
+        text = f"Queued {name}." if created else f"Already downloading {name}; here is its progress."
+        if download.waiting_for_worker:
+            # Queued all the same: the reconciler hands it to a worker once the task queue answers again.
+            messages.warning(request, f"{text} {Download.WAITING_NOTE}")
+        elif created:
+            messages.success(request, text)
         else:
-            messages.info(request, f"Already downloading {name}; here is its progress.")
+            messages.info(request, text)
         return HttpResponseRedirect(reverse("modelfiles:downloads"))
 
 
@@ -306,7 +310,7 @@ def active_fingerprint(request: HttpRequest, context: dict[str, Any]) -> str:
         percent = "" if row.percent is None else f"{row.percent:.1f}"
         parts += [str(download.pk), download.status, download.repo, download.filename, download.revision, percent,
                   row.bytes_done, row.bytes_total, row.speed, row.eta, str(download.attempts),
-                  download.error_message, requested_by]  # fmt: skip
+                  download.error_message, requested_by, str(download.waiting_for_worker)]  # fmt: skip
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,18 +32,109 @@ def test_database_url() -> str:
     return f"postgres://{auth}{db.get('HOST') or ''}{port}/{db['NAME']}"
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """A `redis-server` of the test's own on a free port, without persistence, that can be stopped and started
+    again on the same port (a broker outage); stopped by its pid, never by name."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="test-redis-"))
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {(self.dir / 'redis.log').read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not answer within 10 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+
+
+@contextmanager
+def use_broker(url: str) -> Iterator[None]:
+    """Point this process's Celery app at another broker until the block ends (it read CELERY_BROKER_URL at
+    import). Its connection and producer pools are keyed by the broker, so fresh ones are made and the old ones
+    put back afterwards."""
+    from config.celery import app
+
+    saved = (app.conf.broker_url, app.conf.broker_transport_options, app._pool, app.amqp._producer_pool)
+    app.conf.broker_url = url
+    # The same bounded timeouts as settings give a worker on Redis (config/settings.py).
+    timeout = settings.BROKER_TIMEOUT_SECONDS
+    app.conf.broker_transport_options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        yield
+    finally:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app.conf.broker_url, app.conf.broker_transport_options, app._pool, app.amqp._producer_pool = saved
+
+
 @contextmanager
 def celery_worker(
-    *, extra_env: dict[str, str] | None = None, concurrency: int = 1, hostname: str | None = None, beat: bool = False
+    *,
+    extra_env: dict[str, str] | None = None,
+    concurrency: int = 1,
+    hostname: str | None = None,
+    beat: bool = False,
+    broker_url: str | None = None,
 ) -> Iterator[subprocess.Popen]:
-    """Run `celery -A config worker` until the block ends; wait until it answers a ping first."""
+    """Run `celery -A config worker` until the block ends; wait until it answers a ping first.
+
+    `broker_url`: another broker than the configured one (this process's app must use it too: `use_broker`)."""
     from config.celery import app
 
     hostname = hostname or f"test-{os.getpid()}-{time.monotonic_ns()}@localhost"
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_BROKER_URL": broker_url or settings.CELERY_BROKER_URL,
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }

@@ -30,6 +30,7 @@ DOWNLOAD_KEYS = {
     "speed",
     "eta",
     "error",
+    "note",
     "attempts",
     "requested_by",
     "created_at",

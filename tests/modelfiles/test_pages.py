@@ -290,7 +290,12 @@ def test_pull_form_is_prefilled_from_the_query_string(operator_client):
     assert 'name="revision" value="main"' in operator_client.get(PULL_URL).content.decode()
 
 
-def test_pull_queues_a_download_and_shows_its_status(operator_client, operator):
+@pytest.mark.django_db(transaction=True)  # the task is handed to the broker on commit
+def test_pull_queues_a_download_and_shows_its_status(operator_client, operator, monkeypatch):
+    from modelfiles.tasks import download_task
+
+    sent: list[str] = []
+    monkeypatch.setattr(download_task, "delay", sent.append)
     response = operator_client.post(PULL_URL, PULL_DATA)
     assert response.status_code == 302
     assert response["Location"] == DOWNLOADS_URL
@@ -299,6 +304,7 @@ def test_pull_queues_a_download_and_shows_its_status(operator_client, operator):
     assert download.status == Download.Status.QUEUED
     assert download.requested_by == operator
     assert messages_of(response) == ["Queued acme/Tiny-GGUF/tiny.Q4_K_M.gguf@main."]
+    assert sent == [str(download.pk)]
 
 
 def test_pulling_an_active_download_again_shows_the_one_running(operator_client):

@@ -49,9 +49,18 @@ class Command(BaseCommand):
             self.stdout.write(f"Already in the cache: {exc.path}")
             return
         if not created and download.status != Download.Status.QUEUED:
-            raise CommandError(
-                f"A worker is already downloading this file ({download.status}, "
-                f"{human_bytes(download.bytes_done)} so far); watch it on the downloads page."
+            # A runner whose heartbeat stopped (a worker or another `pull` killed hard) cannot still be writing:
+            # take its download over and resume its partial file instead of refusing until someone cancels it.
+            if not services.download_requeue_stale(download_id=download.pk):
+                raise CommandError(
+                    f"A worker is already downloading this file ({download.status}, "
+                    f"{human_bytes(download.bytes_done)} so far); watch it on the downloads page. If it stopped, "
+                    f"run this again once it has been silent for {services.STALE_SECONDS:.0f} s "
+                    "(MODELDESK_STALE_SECONDS): it is then taken over."
+                )
+            self.stdout.write(
+                f"Taking over the download left by {download.worker or 'a worker'}, silent for more than "
+                f"{services.STALE_SECONDS:.0f} s; resuming from {human_bytes(download.bytes_done)}."
             )
         self.stdout.write(f"Pulling {repo}/{filename}@{revision}")
         bar = _Bar(self.stdout)

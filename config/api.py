@@ -28,7 +28,7 @@ from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, JsonResponse, QueryDict
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from drf_spectacular.plumbing import build_bearer_security_scheme_object, force_instance
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import exceptions, permissions, serializers
 from rest_framework.response import Response
@@ -588,6 +588,32 @@ class ApiAutoSchema(AutoSchema):
         if extra and direction == "request" and isinstance(schema, dict) and "$ref" not in schema:
             schema = {**schema, **extra}
         return schema
+
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(force_instance(serializer), StrictSerializer):
+            # StrictSerializer refuses unknown keys, but takes the read-only ones (a body read with GET may be
+            # sent back whole) and ignores them: say both.
+            properties = schema.setdefault("properties", {})
+            for name, field in force_instance(serializer).fields.items():
+                if field.read_only:
+                    properties[name] = {"description": "Read-only: accepted and ignored in requests."}
+                    if name in schema.get("required", ()):
+                        schema["required"].remove(name)
+            schema["additionalProperties"] = False
+        return schema
+
+    def _insert_field_validators(self, field, schema):
+        super()._insert_field_validators(field, schema)
+        # drf-spectacular offers "" as an alternative for a blank-allowed string with a pattern. A request_schema
+        # decides about "" itself (minLength 1 where the model refuses it, a pattern that admits it where it is
+        # fine), so the alternative would be a false promise or a repetition.
+        extra = getattr(field, "request_schema", None) or {}
+        alternatives = schema.get("oneOf")
+        blank = {"type": "string", "maxLength": 0}
+        if ("pattern" in extra or "minLength" in extra) and alternatives and alternatives[-1] == blank:
+            schema.pop("oneOf")
+            schema.update(alternatives[0])
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)

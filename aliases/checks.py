@@ -102,7 +102,8 @@ def stored_rows_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 "aliases.W001",
                 "aliases",
                 aliases,
-                "Edit or delete them in the Django admin (/admin/aliases/alias/); they are listed without links.",
+                "Edit or delete them in the Django admin (/admin/aliases/alias/); names that cannot be part of a URL "
+                "are listed without a link.",
             )
         )
     if modelfiles:

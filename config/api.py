@@ -535,7 +535,7 @@ _ERROR_DESCRIPTIONS = {
     404: "Not found.",
     405: "Method not allowed.",
     409: "Conflict with the current state.",
-    413: "The request body is larger than the server accepts (DATA_UPLOAD_MAX_MEMORY_SIZE, 1 MiB by default).",
+    413: "The request body is larger than the server accepts (MODELDESK_MAX_BODY_BYTES, 1 MiB by default).",
     415: "Unsupported media type: send application/json.",
     429: "Too many requests (e.g. failed sign-ins with bad tokens): wait for the seconds in Retry-After.",
     500: "Server error (logged).",

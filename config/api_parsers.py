@@ -51,8 +51,9 @@ def _json_depth(value: Any) -> int:
 class JSONParser(parsers.JSONParser):
     """DRF's strict JSON parser with limits: DATA_UPLOAD_MAX_MEMORY_SIZE bytes (413) and MAX_JSON_DEPTH levels.
 
-    Django applies the size limit only to `request.body` and form data, which DRF does not use; a body sent
-    without a Content-Length (chunked) is caught here too, by reading at most one byte more than the limit.
+    Django applies the size limit only to `request.body` and form data, which DRF does not read. The middleware
+    refuses a large body by its Content-Length; a body without one (possible under ASGI) is caught here, by
+    reading at most one byte more than the limit.
     """
 
     def parse(self, stream, media_type=None, parser_context=None):

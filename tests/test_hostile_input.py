@@ -344,3 +344,18 @@ def test_the_repair_migration_strips_a_trailing_newline_when_the_result_is_valid
 
     text = "\n".join(str(message.msg) for message in stored_rows_check())
     assert "taken" in text and "nul" in text and "fixable" not in text
+
+
+def test_the_json_parser_enforces_the_limit_without_a_content_length(settings):
+    # Under ASGI a body may arrive without a Content-Length, so the middleware cannot see its size.
+    import io
+
+    from config.api import ApiError
+    from config.api_parsers import JSONParser
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    with pytest.raises(ApiError) as raised:
+        JSONParser().parse(io.BytesIO(json.dumps({"user": "x" * 2000}).encode()))
+
+    assert raised.value.status_code == 413
+    assert JSONParser().parse(io.BytesIO(b'{"user": "x"}')) == {"user": "x"}

@@ -126,16 +126,6 @@ def test_alias_refuses_a_filename_segment_too_long_for_the_file_system(admin_cli
     assert_error(response, 400, "invalid_request_error", param="filename")
 
 
-def test_pull_form_refuses_a_trailing_newline_in_the_revision(client_for, operator):
-    # Forms strip surrounding whitespace of a typed value; a newline inside it is still refused.
-    response = client_for(operator).post(
-        "/files/pull/", {"repo": "owner/name", "filename": "model.gguf", "revision": "ma\nin"}
-    )
-
-    assert response.status_code == 200
-    assert not Download.objects.exists()
-
-
 # --- NUL in a URL, a query or a body ---------------------------------------------------------------------------
 
 
@@ -252,10 +242,24 @@ def bad_rows(db):
                 size=1,
                 etag="e" * 64,
                 modified_at="2026-01-01T00:00:00Z",
-            )
+            ),
+            ModelFile(
+                repo="owner/na\nme",
+                filename="dir\x01/m\u2028.gguf",
+                snapshot="b" * 40,
+                refs=["ma\x00in"],
+                size=2,
+                etag="f" * 64,
+                modified_at="2026-01-01T00:00:00Z",
+            ),
         ]
     )
-    Download.objects.bulk_create([Download(repo="owner/name\n", filename="m.gguf\n", revision="main\n")])
+    Download.objects.bulk_create(
+        [
+            Download(repo="owner/name\n", filename="m.gguf\n", revision="main\n"),
+            Download(repo="owner/x", filename="m.gguf", revision="v\x01", status=Download.Status.FAILED),
+        ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -297,7 +301,7 @@ def test_the_data_check_lists_stored_rows_that_break_the_rules(bad_rows):
 
     assert "newline" in text and "ctrl" in text and "repo-bad" in text and "template-bad" in text
     assert "bad name with spaces" in text
-    assert "Download" in text
+    assert "Download" in text and "ModelFile" in text
 
 
 def test_manage_py_check_warns_about_stored_rows(bad_rows, capsys):

@@ -40,6 +40,15 @@ MIN_CASES = 1_000
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
+@pytest.fixture(autouse=True)
+def hf_home(monkeypatch, tmp_path):
+    """An empty Hugging Face cache of this test's own, and a Hub address where nothing listens: pulls and scans
+    the requests set off never read the real cache or reach a network."""
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+
+
 def _seed_rows() -> None:
     """Rows for lists and look-ups to return, so response bodies are checked with data in them."""
     AliasFactory.create_batch(5)

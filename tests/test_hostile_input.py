@@ -17,6 +17,15 @@ pytestmark = pytest.mark.django_db
 GOOD = {"alias": "good", "repo": "owner/name-GGUF", "filename": "model.Q4_K_M.gguf"}
 
 
+@pytest.fixture(autouse=True)
+def hf_home(monkeypatch, tmp_path):
+    """An empty Hugging Face cache of this test's own, and a Hub address where nothing listens: pulls and scans
+    the requests set off never read the real cache or reach a network."""
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+
+
 @pytest.fixture
 def admin_client(client_for, admin_user) -> Client:
     return client_for(admin_user)
@@ -163,6 +172,15 @@ def test_nul_in_a_form_post_is_a_client_error(admin_client):
     assert not Alias.objects.exists()
 
 
+def test_alias_form_refuses_a_control_character_next_to_the_field(admin_client):
+    # DEL (and the C1 controls) passed the old filename check, which looked only below U+0020.
+    response = admin_client.post("/aliases/-/new/", {"alias": "ab", "repo": "owner/name", "filename": "m\x7f.gguf"})
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["filename"]
+    assert not Alias.objects.exists()
+
+
 def test_nul_in_a_form_field_name_is_a_client_error(admin_client):
     response = admin_client.post("/aliases/-/new/", {"al\x00ias": "a"})
 
@@ -187,7 +205,27 @@ def test_a_ten_megabyte_body_is_refused_before_it_is_read(admin_client):
     assert_error(response, 413, "invalid_request_error", code="request_too_large")
 
 
-def test_a_body_limit_comes_from_the_environment(admin_client, settings):
+def test_the_body_limit_is_read_from_the_environment(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "MODELDESK_MAX_BODY_BYTES": "4096", "MODELDESK_VAR_DIR": str(tmp_path), "DEBUG": "1"}
+    code = "from django.conf import settings; print(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert result.stdout.strip().splitlines()[-1] == "4096"
+
+
+def test_a_smaller_body_limit_applies_to_the_api(admin_client, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
     response = post_json(admin_client, "/api/models", {**GOOD, "user": "x" * 200})
 

@@ -20,7 +20,19 @@ from rest_framework.views import APIView
 from aliases.models import BASIC_FIELDS, CONTEXT_PARAMS, EDITABLE_FIELDS, REQUEST_PARAMS, Alias
 from aliases.selectors import SEARCH_FIELDS, alias_get, alias_list
 from aliases.services import AliasReadOnlyError, AliasVersionConflict, alias_create, alias_delete, alias_update
-from aliases.validators import Bounded
+from aliases.validators import (
+    ALIAS_NAME_MAX,
+    ALIAS_NAME_PATTERN,
+    FILENAME_SCHEMA_PATTERN,
+    REPO_SCHEMA_PATTERN,
+    SNAPSHOT_SCHEMA_PATTERN,
+    STOP_MAX_COUNT,
+    STOP_MAX_LENGTH,
+    STOP_WORD_SCHEMA_PATTERN,
+    TEXT_SCHEMA_PATTERN,
+    Bounded,
+    chat_template_schema_pattern,
+)
 from config.api import (
     ApiError,
     ApiErrorSerializer,
@@ -69,8 +81,8 @@ def _param_field(name: str) -> serializers.Field:
         values = (bounded.low, bounded.high, *bounded.specials)
         schema_range = (min(values), max(values))
     if isinstance(model_field, models.JSONField):
-        return serializers.ListField(
-            child=StrictCharField(allow_blank=True),
+        return StopWordsField(
+            child=StrictCharField(allow_blank=True, request_schema=STOP_WORD_REQUEST_SCHEMA),
             required=False,
             allow_null=True,
             help_text=f"{help_text} Returned as [] when not set; null in a request means the same.",
@@ -88,8 +100,23 @@ def _param_field(name: str) -> serializers.Field:
         allow_null=True,
         allow_blank=True,
         max_length=model_field.max_length,
+        request_schema=REQUEST_SCHEMAS.get(name),
         help_text=f'{help_text} Returned as "" when not set; null in a request means the same.',
     )
+
+
+# What the model's validators accept, for the schema of requests (responses may hold rows stored before a rule
+# was checked whole). Names made from model files (owner/repo:quant) are the system's: a request names a user alias.
+REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
+    "alias": {"minLength": 1, "maxLength": ALIAS_NAME_MAX, "pattern": ALIAS_NAME_PATTERN},
+    "repo": {"minLength": 3, "pattern": REPO_SCHEMA_PATTERN},
+    "filename": {"minLength": 6, "pattern": FILENAME_SCHEMA_PATTERN},
+    "snapshot": {"minLength": 1, "pattern": SNAPSHOT_SCHEMA_PATTERN},
+    "chat_template": {"minLength": 1, "pattern": chat_template_schema_pattern()},
+    "user": {"pattern": TEXT_SCHEMA_PATTERN},
+}
+STOP_REQUEST_SCHEMA = {"maxItems": STOP_MAX_COUNT, "uniqueItems": True}
+STOP_WORD_REQUEST_SCHEMA = {"minLength": 1, "maxLength": STOP_MAX_LENGTH, "pattern": STOP_WORD_SCHEMA_PATTERN}
 
 
 def _text_field(name: str) -> StrictCharField:
@@ -97,10 +124,21 @@ def _text_field(name: str) -> StrictCharField:
     kwargs: dict[str, Any] = {"required": True}
     if model_field.has_default():
         kwargs = {"required": False, "default": model_field.get_default()}
-    # Blank is the model's call (its message says what is expected), not DRF's generic "may not be blank".
+    # Blank is the model's call (its message says what is expected), not DRF's generic "may not be blank"; the
+    # schema still says minLength 1, since the model refuses it.
     return StrictCharField(
-        allow_blank=True, max_length=model_field.max_length, help_text=str(model_field.help_text), **kwargs
+        allow_blank=True,
+        max_length=model_field.max_length,
+        help_text=str(model_field.help_text),
+        request_schema=REQUEST_SCHEMAS[name],
+        **kwargs,
     )
+
+
+class StopWordsField(serializers.ListField):
+    """The stop list; its count, length and uniqueness rules are the model's, stated in the request schema."""
+
+    request_schema = STOP_REQUEST_SCHEMA
 
 
 class RequestParamsSerializer(StrictSerializer):

@@ -10,14 +10,15 @@ from aliases.validators import (
     EMBEDDED_CHAT_TEMPLATE,
     FILENAME_MAX,
     MODEL_ALIAS_NAME_MAX,
-    MODEL_ALIAS_NAME_RE,
     REPO_MAX,
     SNAPSHOT_MAX,
     USER_MAX,
     Bounded,
+    model_alias_name_ok,
     validate_alias_name,
     validate_chat_template,
     validate_filename,
+    validate_no_control_characters,
     validate_repo,
     validate_snapshot,
     validate_stop,
@@ -127,6 +128,7 @@ class Alias(models.Model):
     user = models.CharField(
         max_length=USER_MAX,
         blank=True,
+        validators=[validate_no_control_characters],
         help_text="End-user identifier passed along with requests.",
     )
 
@@ -222,7 +224,7 @@ class Alias(models.Model):
         super().clean()
         errors: dict[str, ValidationError | str] = {}
         if self.source == self.Source.MODEL:
-            if not MODEL_ALIAS_NAME_RE.match(self.alias or ""):
+            if not model_alias_name_ok(self.alias or ""):
                 errors["alias"] = "Aliases made from model files are named owner/repo:quant."
         else:
             try:

@@ -7,12 +7,21 @@ import django_tables2 as tables
 from django.contrib.humanize.templatetags.humanize import intcomma, naturaltime
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from aliases.models import Alias
 from config.tables import TABLE_TEMPLATE
+
+
+def alias_url(view_name: str, name: str) -> str | None:
+    """The page of an alias, or None when its stored name cannot be part of a URL (a row stored before the name
+    rules were checked whole, e.g. one ending in a newline): such a row is listed without a link, never a 500."""
+    try:
+        return reverse(view_name, args=[name])
+    except NoReverseMatch:
+        return None
 
 
 class AliasTable(tables.Table):
@@ -62,7 +71,12 @@ class AliasTable(tables.Table):
     def render_alias(self, record: Alias, value: str) -> str:
         user = self.request.user
         can_edit = user.has_perm("aliases.change_alias") and not record.is_read_only
-        url = reverse("aliases:edit" if can_edit else "aliases:detail", args=[record.alias])
+        url = alias_url("aliases:edit" if can_edit else "aliases:detail", record.alias)
+        if url is None:
+            return format_html(
+                '<span class="fw-semibold" title="This name breaks the naming rules; an admin can fix it">{}</span>',
+                value,
+            )
         if self.next_url:
             url = f"{url}?{urlencode({'next': self.next_url})}"
         return format_html('<a class="fw-semibold" href="{}">{}</a>', url, value)

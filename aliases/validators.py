@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
 from django.utils.deconstruct import deconstructible
 
 ALIAS_NAME_MAX = 64
@@ -38,32 +37,121 @@ BUILTIN_CHAT_TEMPLATES = (
 )
 EMBEDDED_CHAT_TEMPLATE = "embedded"
 
-ALIAS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+# Patterns are matched whole (`fullmatch`): with `match` and `$`, "name\n" passed, because `$` also matches before a
+# final newline. The `*_PATTERN` strings are the same rules in the ECMA-262 syntax of the OpenAPI schema, where `$`
+# means the end; tests check that both spellings agree.
+ALIAS_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+REPO_PART_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+COMMIT_PATTERN = r"[0-9a-f]{40}"
+REF_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._/-]*"
+
+ALIAS_NAME_RE = re.compile(ALIAS_NAME_PATTERN[1:-1])
+REPO_PART_RE = re.compile(REPO_PART_PATTERN)
+COMMIT_RE = re.compile(COMMIT_PATTERN)
+REF_RE = re.compile(REF_PATTERN)
 
 MODEL_ALIAS_NAME_RE = re.compile(
-    r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+    r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
 )
 
-validate_alias_name = RegexValidator(
-    ALIAS_NAME_RE,
-    "Use 1–64 characters: letters, digits, '.', '_', ':' or '-', starting with a letter or digit "
-    "(no spaces or slashes).",
-    code="invalid_alias",
+# The same rules for the OpenAPI schema (ECMA-262: `$` is the end of the text; lookaheads are allowed there).
+# (Lone surrogates are refused too, but a pattern cannot name them in every regex engine that reads the schema.)
+_NO_CONTROLS = r"\u0000-\u001f\u007f-\u009f\u2028\u2029"
+_SCHEMA_REPO_BODY = r"(?!.*(?:--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*"
+REPO_SCHEMA_PATTERN = rf"^{_SCHEMA_REPO_BODY}$"
+FILENAME_SCHEMA_PATTERN = rf"^(?!/)(?!.*//)(?!(?:.*/)?\.\.?(?:/|$))[^\\{_NO_CONTROLS}]*\.[gG][gG][uU][fF]$"
+SNAPSHOT_SCHEMA_PATTERN = (
+    r"^(?:[0-9a-f]{40}|(?![0-9a-fA-F]{40}$)(?!.*(?:\.\.|//))(?!.*(?:/|\.|\.lock)$)[A-Za-z0-9][A-Za-z0-9._/-]*)$"
 )
+TEXT_SCHEMA_PATTERN = rf"^[^{_NO_CONTROLS}]*$"
+STOP_WORD_SCHEMA_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029]+$"
+
+
+def chat_template_schema_pattern() -> str:
+    # Not re.escape: it writes `\-`, which an ECMA regex in unicode mode refuses; the names need no escaping.
+    names = "|".join((EMBEDDED_CHAT_TEMPLATE, *BUILTIN_CHAT_TEMPLATES))
+    return rf"^(?:{names}|{_SCHEMA_REPO_BODY})$"
+
+
+# One directory entry holds at most 255 bytes on the usual file systems (ext4, xfs, btrfs, APFS, NTFS in UTF-16
+# units): a longer segment fails with "File name too long" when the file is written, long after the request.
+PATH_SEGMENT_MAX_BYTES = 255
+# Stop words are often a newline or a tab; every other control character is refused there too.
+STOP_ALLOWED_CONTROLS = frozenset("\n\r\t")
+
+# --- text that may be stored at all ---------------------------------------------------------------------------
+
+
+def control_problem(value: str, *, allowed: frozenset[str] = frozenset()) -> str | None:
+    """Why `value` cannot be stored as text, or None.
+
+    Refused anywhere in a value: NUL (PostgreSQL cannot store it, SQLite truncates some uses), other C0 and C1
+    control characters and DEL (they break paths, logs and page layout), line/paragraph separators, and lone
+    surrogates (JSON can spell them, UTF-8 cannot encode them, so the database would fail).
+    """
+    for char in value:
+        if char in allowed:
+            continue
+        code = ord(char)
+        if code == 0:
+            return "NUL characters are not allowed."
+        if code < 32 or 0x7F <= code <= 0x9F or code in (0x2028, 0x2029):
+            return f"Control characters are not allowed (found U+{code:04X})."
+        if 0xD800 <= code <= 0xDFFF:
+            return f"Unpaired surrogate characters are not allowed (found U+{code:04X})."
+    return None
+
+
+def validate_no_control_characters(value: object) -> None:
+    if isinstance(value, str):
+        problem = control_problem(value)
+        if problem:
+            raise ValidationError(problem, code="control_character")
+
+
+def segment_too_long(value: str) -> str | None:
+    """Why a `/`-separated path has a segment the file system cannot name, or None."""
+    for segment in value.split("/"):
+        size = len(segment.encode("utf-8", "surrogatepass"))
+        if size > PATH_SEGMENT_MAX_BYTES:
+            return (
+                f"Each part of the path between '/' may have at most {PATH_SEGMENT_MAX_BYTES} bytes in UTF-8 "
+                f"(one has {size} bytes): the file system cannot store a longer name."
+            )
+    return None
+
+
+# --- the fields ------------------------------------------------------------------------------------------------
+
+
+def validate_alias_name(value: str) -> None:
+    problem = control_problem(value)
+    if problem:
+        raise ValidationError(problem, code="control_character")
+    if not ALIAS_NAME_RE.fullmatch(value):
+        raise ValidationError(
+            "Use 1–64 characters: letters, digits, '.', '_', ':' or '-', starting with a letter or digit "
+            "(no spaces or slashes).",
+            code="invalid_alias",
+        )
+
+
+def model_alias_name_ok(value: str) -> bool:
+    return bool(MODEL_ALIAS_NAME_RE.fullmatch(value))
 
 
 def repo_problem(value: str) -> str | None:
     """Why `value` is not a Hugging Face repo id `owner/name`, or None when it is one."""
+    problem = control_problem(value)
+    if problem:
+        return problem
     if len(value) > REPO_MAX:
         return f"A repo id has at most {REPO_MAX} characters (this one has {len(value)})."
     parts = value.split("/")
     if len(parts) != 2:
         return "Use the form owner/name, e.g. TheBloke/Llama-2-7B-GGUF."
     for part in parts:
-        if not REPO_PART_RE.match(part):
+        if not REPO_PART_RE.fullmatch(part):
             return (
                 "Each part of owner/name starts with a letter or digit and holds only letters, digits, '.', '_' or '-'."
             )
@@ -79,23 +167,27 @@ def validate_repo(value: str) -> None:
 
 
 def validate_filename(value: str) -> None:
+    problem = control_problem(value)
+    if problem:
+        raise ValidationError(problem, code="invalid_filename")
     if "\\" in value:
         raise ValidationError("Use '/' between folders; a backslash is not allowed.", code="invalid_filename")
     if value.startswith("/"):
         raise ValidationError("The path is relative to the repo: no leading '/'.", code="invalid_filename")
     if any(segment in ("", ".", "..") for segment in value.split("/")):
         raise ValidationError("Empty, '.' and '..' folder names are not allowed in the path.", code="invalid_filename")
-    if any(ord(char) < 32 for char in value):
-        raise ValidationError("Control characters are not allowed in the path.", code="invalid_filename")
     if not value.lower().endswith(".gguf"):
         raise ValidationError("The file must be a GGUF file (ending in .gguf).", code="invalid_filename")
+    too_long = segment_too_long(value)
+    if too_long:
+        raise ValidationError(too_long, code="name_too_long")
 
 
 def validate_snapshot(value: str) -> None:
-    if COMMIT_RE.match(value):
+    if COMMIT_RE.fullmatch(value):
         return
     if (
-        not REF_RE.match(value)
+        not REF_RE.fullmatch(value)
         or ".." in value
         or "//" in value
         or value.endswith(("/", ".", ".lock"))
@@ -131,6 +223,12 @@ def validate_stop(value: object) -> None:
             raise ValidationError(
                 f"Each stop word has 1–{STOP_MAX_LENGTH} characters (one has {len(item)}).",
                 code="invalid_stop_length",
+            )
+        problem = control_problem(item, allowed=STOP_ALLOWED_CONTROLS)
+        if problem:
+            raise ValidationError(
+                f"{problem.rstrip('.')} in a stop word (newline, carriage return and tab are fine).",
+                code="control_character",
             )
     if len(set(value)) != len(value):
         duplicates = sorted({item for item in value if value.count(item) > 1})

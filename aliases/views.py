@@ -132,7 +132,7 @@ class AliasDuplicateView(AliasFormView):
         source = _get_alias(name)
         # A copy of owner/repo:Q4_K_M is suggested as repo:Q4_K_M (user alias names have no slash).
         suggestion = source.alias.split("/", 1)[1] if "/" in source.alias else f"{source.alias}-copy"
-        if not ALIAS_NAME_RE.match(suggestion) or alias_get(name=suggestion) is not None:
+        if not ALIAS_NAME_RE.fullmatch(suggestion) or alias_get(name=suggestion) is not None:
             suggestion = ""
         form = AliasForm(initial=alias_copy_values(source=source, new_name=suggestion))
         return self.render_form(form, mode="duplicate", source=source)

@@ -27,7 +27,8 @@ from django.db.models.expressions import OrderBy
 from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, JsonResponse, QueryDict
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.plumbing import build_bearer_security_scheme_object
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import build_bearer_security_scheme_object, force_instance
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import exceptions, permissions, serializers
 from rest_framework.response import Response
@@ -196,6 +197,12 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
     return Response(data, status=status, headers=headers)
 
 
+def request_too_large() -> ApiError:
+    from config.api_parsers import body_limit, body_too_large_message
+
+    return ApiError(body_too_large_message(body_limit() or 0), status=413, code="request_too_large")
+
+
 def error_json_response(*, status: int, message: str, code: str) -> JsonResponse:
     """The envelope outside DRF views, for Django's 404/500 handlers when the path is under /api/."""
     return JsonResponse(error_body(status=status, message=message, code=code), status=status)
@@ -273,11 +280,17 @@ class StrictIntegerField(_DocumentedRange, serializers.IntegerField):
 
 
 class StrictCharField(serializers.CharField):
-    """A JSON string only, kept as sent (no trimming): the model's validators judge its content."""
+    """A JSON string only, kept as sent (no trimming): the model's validators judge its content.
 
-    def __init__(self, **kwargs: Any):
+    ``request_schema`` adds keywords to the field's schema in requests only (``pattern``, ``minLength``, ...): the
+    rules the model enforces on what is sent, stated where schema-driven clients look. Responses may carry rows
+    stored before a rule existed, so they are not promised to match.
+    """
+
+    def __init__(self, *, request_schema: Mapping[str, Any] | None = None, **kwargs: Any):
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
+        self.request_schema = dict(request_schema or {})
 
     def to_internal_value(self, data: object) -> str:
         if not isinstance(data, str):
@@ -346,6 +359,9 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 DEFAULT_PAGE_SIZE = 30
 MAX_PAGE_SIZE = 100
 SORT_ORDERS = ("asc", "desc")
+# Any page past the end is simply empty; the bound keeps the offset a number every database takes.
+MAX_PAGE = 10**15
+NO_NUL_PATTERN = r"^[^\u0000]*$"
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+")
 
 
@@ -401,7 +417,7 @@ class ListQuery:
 
     def parse(self, query: QueryDict) -> ListParams:
         """Read the query string; anything out of bounds is a 400 naming the parameter. Blank means default."""
-        page = self._integer(query, "page", default=1, low=1, high=None)
+        page = self._integer(query, "page", default=1, low=1, high=MAX_PAGE)
         page_size = self._integer(query, "page_size", default=DEFAULT_PAGE_SIZE, low=1, high=MAX_PAGE_SIZE)
         sort = query.get("sort") or self.default_sort
         if sort not in self.sorts:
@@ -445,10 +461,16 @@ class ListQuery:
     def openapi_parameters(self) -> list[OpenApiParameter]:
         query = OpenApiParameter.QUERY
         return [
-            OpenApiParameter("page", int, query, description="Page number, 1 or more (default 1).", default=1),
+            OpenApiParameter(
+                "page",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                query,
+                description="Page number, 1 or more (default 1). Past the last page, `data` is empty.",
+                default=1,
+            ),
             OpenApiParameter(
                 "page_size",
-                int,
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
                 query,
                 description=f"Rows per page, 1–{MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE}).",
                 default=DEFAULT_PAGE_SIZE,
@@ -461,8 +483,20 @@ class ListQuery:
                 default=self.default_sort,
                 description="Column to sort by; text sorts ignore case, unset values come last.",
             ),
-            OpenApiParameter("sort_order", str, query, enum=list(SORT_ORDERS), default=self.default_sort_order),
-            OpenApiParameter("search", str, query, description=self.search_help),
+            OpenApiParameter(
+                "sort_order",
+                str,
+                query,
+                enum=list(SORT_ORDERS),
+                default=self.default_sort_order,
+                description="asc or desc.",
+            ),
+            OpenApiParameter(
+                "search",
+                {"type": "string", "pattern": NO_NUL_PATTERN},
+                query,
+                description=f"{self.search_help} No NUL characters.",
+            ),
         ]
 
 
@@ -501,7 +535,9 @@ _ERROR_DESCRIPTIONS = {
     404: "Not found.",
     405: "Method not allowed.",
     409: "Conflict with the current state.",
+    413: "The request body is larger than the server accepts (MODELDESK_MAX_BODY_BYTES, 1 MiB by default).",
     415: "Unsupported media type: send application/json.",
+    429: "Too many requests (e.g. failed sign-ins with bad tokens): wait for the seconds in Retry-After.",
     500: "Server error (logged).",
 }
 
@@ -529,3 +565,79 @@ def list_envelope_serializer(item: type[serializers.Serializer]) -> type[seriali
             "page_size": serializers.IntegerField(),
         },
     )
+
+
+# --- the schema: every rule the API enforces -------------------------------------------------------------------
+
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+class ApiAutoSchema(AutoSchema):
+    """REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]: drf-spectacular's schema plus what every endpoint here shares.
+
+    - ``request_schema`` of a field (see StrictCharField) is added to its request schema;
+    - each operation lists the error statuses it can answer, all with the error envelope: 400 when it takes
+      parameters or a body, 401/403/429 behind authentication, 404 with a path parameter, 413 when it takes a body,
+      415 when the body must be JSON. Statuses a view documents itself (e.g. a 409 with ``current``) are kept.
+      405 is not listed: it is the answer for a method the path does not document at all.
+    """
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        extra = getattr(field, "request_schema", None)
+        if extra and direction == "request" and isinstance(schema, dict) and "$ref" not in schema:
+            schema = {**schema, **extra}
+        return schema
+
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(force_instance(serializer), StrictSerializer):
+            # StrictSerializer refuses unknown keys, but takes the read-only ones (a body read with GET may be
+            # sent back whole) and ignores them: say both.
+            properties = schema.setdefault("properties", {})
+            for name, field in force_instance(serializer).fields.items():
+                if field.read_only:
+                    properties[name] = {"description": "Read-only: accepted and ignored in requests."}
+                    if name in schema.get("required", ()):
+                        schema["required"].remove(name)
+            schema["additionalProperties"] = False
+        return schema
+
+    def _insert_field_validators(self, field, schema):
+        super()._insert_field_validators(field, schema)
+        # drf-spectacular offers "" as an alternative for a blank-allowed string with a pattern. A request_schema
+        # decides about "" itself (minLength 1 where the model refuses it, a pattern that admits it where it is
+        # fine), so the alternative would be a false promise or a repetition.
+        extra = getattr(field, "request_schema", None) or {}
+        alternatives = schema.get("oneOf")
+        blank = {"type": "string", "maxLength": 0}
+        if ("pattern" in extra or "minLength" in extra) and alternatives and alternatives[-1] == blank:
+            schema.pop("oneOf")
+            schema.update(alternatives[0])
+
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None:
+            return None
+        responses = operation.setdefault("responses", {})
+        parameters = operation.get("parameters", [])
+        statuses: list[int] = []
+        if parameters or "requestBody" in operation:
+            statuses.append(400)
+        if self._requires_authentication():
+            statuses += [401, 403, 429]
+        if any(parameter.get("in") == "path" for parameter in parameters):
+            statuses.append(404)
+        if self.method in _BODY_METHODS:
+            statuses.append(413)
+            if "requestBody" in operation:
+                statuses.append(415)
+        for status in sorted(statuses):
+            if str(status) not in responses:
+                response = OpenApiResponse(ErrorEnvelopeSerializer, description=_ERROR_DESCRIPTIONS[status])
+                responses[str(status)] = self._get_response_for_code(response, str(status))
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation
+
+    def _requires_authentication(self) -> bool:
+        return any(not isinstance(permission, permissions.AllowAny) for permission in self.view.get_permissions())

@@ -5,8 +5,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import resolve_url
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http.multipartparser import MultiPartParserError
+from django.shortcuts import render, resolve_url
 
 
 class HtmxLoginRedirectMiddleware:
@@ -34,3 +36,78 @@ class HtmxLoginRedirectMiddleware:
         redirect = HttpResponse(status=204)
         redirect["HX-Redirect"] = location
         return redirect
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _has_nul(query: QueryDict) -> bool:
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in query.lists())
+
+
+class RequestLimitsMiddleware:
+    """Refuses what no view should see, before any view or the database sees it.
+
+    - a body over DATA_UPLOAD_MAX_MEMORY_SIZE, by its Content-Length: 413, without reading it (Django's own check
+      only covers `request.body` and forms, and answers 400);
+    - NUL in the path, the query string or a form body: 400. PostgreSQL refuses NUL in text with an error (a 500)
+      and SQLite stores it, so the check is ours rather than the database's.
+
+    API requests get the error envelope, pages the error page. Placed after the message middleware so that page
+    can render with the nav.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if limit is not None and length > limit:
+            return self._too_large(request, limit)
+        try:
+            refused = "\x00" in request.path_info or _has_nul(request.GET) or self._form_has_nul(request)
+        except RequestDataTooBig:
+            return self._too_large(request, limit or 0)
+        except (SuspiciousOperation, MultiPartParserError):
+            # Too many fields, a broken multipart body: Django's own 400, with our page or envelope.
+            return self._refuse(request, "The request could not be read.", code="bad_request")
+        if refused:
+            return self._refuse(request, "NUL characters are not allowed in addresses or values.", code="nul_character")
+        return self.get_response(request)
+
+    @staticmethod
+    def _form_has_nul(request: HttpRequest) -> bool:
+        if request.method not in ("POST", "PUT", "PATCH"):
+            return False
+        from config.api import is_api_request
+
+        # The API reads only JSON (a form body there is a 415), and every text value in it goes through the
+        # validators; reading request.POST here would hand DRF the parsed form instead.
+        if request.content_type not in _FORM_TYPES or is_api_request(request):
+            return False
+        return _has_nul(request.POST)
+
+    def _too_large(self, request: HttpRequest, limit: int) -> HttpResponse:
+        from config import api
+        from config.api_parsers import body_too_large_message
+
+        message = body_too_large_message(limit)
+        if api.is_api_request(request):
+            return api.error_json_response(status=413, message=message, code="request_too_large")
+        return self._page(request, 413, "Too large", f"{message} Nothing was saved.")
+
+    def _refuse(self, request: HttpRequest, message: str, *, code: str) -> HttpResponse:
+        from config import api
+
+        if api.is_api_request(request):
+            return api.error_json_response(status=400, message=message, code=code)
+        return self._page(request, 400, "Bad request", f"{message} Nothing was saved.")
+
+    @staticmethod
+    def _page(request: HttpRequest, status: int, title: str, text: str) -> HttpResponse:
+        # request.path may itself hold the NUL: the page shows nothing of the request.
+        return render(request, "error.html", {"status": status, "title": title, "text": text}, status=status)

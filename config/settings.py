@@ -58,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Oversized bodies (413) and NUL in a path, query or form (400), before any view reads them.
+    "config.middleware.RequestLimitsMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # After WhiteNoise, which answers static files before these run: their headers are for pages and the API.
     "csp.middleware.CSPMiddleware",
@@ -116,6 +118,8 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=60 * 60 * 12)
+# The largest request body accepted, in bytes (API JSON and forms alike); larger ones get 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MODELDESK_MAX_BODY_BYTES", default=2**20)
 
 # Sign-in throttling (django-axes): the axes backend first refuses a locked-out username or address before any
 # password is checked; this covers /login/ and the Django admin login alike. Attempts live in the database, so
@@ -171,9 +175,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser with a body size (413) and nesting depth (400) limit.
+    "DEFAULT_PARSER_CLASSES": ["config.api_parsers.JSONParser"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Documents each operation's error statuses and the request rules (patterns, lengths) of its fields.
+    "DEFAULT_SCHEMA_CLASS": "config.api.ApiAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {

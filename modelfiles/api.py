@@ -15,6 +15,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from aliases.validators import (
+    FILENAME_MAX,
+    FILENAME_SCHEMA_PATTERN,
+    REPO_MAX,
+    REPO_SCHEMA_PATTERN,
+    SNAPSHOT_MAX,
+    SNAPSHOT_SCHEMA_PATTERN,
+)
 from config.api import (
     ApiError,
     ApiErrorSerializer,
@@ -65,9 +73,12 @@ DOWNLOAD_LIST_QUERY = ListQuery(
 )
 STATUS_FILTER = OpenApiParameter(
     "status",
-    str,
+    {"type": "array", "items": {"type": "string", "enum": list(Download.Status.values)}},
     OpenApiParameter.QUERY,
-    description=f"Only downloads in these states, comma-separated: {', '.join(Download.Status.values)}.",
+    explode=True,
+    style="form",
+    description="Only downloads in these states: repeat the parameter (status=queued&status=failed) or "
+    f"separate them with commas. One of: {', '.join(Download.Status.values)}.",
 )
 DOWNLOAD_ID = OpenApiParameter(
     "download_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The download's id, as returned by pull."
@@ -193,12 +204,28 @@ class DownloadSerializer(serializers.ModelSerializer):
 
 
 class PullSerializer(StrictSerializer):
-    """What to download. The rules (repo id, file path ending in .gguf, branch/tag/commit) are the service's."""
+    """What to download. The rules (repo id, file path ending in .gguf, branch/tag/commit) are the service's
+    (`pull_validate`); the schema states them for requests."""
 
-    repo = StrictCharField(allow_blank=True, max_length=96, help_text="The Hugging Face repo id, owner/name.")
-    filename = StrictCharField(allow_blank=True, max_length=255, help_text="Path of the .gguf file in the repo.")
+    repo = StrictCharField(
+        allow_blank=True,
+        max_length=REPO_MAX,
+        help_text="The Hugging Face repo id, owner/name.",
+        request_schema={"minLength": 3, "pattern": REPO_SCHEMA_PATTERN},
+    )
+    filename = StrictCharField(
+        allow_blank=True,
+        max_length=FILENAME_MAX,
+        help_text="Path of the .gguf file in the repo; each part between '/' at most 255 bytes of UTF-8.",
+        request_schema={"minLength": 6, "pattern": FILENAME_SCHEMA_PATTERN},
+    )
     revision = StrictCharField(
-        required=False, default="main", allow_blank=True, max_length=128, help_text="Branch, tag or commit."
+        required=False,
+        default="main",
+        allow_blank=True,
+        max_length=SNAPSHOT_MAX,
+        help_text="Branch, tag or commit.",
+        request_schema={"minLength": 1, "pattern": SNAPSHOT_SCHEMA_PATTERN},
     )
 
 

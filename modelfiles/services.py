@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from aliases.models import Alias
 from aliases.services import LocalModelFile, alias_sync_model_files, model_alias_name
-from aliases.validators import validate_filename, validate_repo, validate_snapshot
+from aliases.validators import segment_too_long, validate_filename, validate_repo, validate_snapshot
 from config.audit.services import audit_record
 from modelfiles import cache, downloader, hub
 from modelfiles.models import CacheScan, Download, ModelFile
@@ -89,6 +89,8 @@ def _audit_scan(*, repo: str | None, found: dict, existing: dict, gone: list, up
 
 
 def pull_validate(*, repo: str, filename: str, revision: str) -> None:
+    """The repo, file and revision of a pull, each checked whole (no control characters anywhere, no name the
+    file system cannot hold), so nothing odd ever reaches the Hub URL, the cache path or the database."""
     errors: dict[str, list[str]] = {}
     for field, value, validator in (
         ("repo", repo, validate_repo),
@@ -101,6 +103,11 @@ def pull_validate(*, repo: str, filename: str, revision: str) -> None:
             errors[field] = exc.messages
     if len(filename) > 255:
         errors.setdefault("filename", []).append("At most 255 characters.")
+    # The cache folder is named after the repo (models--owner--name) and refs/<revision> after the revision.
+    for field, name in (("repo", "models--" + repo.replace("/", "--")), ("revision", revision)):
+        too_long = segment_too_long(name) if field not in errors else None
+        if too_long:
+            errors.setdefault(field, []).append(too_long)
     if errors:
         raise ValidationError(errors)
 

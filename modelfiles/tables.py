@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from aliases.tables import alias_url
 from config.tables import TABLE_TEMPLATE
 from modelfiles.downloader import human_bytes
 from modelfiles.models import Download, ModelFile
@@ -130,9 +131,11 @@ class ModelFileTable(tables.Table):
         names = self.alias_names.get(record.pk, [])
         if not names:
             return UNSET
-        return format_html_join(
-            ", ", '<a href="{}">{}</a>', ((reverse("aliases:detail", args=[name]), name) for name in names)
-        )
+        links = []
+        for name in names:
+            url = alias_url("aliases:detail", name)
+            links.append(format_html('<a href="{}">{}</a>', url, name) if url else format_html("{}", name))
+        return format_html_join(", ", "{}", ((link,) for link in links))
 
     def render_actions(self, record: ModelFile) -> SafeString | str:
         if not getattr(self, "can_create_alias", False):

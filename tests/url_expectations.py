@@ -1,0 +1,203 @@
+"""Who may use which URL with which method: the table tests/test_url_matrix.py checks against the real URLconf.
+
+Format
+------
+One entry per URL pattern of config/urls.py, keyed by its URL name with its namespaces (``"aliases:edit"``),
+or by its full route when the pattern has no name (``"api/thing/<int:pk>"``). Adding a URL is one line:
+
+    "aliases:edit": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
+
+``page(...)`` is a signed-in HTML page, ``api(...)`` a JSON endpoint, ``public(...)`` a page that needs no
+sign-in (the login page). Each keyword is a method (GET, POST, PUT, DELETE) and the roles that may use it: for them
+the request must pass the permission check (2xx, a 3xx that is not the login page, or a 400/409/415 about the
+body or the object's state; never 5xx, never 404 with the sample objects). Every other cell is derived:
+
+- anonymous visitors get 302 to the login page (``page``) or 401 (``api``), whatever the method;
+- a method the entry does not list answers 405 to every signed-in role (``public``: to everyone);
+- a listed method answers 403 to the signed-in roles not listed.
+
+Options, all optional:
+
+- ``kwargs={"name": "model_alias"}``: which sample object fills each path argument (keys of the samples built by
+  the ``samples`` fixture in tests/test_url_matrix.py). Without it, SAMPLE_FOR_KWARG below decides by the
+  argument's name; a pattern whose argument has no sample fails with a message saying so.
+- ``data={"POST": {...}}``: the body sent with that method (form fields for pages, JSON for api); default empty.
+- ``query={"repo": "x"}``: a query string sent with every request to that URL.
+- ``cells={(ROLES, METHODS): OUTCOME}``: override single cells where the derived answer is not the right one
+  (ROLES and METHODS may be one name or a tuple). Say why in a comment.
+
+The Django admin (every pattern in the ``admin`` namespace, hundreds of them) is one group: ADMIN_SITE lists a few
+representative URLs, each checked for every method with ``admin_site(...)``: admins pass, everyone else is sent to
+the admin's login page.
+
+Cells marked ``# BUG`` hold the correct answer where the code does not give it yet: the test fails until fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ANONYMOUS, VIEWER, OPERATOR, EDITOR, ADMIN = "anonymous", "viewer", "operator", "editor", "admin"
+SIGNED_IN = (VIEWER, OPERATOR, EDITOR, ADMIN)
+EVERYONE = (ANONYMOUS, *SIGNED_IN)
+# DESIGN.md, "Roles and permissions".
+READ_ROLES = SIGNED_IN
+OPERATOR_ROLES = (OPERATOR, ADMIN)  # pulls, cancel, retry, rescan
+EDITOR_ROLES = (EDITOR, ADMIN)  # create / edit / delete aliases
+ADMIN_ROLES = (ADMIN,)  # delete files, users, roles, tokens of others, audit log, the Django admin
+
+METHODS = ("GET", "POST", "PUT", "DELETE")
+
+# Outcomes of one (role, URL, method) cell.
+OK = "ok"  # passed the permission check
+LOGIN = "login"  # 302 to the sign-in page with ?next=
+ADMIN_LOGIN = "admin-login"  # 302 to the Django admin's sign-in page with ?next=
+UNAUTHORIZED = "401"
+FORBIDDEN = "403"
+NOT_ALLOWED = "405"
+OUTCOMES = (OK, LOGIN, ADMIN_LOGIN, UNAUTHORIZED, FORBIDDEN, NOT_ALLOWED)
+
+PAGE, API, PUBLIC, ADMIN_SITE_KIND = "page", "api", "public", "admin"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    kind: str
+    allowed: Mapping[str, tuple[str, ...]]
+    kwargs: Mapping[str, str] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    cells: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    def outcome(self, role: str, method: str) -> str:
+        if (role, method) in self.cells:
+            return self.cells[(role, method)]
+        if role in self.allowed.get(method, ()):
+            return OK
+        if self.kind == ADMIN_SITE_KIND:
+            return ADMIN_LOGIN
+        if role == ANONYMOUS and self.kind != PUBLIC:
+            return UNAUTHORIZED if self.kind == API else LOGIN
+        if method not in self.allowed:
+            return NOT_ALLOWED
+        return FORBIDDEN
+
+
+def _names(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _expectation(kind: str, *, kwargs=None, data=None, query=None, cells=None, **allowed) -> Expectation:
+    unknown = set(allowed) - set(METHODS)
+    assert not unknown, f"unknown method(s) {sorted(unknown)}; use {', '.join(METHODS)}"
+    flat: dict[tuple[str, str], str] = {}
+    for (roles, methods), outcome in (cells or {}).items():
+        assert outcome in OUTCOMES, f"unknown outcome {outcome!r}; use one of {OUTCOMES}"
+        for role in _names(roles):
+            for method in _names(methods):
+                flat[(role, method)] = outcome
+    return Expectation(
+        kind=kind,
+        allowed={method: _names(roles) for method, roles in allowed.items()},
+        kwargs=kwargs or {},
+        data=data or {},
+        query=query or {},
+        cells=flat,
+    )
+
+
+def page(**options) -> Expectation:
+    return _expectation(PAGE, **options)
+
+
+def api(**options) -> Expectation:
+    return _expectation(API, **options)
+
+
+def public(**options) -> Expectation:
+    return _expectation(PUBLIC, **options)
+
+
+def admin_site(**options) -> Expectation:
+    """Admins may use every method unless the entry says otherwise."""
+    if not set(options) & set(METHODS):
+        options.update(dict.fromkeys(METHODS, ADMIN_ROLES))
+    return _expectation(ADMIN_SITE_KIND, **options)
+
+
+# Which sample object fills a path argument, by the argument's name (the samples fixture builds them).
+SAMPLE_FOR_KWARG = {
+    "name": "user_alias",  # aliases pages
+    "alias": "user_alias",  # /api/models/<alias>
+    "pk": "active_download",  # /files/downloads/<uuid:pk>/...
+    "download_id": "active_download",  # /api/modelfiles/status/<id>...
+}
+
+# A pull the test cache does not hold: the request is queued (never run: the case's transaction is rolled back
+# before the commit that would enqueue it).
+PULL = {"repo": "acme/Other-GGUF", "filename": "other.Q4_K_M.gguf", "revision": "main"}
+
+EXPECTATIONS: dict[str, Expectation] = {
+    # --- sign-in -------------------------------------------------------------------------------------------------
+    "home": page(GET=READ_ROLES),
+    "login": public(
+        GET=EVERYONE,
+        POST=EVERYONE,  # an empty form: 200 with its errors
+        cells={
+            # Django's LoginView sends a signed-in visitor home before looking at the method.
+            (SIGNED_IN, ("PUT", "DELETE")): OK,
+            # Django's FormView treats PUT as POST; request.POST is empty for a PUT, so it only re-renders the form.
+            (ANONYMOUS, "PUT"): OK,
+        },
+    ),
+    "logout": public(POST=EVERYONE),
+    # --- aliases -------------------------------------------------------------------------------------------------
+    "aliases:list": page(GET=READ_ROLES),
+    "aliases:create": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
+    "aliases:model-options": page(GET=READ_ROLES, query={"repo": "acme/Tiny-GGUF"}),
+    "aliases:edit": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
+    "aliases:delete": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
+    # The generated alias, whose name holds a slash: read-only, but editors may copy it into a new one.
+    "aliases:duplicate": page(GET=EDITOR_ROLES, kwargs={"name": "model_alias"}),
+    "aliases:detail": page(GET=READ_ROLES, kwargs={"name": "model_alias"}),
+    # --- model files and downloads -------------------------------------------------------------------------------
+    "modelfiles:list": page(GET=READ_ROLES),
+    "modelfiles:rescan": page(POST=OPERATOR_ROLES),
+    "modelfiles:pull": page(GET=OPERATOR_ROLES, POST=OPERATOR_ROLES, data={"POST": PULL}),
+    # No repo given: the page says so without asking the Hub.
+    "modelfiles:pull-files": page(GET=OPERATOR_ROLES),
+    "modelfiles:downloads": page(GET=READ_ROLES),
+    "modelfiles:downloads-active": page(GET=READ_ROLES),
+    "modelfiles:download-cancel": page(POST=OPERATOR_ROLES),
+    "modelfiles:download-retry": page(POST=OPERATOR_ROLES, kwargs={"pk": "failed_download"}),
+    # --- JSON API ------------------------------------------------------------------------------------------------
+    "aliases_api:model-list": api(GET=READ_ROLES, POST=EDITOR_ROLES),  # POST {}: 400 naming the fields
+    "aliases_api:model-detail": api(
+        GET=READ_ROLES,
+        PUT=EDITOR_ROLES,  # PUT {}: 400 naming the fields
+        DELETE=EDITOR_ROLES,
+    ),
+    "modelfiles_api:modelfile-list": api(GET=READ_ROLES),
+    "modelfiles_api:pull": api(POST=OPERATOR_ROLES, data={"POST": PULL}),
+    "modelfiles_api:download-list": api(GET=READ_ROLES),
+    "modelfiles_api:download-detail": api(GET=READ_ROLES),
+    "modelfiles_api:download-cancel": api(POST=OPERATOR_ROLES),
+    "modelfiles_api:download-retry": api(POST=OPERATOR_ROLES, kwargs={"download_id": "failed_download"}),
+    "api-schema": api(GET=READ_ROLES),
+    "api-docs": page(GET=READ_ROLES),
+}
+
+# The Django admin: a few URLs standing for all of its patterns. Admins pass with every method (the admin's own
+# views answer PUT and DELETE like GET); everyone else gets its login page.
+ADMIN_SITE_NAMESPACE = "admin"
+ADMIN_SITE: dict[str, Expectation] = {
+    "admin:index": admin_site(),
+    "admin:aliases_alias_changelist": admin_site(),
+    "admin:aliases_alias_add": admin_site(),
+    "admin:aliases_alias_change": admin_site(kwargs={"object_id": "user_alias_pk"}),
+    "admin:auth_user_changelist": admin_site(),
+    # Its sign-in page: for everyone (Django's FormView treats PUT as POST, with an empty request.POST).
+    "admin:login": public(GET=EVERYONE, POST=EVERYONE, cells={(EVERYONE, "PUT"): OK}),
+}

@@ -51,8 +51,10 @@ from tests.url_expectations import (
     OPERATOR,
     PAGE,
     SAMPLE_FOR_KWARG,
+    SAMPLES,
     SIGNED_IN,
     UNAUTHORIZED,
+    USER_ALIAS,
     VIEWER,
     Expectation,
     api,
@@ -63,7 +65,7 @@ pytestmark = pytest.mark.django_db
 
 TABLE = "tests/url_expectations.py"
 ROLE_OF = {VIEWER: VIEWER_ROLE, OPERATOR: OPERATOR_ROLE, EDITOR: EDITOR_ROLE, ADMIN: ADMIN_ROLE}
-MODEL_REPO, MODEL_FILENAME = "acme/Tiny-GGUF", "tiny.Q4_K_M.gguf"
+MODEL_REPO, MODEL_FILENAME = USER_ALIAS["repo"], USER_ALIAS["filename"]
 
 
 # --- the URLconf ---------------------------------------------------------------------------------------------------
@@ -137,9 +139,8 @@ def test_every_url_pattern_has_an_expectation_and_every_expectation_a_pattern():
     if missing:
         problems.append(
             f"{len(missing)} URL pattern(s) have no entry in {TABLE} EXPECTATIONS. Add a line per URL saying which "
-            "roles may use which method (replace ADMIN_ROLES with the roles DESIGN.md allows, and name the sample "
-            "objects from the `samples` fixture in tests/test_url_matrix.py):\n"
-            + "\n".join(f"{suggested_line(route)}  # {route.route}" for route in missing)
+            "roles may use which method (replace ADMIN_ROLES with the roles DESIGN.md allows, and <sample> with one "
+            "of SAMPLES there):\n" + "\n".join(f"{suggested_line(route)}  # {route.route}" for route in missing)
         )
     if stale:
         problems.append(
@@ -151,17 +152,22 @@ def test_every_url_pattern_has_an_expectation_and_every_expectation_a_pattern():
     assert len(admin_names) > len(ADMIN_SITE), "the admin site's patterns were not found under admin/"
 
 
-def test_every_path_argument_has_a_sample(samples):
+def test_the_samples_are_the_ones_the_table_documents(samples):
+    assert sorted(samples) == sorted(SAMPLES)
+    assert set(SAMPLE_FOR_KWARG.values()) <= set(SAMPLES)
+
+
+def test_every_path_argument_has_a_sample():
     missing = [
         f"{route.key} ({route.route}): argument {arg!r}"
         for route in url_routes()
         if route.key in EXPECTATIONS
         for arg in route.arguments
-        if _sample_key(EXPECTATIONS[route.key], arg) not in samples
+        if _sample_key(EXPECTATIONS[route.key], arg) not in SAMPLES
     ]
     assert not missing, (
         f"No sample object for these path arguments; give the entry in {TABLE} kwargs={{'<argument>': "
-        f"'<sample>'}} naming one of {sorted(samples)}, or add the argument to SAMPLE_FOR_KWARG:\n" + "\n".join(missing)
+        f"'<sample>'}} naming one of {sorted(SAMPLES)}, or add the argument to SAMPLE_FOR_KWARG:\n" + "\n".join(missing)
     )
 
 
@@ -178,20 +184,18 @@ def hf_home(monkeypatch, tmp_path) -> Path:
 
 
 @pytest.fixture
-def samples(hf_home, users) -> dict[str, str | dict[str, str]]:
+def samples(hf_home, users, bearer_tokens) -> dict[str, str | dict[str, str]]:
     """The objects path arguments are filled with, by name (the table's ``kwargs`` and SAMPLE_FOR_KWARG use these
     names). A value that is a dict depends on who asks (their own token); anonymous visitors get the viewer's."""
     cache_file(hf_home, MODEL_REPO, MODEL_FILENAME)
     modelfile_sync()
     model_alias = Alias.objects.get(source=Alias.Source.MODEL)
     assert "/" in model_alias.alias
-    user_alias = AliasFactory(alias="matrix-alias", repo=MODEL_REPO, filename=MODEL_FILENAME)
+    user_alias = AliasFactory(**USER_ALIAS)
     active = make_download(status=Download.Status.QUEUED)
     failed = make_download(status=Download.Status.FAILED, error_code="network_error", error_message="Reset.")
     target = UserFactory(username="matrix-target", role=VIEWER_ROLE)
     apitoken_create(user=target, name="matrix")
-    for user in users.values():
-        apitoken_create(user=user, name="matrix")
     own_tokens = {name: str(user.api_tokens.get().pk) for name, user in users.items()}
     entry = audit_record(actor=users[ADMIN], kind="alias", action="update", object_id=user_alias.pk)
     return {
@@ -211,6 +215,12 @@ def samples(hf_home, users) -> dict[str, str | dict[str, str]]:
 @pytest.fixture
 def users(db) -> dict:
     return {name: UserFactory(username=f"matrix-{name}", role=role) for name, role in ROLE_OF.items()}
+
+
+@pytest.fixture
+def bearer_tokens(users) -> dict[str, str]:
+    """One API token per signed-in role (raw keys)."""
+    return {name: apitoken_create(user=user, name="matrix") for name, user in users.items()}
 
 
 @pytest.fixture
@@ -240,7 +250,7 @@ def sample_url(key: str, route: Route | None, expectation: Expectation, samples:
     except NoReverseMatch as exc:
         raise AssertionError(
             f"{key}: the samples {kwargs} do not fit its route {route.route if route else '?'}; give its entry in "
-            f"{TABLE} kwargs= naming samples that do (one of {sorted(samples)})"
+            f"{TABLE} kwargs= naming samples that do (one of SAMPLES there)"
         ) from exc
 
 
@@ -291,8 +301,8 @@ def classify(response: HttpResponse, url: str) -> str:
     return str(status)
 
 
-def run(case: Case, cookie: str) -> Result:
-    client = Client(raise_request_exception=False)
+def run(case: Case, cookie: str = "", token: str = "") -> Result:
+    client = Client(raise_request_exception=False, headers={"Authorization": f"Bearer {token}"} if token else None)
     if cookie:
         client.cookies[settings.SESSION_COOKIE_NAME] = cookie
     expectation = case.expectation
@@ -312,7 +322,11 @@ def run(case: Case, cookie: str) -> Result:
             response = client.delete(url)
         # Undo what the request changed, so the next role finds the same rows (and nothing is enqueued).
         transaction.set_rollback(True)
-    return Result(case, response.status_code, classify(response, case.url), response.get("Location", ""))
+    observed = classify(response, case.url)
+    wanted = expectation.answers.get(case.method)
+    if observed == OK and wanted is not None and response.status_code != wanted:
+        observed = f"ok with {response.status_code}, not {wanted}"
+    return Result(case, response.status_code, observed, response.get("Location", ""))
 
 
 def build_cases(samples: dict) -> list[Case]:
@@ -351,6 +365,19 @@ def test_each_role_gets_the_expected_answer_for_every_url_and_method(samples, se
     if failures:
         pytest.fail(f"{summary}\n{failure_report(failures)}", pytrace=False)
     assert observed == expected, summary
+
+
+def test_an_api_token_gets_the_same_answers_as_the_session(samples, bearer_tokens, capsys):
+    # Scripts use tokens (DESIGN.md); the bearer scheme is tried before the session, so it is a path of its own.
+    cases = [case for case in build_cases(samples) if case.expectation.kind == API and case.role in SIGNED_IN]
+    results = [run(case, token=bearer_tokens[case.role]) for case in cases]
+
+    failures = [result for result in results if result.observed != result.case.expected]
+    with capsys.disabled():
+        print(f"\nURL matrix with API tokens: {len(results)} cases, {len(failures)} failure(s)")
+    assert len(results) == sum(e.kind == API for e in EXPECTATIONS.values()) * len(SIGNED_IN) * len(METHODS)
+    if failures:
+        pytest.fail(failure_report(failures), pytrace=False)
 
 
 def _counts(counter: Counter) -> str:

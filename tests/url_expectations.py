@@ -18,11 +18,13 @@ body or the object's state; never 5xx, never 404 with the sample objects). Every
 
 Options, all optional:
 
-- ``kwargs={"name": "model_alias"}``: which sample object fills each path argument (keys of the samples built by
-  the ``samples`` fixture in tests/test_url_matrix.py). Without it, SAMPLE_FOR_KWARG below decides by the
+- ``kwargs={"name": "model_alias"}``: which sample object fills each path argument, one of SAMPLES below (built
+  by the ``samples`` fixture in tests/test_url_matrix.py). Without it, SAMPLE_FOR_KWARG below decides by the
   argument's name; a pattern whose argument has no sample fails with a message saying so.
 - ``data={"POST": {...}}``: the body sent with that method (form fields for pages, JSON for api); default empty.
 - ``query={"repo": "x"}``: a query string sent with every request to that URL.
+- ``answers={"POST": 201}``: the exact status the allowed roles must get for that method (to show the sample
+  body really went through, not only past the permission check).
 - ``cells={(ROLES, METHODS): OUTCOME}``: override single cells where the derived answer is not the right one
   (ROLES and METHODS may be one name or a tuple). Say why in a comment.
 
@@ -69,6 +71,7 @@ class Expectation:
     kwargs: Mapping[str, str] = field(default_factory=dict)
     data: Mapping[str, Any] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
+    answers: Mapping[str, int] = field(default_factory=dict)
     cells: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def outcome(self, role: str, method: str) -> str:
@@ -89,7 +92,7 @@ def _names(value: str | tuple[str, ...]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _expectation(kind: str, *, kwargs=None, data=None, query=None, cells=None, **allowed) -> Expectation:
+def _expectation(kind: str, *, kwargs=None, data=None, query=None, answers=None, cells=None, **allowed) -> Expectation:
     unknown = set(allowed) - set(METHODS)
     assert not unknown, f"unknown method(s) {sorted(unknown)}; use {', '.join(METHODS)}"
     flat: dict[tuple[str, str], str] = {}
@@ -104,6 +107,7 @@ def _expectation(kind: str, *, kwargs=None, data=None, query=None, cells=None, *
         kwargs=kwargs or {},
         data=data or {},
         query=query or {},
+        answers=answers or {},
         cells=flat,
     )
 
@@ -127,13 +131,38 @@ def admin_site(**options) -> Expectation:
     return _expectation(ADMIN_SITE_KIND, **options)
 
 
-# Which sample object fills a path argument, by the argument's name (the samples fixture builds them).
+# The sample objects a path argument can name (tests/test_url_matrix.py's `samples` fixture makes exactly these).
+SAMPLES = {
+    "user_alias": "name of a user alias (USER_ALIAS below)",
+    "user_alias_pk": "its primary key (the Django admin's change page)",
+    "model_alias": "name of the alias generated from a cached file: owner/repo:quant, with a slash",
+    "modelfile_pk": "primary key of that cached file's ModelFile row",
+    "active_download": "id (uuid) of a queued download",
+    "failed_download": "id (uuid) of a failed download",
+    "target_user_pk": "primary key of a viewer who is none of the signed-in roles (user pages)",
+    "target_user_token_pk": "primary key of that viewer's API token (someone else's token)",
+    "own_token_pk": "primary key of the requesting role's own API token (anonymous: the viewer's)",
+    "audit_entry_pk": "primary key of an audit entry",
+}
+
+# Which sample object fills a path argument, by the argument's name.
 SAMPLE_FOR_KWARG = {
     "name": "user_alias",  # aliases pages
     "alias": "user_alias",  # /api/models/<alias>
     "pk": "active_download",  # /files/downloads/<uuid:pk>/...
     "download_id": "active_download",  # /api/modelfiles/status/<id>...
 }
+
+# The alias the samples fixture creates (path arguments "name" and "alias"), and bodies that make or replace one.
+USER_ALIAS = {
+    "alias": "matrix-alias",
+    "repo": "acme/Tiny-GGUF",
+    "filename": "tiny.Q4_K_M.gguf",
+    "snapshot": "main",
+    "chat_template": "embedded",
+}
+NEW_ALIAS = {**USER_ALIAS, "alias": "matrix-new"}
+REPLACED_ALIAS = {**USER_ALIAS, "filename": "other.Q4_K_M.gguf", "version": 1}
 
 # A pull the test cache does not hold: the request is queued (never run: the case's transaction is rolled back
 # before the commit that would enqueue it).
@@ -155,36 +184,40 @@ EXPECTATIONS: dict[str, Expectation] = {
     "logout": public(POST=EVERYONE),
     # --- aliases -------------------------------------------------------------------------------------------------
     "aliases:list": page(GET=READ_ROLES),
-    "aliases:create": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
+    "aliases:create": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": NEW_ALIAS}, answers={"POST": 302}),
     "aliases:model-options": page(GET=READ_ROLES, query={"repo": "acme/Tiny-GGUF"}),
-    "aliases:edit": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
-    "aliases:delete": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
+    "aliases:edit": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": REPLACED_ALIAS}, answers={"POST": 302}),
+    "aliases:delete": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": {"version": 1}}, answers={"POST": 302}),
     # The generated alias, whose name holds a slash: read-only, but editors may copy it into a new one.
     "aliases:duplicate": page(GET=EDITOR_ROLES, kwargs={"name": "model_alias"}),
     "aliases:detail": page(GET=READ_ROLES, kwargs={"name": "model_alias"}),
     # --- model files and downloads -------------------------------------------------------------------------------
     "modelfiles:list": page(GET=READ_ROLES),
-    "modelfiles:rescan": page(POST=OPERATOR_ROLES),
-    "modelfiles:pull": page(GET=OPERATOR_ROLES, POST=OPERATOR_ROLES, data={"POST": PULL}),
+    "modelfiles:rescan": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
+    "modelfiles:pull": page(GET=OPERATOR_ROLES, POST=OPERATOR_ROLES, data={"POST": PULL}, answers={"POST": 302}),
     # No repo given: the page says so without asking the Hub.
     "modelfiles:pull-files": page(GET=OPERATOR_ROLES),
     "modelfiles:downloads": page(GET=READ_ROLES),
     "modelfiles:downloads-active": page(GET=READ_ROLES),
-    "modelfiles:download-cancel": page(POST=OPERATOR_ROLES),
-    "modelfiles:download-retry": page(POST=OPERATOR_ROLES, kwargs={"pk": "failed_download"}),
+    "modelfiles:download-cancel": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
+    "modelfiles:download-retry": page(POST=OPERATOR_ROLES, kwargs={"pk": "failed_download"}, answers={"POST": 302}),
     # --- JSON API ------------------------------------------------------------------------------------------------
-    "aliases_api:model-list": api(GET=READ_ROLES, POST=EDITOR_ROLES),  # POST {}: 400 naming the fields
+    "aliases_api:model-list": api(GET=READ_ROLES, POST=EDITOR_ROLES, data={"POST": NEW_ALIAS}, answers={"POST": 201}),
     "aliases_api:model-detail": api(
         GET=READ_ROLES,
-        PUT=EDITOR_ROLES,  # PUT {}: 400 naming the fields
+        PUT=EDITOR_ROLES,
         DELETE=EDITOR_ROLES,
+        data={"PUT": REPLACED_ALIAS},
+        answers={"GET": 200, "PUT": 200, "DELETE": 204},
     ),
     "modelfiles_api:modelfile-list": api(GET=READ_ROLES),
-    "modelfiles_api:pull": api(POST=OPERATOR_ROLES, data={"POST": PULL}),
+    "modelfiles_api:pull": api(POST=OPERATOR_ROLES, data={"POST": PULL}, answers={"POST": 201}),
     "modelfiles_api:download-list": api(GET=READ_ROLES),
     "modelfiles_api:download-detail": api(GET=READ_ROLES),
-    "modelfiles_api:download-cancel": api(POST=OPERATOR_ROLES),
-    "modelfiles_api:download-retry": api(POST=OPERATOR_ROLES, kwargs={"download_id": "failed_download"}),
+    "modelfiles_api:download-cancel": api(POST=OPERATOR_ROLES, answers={"POST": 200}),
+    "modelfiles_api:download-retry": api(
+        POST=OPERATOR_ROLES, kwargs={"download_id": "failed_download"}, answers={"POST": 200}
+    ),
     "api-schema": api(GET=READ_ROLES),
     "api-docs": page(GET=READ_ROLES),
 }

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import resolve_url
 from django.test import Client
-from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
+from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, include, path, reverse
 
 from aliases.models import Alias
 from config.accounts.roles import ADMIN as ADMIN_ROLE
@@ -127,14 +127,12 @@ def suggested_line(route: Route) -> str:
     return f'    "{route.key}": {kind}({methods}{extra}),'
 
 
-def test_every_url_pattern_has_an_expectation_and_every_expectation_a_pattern():
-    routes = url_routes()
+def table_problems(routes: list[Route]) -> list[str]:
+    """What the table lacks or has too much of, compared with these patterns, each said as what to change."""
     ours = [route for route in routes if not route.in_admin_site]
     missing = [route for route in ours if route.key not in EXPECTATIONS]
     stale = sorted(set(EXPECTATIONS) - {route.key for route in ours})
-    admin_names = {route.name for route in routes if route.in_admin_site}
-    stale_admin = sorted(set(ADMIN_SITE) - admin_names)
-
+    stale_admin = sorted(set(ADMIN_SITE) - {route.name for route in routes if route.in_admin_site})
     problems = []
     if missing:
         problems.append(
@@ -148,8 +146,35 @@ def test_every_url_pattern_has_an_expectation_and_every_expectation_a_pattern():
         )
     if stale_admin:
         problems.append(f"{TABLE} ADMIN_SITE names admin URLs that no longer exist: {', '.join(stale_admin)}")
+    return problems
+
+
+def test_every_url_pattern_has_an_expectation_and_every_expectation_a_pattern():
+    routes = url_routes()
+
+    problems = table_problems(routes)
+
     assert not problems, "\n\n".join(problems)
-    assert len(admin_names) > len(ADMIN_SITE), "the admin site's patterns were not found under admin/"
+    admin_patterns = [route for route in routes if route.in_admin_site]
+    assert len(admin_patterns) > len(ADMIN_SITE), "the admin site's patterns were not found under admin/"
+
+
+def test_a_new_url_without_an_entry_is_reported_with_the_line_to_add():
+    new = path("audit/", include(([path("<int:pk>/", lambda request, pk: None, name="detail")], "audit")))
+    routes = url_routes() + walk([new])
+
+    problems = table_problems(routes)
+
+    assert len(problems) == 1
+    assert '"audit:detail": page(GET=ADMIN_ROLES, kwargs={"pk": "active_download"}),  # audit/<int:pk>/' in problems[0]
+
+
+def test_an_entry_whose_url_is_gone_is_reported():
+    routes = [route for route in url_routes() if route.key != "modelfiles:rescan"]
+
+    assert table_problems(routes) == [
+        f"{TABLE} EXPECTATIONS has entries for URLs that no longer exist; remove them: modelfiles:rescan"
+    ]
 
 
 def test_the_samples_are_the_ones_the_table_documents(samples):

@@ -9,10 +9,11 @@ be enqueued on commit ever reaches the broker.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 from django.conf import settings
@@ -169,6 +170,15 @@ def test_a_new_url_without_an_entry_is_reported_with_the_line_to_add():
     assert '"audit:detail": page(GET=ADMIN_ROLES, kwargs={"pk": "active_download"}),  # audit/<int:pk>/' in problems[0]
 
 
+def test_a_pattern_without_a_name_is_keyed_and_filled_in_by_its_route():
+    (route,) = walk([path("api/", include([path("things/<int:pk>/<path:rest>", lambda request, **kwargs: None)]))])
+    entry = api(GET=("admin",), kwargs={"pk": "user_alias_pk", "rest": "model_alias"})
+
+    url = sample_url(route.key, route, entry, {"user_alias_pk": "7", "model_alias": "acme/Tiny:Q4"}, VIEWER)
+
+    assert (route.key, url) == ("api/things/<int:pk>/<path:rest>", "/api/things/7/acme/Tiny%3AQ4")
+
+
 def test_an_entry_whose_url_is_gone_is_reported():
     routes = [route for route in url_routes() if route.key != "modelfiles:rescan"]
 
@@ -271,6 +281,9 @@ def sample_url(key: str, route: Route | None, expectation: Expectation, samples:
         value = samples[_sample_key(expectation, argument)]
         kwargs[argument] = value[role] if isinstance(value, dict) else value
     try:
+        if route is not None and route.name is None:
+            # No name to reverse: fill the route's own <converter:argument> parts in.
+            return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda match: quote(kwargs[match[1]]), route.route)
         return reverse(key, kwargs=kwargs)
     except NoReverseMatch as exc:
         raise AssertionError(

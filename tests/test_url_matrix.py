@@ -346,16 +346,20 @@ def run(case: Case, cookie: str = "", token: str = "") -> Result:
     expectation = case.expectation
     body = expectation.data.get(case.method, {})
     url = f"{case.url}?{urlencode(expectation.query)}" if expectation.query else case.url
-    api = expectation.kind == API
+    as_json = expectation.kind == API
     with transaction.atomic():
         if case.method == "GET":
             response = client.get(url)
         elif case.method == "POST":
             response = (
-                client.post(url, json.dumps(body), content_type="application/json") if api else client.post(url, body)
+                client.post(url, json.dumps(body), content_type="application/json")
+                if as_json
+                else client.post(url, body)
             )
         elif case.method == "PUT":
-            response = client.put(url, json.dumps(body), content_type="application/json") if api else client.put(url)
+            response = (
+                client.put(url, json.dumps(body), content_type="application/json") if as_json else client.put(url)
+            )
         else:
             response = client.delete(url)
         # Undo what the request changed, so the next role finds the same rows (and nothing is enqueued).

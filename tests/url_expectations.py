@@ -1,0 +1,241 @@
+"""Who may use which URL with which method: the table tests/test_url_matrix.py checks against the real URLconf.
+
+Format
+------
+One entry per URL pattern of config/urls.py, keyed by its URL name with its namespaces (``"aliases:edit"``),
+or by its full route when the pattern has no name (``"api/thing/<int:pk>"``). Adding a URL is one line:
+
+    "aliases:edit": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
+
+``page(...)`` is a signed-in HTML page, ``api(...)`` a JSON endpoint, ``public(...)`` a page that needs no
+sign-in (the login page). Each keyword is a method (GET, POST, PUT, DELETE) and the roles that may use it: for them
+the request must pass the permission check (2xx, a 3xx that is not the login page, or a 400/409/415 about the
+body or the object's state; never 5xx, never 404 with the sample objects). Every other cell is derived:
+
+- anonymous visitors get 302 to the login page (``page``) or 401 (``api``), whatever the method;
+- a method the entry does not list answers 405 to every signed-in role (``public``: to everyone);
+- a listed method answers 403 to the signed-in roles not listed.
+
+Options, all optional:
+
+- ``kwargs={"name": "model_alias"}``: which sample object fills each path argument, one of SAMPLES below (built
+  by the ``samples`` fixture in tests/test_url_matrix.py). Without it, SAMPLE_FOR_KWARG below decides by the
+  argument's name; a pattern whose argument has no sample fails with a message saying so.
+- ``data={"POST": {...}}``: the body sent with that method (form fields for pages, JSON for api); default empty.
+- ``query={"repo": "x"}``: a query string sent with every request to that URL.
+- ``answers={"POST": 201}``: the exact status the allowed roles must get for that method (to show the sample
+  body really went through, not only past the permission check).
+- ``cells={(ROLES, METHODS): OUTCOME}``: override single cells where the derived answer is not the right one
+  (ROLES and METHODS may be one name or a tuple). Say why in a comment.
+
+The Django admin (every pattern in the ``admin`` namespace, hundreds of them) is one group: ADMIN_SITE lists a few
+representative URLs, each checked for every method with ``admin_site(...)``: admins pass, everyone else is sent to
+the admin's login page.
+
+Where the code does not give the right answer yet, the table still says the right one, with a ``# BUG:`` comment
+at the entry (or above EXPECTATIONS for what many entries share): the test fails until the code is fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ANONYMOUS, VIEWER, OPERATOR, EDITOR, ADMIN = "anonymous", "viewer", "operator", "editor", "admin"
+SIGNED_IN = (VIEWER, OPERATOR, EDITOR, ADMIN)
+EVERYONE = (ANONYMOUS, *SIGNED_IN)
+# DESIGN.md, "Roles and permissions".
+READ_ROLES = SIGNED_IN
+OPERATOR_ROLES = (OPERATOR, ADMIN)  # pulls, cancel, retry, rescan
+EDITOR_ROLES = (EDITOR, ADMIN)  # create / edit / delete aliases
+ADMIN_ROLES = (ADMIN,)  # delete files, users, roles, tokens of others, audit log, the Django admin
+
+METHODS = ("GET", "POST", "PUT", "DELETE")
+
+# Outcomes of one (role, URL, method) cell.
+OK = "ok"  # passed the permission check
+LOGIN = "login"  # 302 to the sign-in page with ?next=
+ADMIN_LOGIN = "admin-login"  # 302 to the Django admin's sign-in page with ?next=
+UNAUTHORIZED = "401"
+FORBIDDEN = "403"
+NOT_ALLOWED = "405"
+OUTCOMES = (OK, LOGIN, ADMIN_LOGIN, UNAUTHORIZED, FORBIDDEN, NOT_ALLOWED)
+
+PAGE, API, PUBLIC, ADMIN_SITE_KIND = "page", "api", "public", "admin"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    kind: str
+    allowed: Mapping[str, tuple[str, ...]]
+    kwargs: Mapping[str, str] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    answers: Mapping[str, int] = field(default_factory=dict)
+    cells: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    def outcome(self, role: str, method: str) -> str:
+        if (role, method) in self.cells:
+            return self.cells[(role, method)]
+        if role in self.allowed.get(method, ()):
+            return OK
+        if self.kind == ADMIN_SITE_KIND:
+            return ADMIN_LOGIN
+        if role == ANONYMOUS and self.kind != PUBLIC:
+            return UNAUTHORIZED if self.kind == API else LOGIN
+        if method not in self.allowed:
+            return NOT_ALLOWED
+        return FORBIDDEN
+
+
+def _names(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _expectation(kind: str, *, kwargs=None, data=None, query=None, answers=None, cells=None, **allowed) -> Expectation:
+    unknown = set(allowed) - set(METHODS)
+    assert not unknown, f"unknown method(s) {sorted(unknown)}; use {', '.join(METHODS)}"
+    flat: dict[tuple[str, str], str] = {}
+    for (roles, methods), outcome in (cells or {}).items():
+        assert outcome in OUTCOMES, f"unknown outcome {outcome!r}; use one of {OUTCOMES}"
+        for role in _names(roles):
+            for method in _names(methods):
+                flat[(role, method)] = outcome
+    return Expectation(
+        kind=kind,
+        allowed={method: _names(roles) for method, roles in allowed.items()},
+        kwargs=kwargs or {},
+        data=data or {},
+        query=query or {},
+        answers=answers or {},
+        cells=flat,
+    )
+
+
+def page(**options) -> Expectation:
+    return _expectation(PAGE, **options)
+
+
+def api(**options) -> Expectation:
+    return _expectation(API, **options)
+
+
+def public(**options) -> Expectation:
+    return _expectation(PUBLIC, **options)
+
+
+def admin_site(**options) -> Expectation:
+    """Admins may use every method unless the entry says otherwise."""
+    if not set(options) & set(METHODS):
+        options.update(dict.fromkeys(METHODS, ADMIN_ROLES))
+    return _expectation(ADMIN_SITE_KIND, **options)
+
+
+# The sample objects a path argument can name (tests/test_url_matrix.py's `samples` fixture makes exactly these).
+SAMPLES = {
+    "user_alias": "name of a user alias (USER_ALIAS below)",
+    "user_alias_pk": "its primary key (the Django admin's change page)",
+    "model_alias": "name of the alias generated from a cached file: owner/repo:quant, with a slash",
+    "modelfile_pk": "primary key of that cached file's ModelFile row",
+    "active_download": "id (uuid) of a queued download",
+    "failed_download": "id (uuid) of a failed download",
+    "target_user_pk": "primary key of a viewer who is none of the signed-in roles (user pages)",
+    "target_user_token_pk": "primary key of that viewer's API token (someone else's token)",
+    "own_token_pk": "primary key of the requesting role's own API token (anonymous: the viewer's)",
+    "audit_entry_pk": "primary key of an audit entry",
+}
+
+# Which sample object fills a path argument, by the argument's name.
+SAMPLE_FOR_KWARG = {
+    "name": "user_alias",  # aliases pages
+    "alias": "user_alias",  # /api/models/<alias>
+    "pk": "active_download",  # /files/downloads/<uuid:pk>/...
+    "download_id": "active_download",  # /api/modelfiles/status/<id>...
+}
+
+# The alias the samples fixture creates (path arguments "name" and "alias"), and bodies that make or replace one.
+USER_ALIAS = {
+    "alias": "matrix-alias",
+    "repo": "acme/Tiny-GGUF",
+    "filename": "tiny.Q4_K_M.gguf",
+    "snapshot": "main",
+    "chat_template": "embedded",
+}
+NEW_ALIAS = {**USER_ALIAS, "alias": "matrix-new"}
+REPLACED_ALIAS = {**USER_ALIAS, "filename": "other.Q4_K_M.gguf", "version": 1}
+
+# A pull the test cache does not hold: the request is queued (never run: the case's transaction is rolled back
+# before the commit that would enqueue it).
+PULL = {"repo": "acme/Other-GGUF", "filename": "other.Q4_K_M.gguf", "revision": "main"}
+
+# BUG, every page() entry with a role-restricted method: the page views check the permission before the method,
+# so a role without the permission gets 403 where the others get 405 for a method the view does not have (GET
+# /files/rescan/: viewer 403, operator 405). The API already answers 405 first (config/api.py ModelPermissions).
+
+EXPECTATIONS: dict[str, Expectation] = {
+    # --- sign-in -------------------------------------------------------------------------------------------------
+    "home": page(GET=READ_ROLES),  # BUG: answers POST, PUT and DELETE with the dashboard (200), not 405
+    "login": public(
+        GET=EVERYONE,
+        POST=EVERYONE,  # an empty form: 200 with its errors
+        cells={
+            # Django's LoginView sends a signed-in visitor home before looking at the method.
+            (SIGNED_IN, ("PUT", "DELETE")): OK,
+            # Django's FormView treats PUT as POST; request.POST is empty for a PUT, so it only re-renders the form.
+            (ANONYMOUS, "PUT"): OK,
+        },
+    ),
+    "logout": public(POST=EVERYONE),
+    # --- aliases -------------------------------------------------------------------------------------------------
+    "aliases:list": page(GET=READ_ROLES),
+    "aliases:create": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": NEW_ALIAS}, answers={"POST": 302}),
+    "aliases:model-options": page(GET=READ_ROLES, query={"repo": USER_ALIAS["repo"]}),
+    "aliases:edit": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": REPLACED_ALIAS}, answers={"POST": 302}),
+    "aliases:delete": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": {"version": 1}}, answers={"POST": 302}),
+    # The generated alias, whose name holds a slash: read-only, but editors may copy it into a new one.
+    "aliases:duplicate": page(GET=EDITOR_ROLES, kwargs={"name": "model_alias"}),
+    "aliases:detail": page(GET=READ_ROLES, kwargs={"name": "model_alias"}),
+    # --- model files and downloads -------------------------------------------------------------------------------
+    "modelfiles:list": page(GET=READ_ROLES),
+    "modelfiles:rescan": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
+    "modelfiles:pull": page(GET=OPERATOR_ROLES, POST=OPERATOR_ROLES, data={"POST": PULL}, answers={"POST": 302}),
+    # No repo given: the page says so without asking the Hub.
+    "modelfiles:pull-files": page(GET=OPERATOR_ROLES),
+    "modelfiles:downloads": page(GET=READ_ROLES),
+    "modelfiles:downloads-active": page(GET=READ_ROLES),
+    "modelfiles:download-cancel": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
+    "modelfiles:download-retry": page(POST=OPERATOR_ROLES, kwargs={"pk": "failed_download"}, answers={"POST": 302}),
+    # --- JSON API ------------------------------------------------------------------------------------------------
+    "aliases_api:model-list": api(GET=READ_ROLES, POST=EDITOR_ROLES, data={"POST": NEW_ALIAS}, answers={"POST": 201}),
+    "aliases_api:model-detail": api(
+        GET=READ_ROLES,
+        PUT=EDITOR_ROLES,
+        DELETE=EDITOR_ROLES,
+        data={"PUT": REPLACED_ALIAS},
+        answers={"GET": 200, "PUT": 200, "DELETE": 204},
+    ),
+    "modelfiles_api:modelfile-list": api(GET=READ_ROLES),
+    "modelfiles_api:pull": api(POST=OPERATOR_ROLES, data={"POST": PULL}, answers={"POST": 201}),
+    "modelfiles_api:download-list": api(GET=READ_ROLES),
+    "modelfiles_api:download-detail": api(GET=READ_ROLES),
+    "modelfiles_api:download-cancel": api(POST=OPERATOR_ROLES, answers={"POST": 200}),
+    "modelfiles_api:download-retry": api(
+        POST=OPERATOR_ROLES, kwargs={"download_id": "failed_download"}, answers={"POST": 200}
+    ),
+    "api-schema": api(GET=READ_ROLES),
+    "api-docs": page(GET=READ_ROLES),
+}
+
+# The Django admin: a few URLs standing for all of its patterns. Admins pass with every method (the admin's own
+# views answer PUT and DELETE like GET); everyone else gets its login page.
+ADMIN_SITE_NAMESPACE = "admin"
+ADMIN_SITE: dict[str, Expectation] = {
+    "admin:index": admin_site(),
+    "admin:aliases_alias_changelist": admin_site(),
+    "admin:aliases_alias_add": admin_site(),
+    "admin:aliases_alias_change": admin_site(kwargs={"object_id": "user_alias_pk"}),
+    "admin:auth_user_changelist": admin_site(),
+    # Its sign-in page: for everyone (Django's FormView treats PUT as POST, with an empty request.POST).
+    "admin:login": public(GET=EVERYONE, POST=EVERYONE, cells={(EVERYONE, "PUT"): OK}),
+}

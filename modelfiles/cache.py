@@ -190,7 +190,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def _atomic_symlink(target: str, link: Path) -> None:
     link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".tmp-{secrets.token_hex(8)}-{link.name}"[:255])
+    # Short and fixed-length: a link name near the 255-byte limit must still leave room for its temporary name.
+    tmp = link.with_name(f".tmp-{secrets.token_hex(8)}.link")
     os.symlink(target, tmp)
     try:
         os.replace(tmp, link)

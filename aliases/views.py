@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -27,6 +26,7 @@ from aliases.services import (
 )
 from aliases.tables import AliasTable
 from aliases.validators import ALIAS_NAME_RE
+from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next
 
 HISTORY_LENGTH = 20
@@ -58,7 +58,7 @@ class AliasListView(TableListView):
         return {"next_url": self.next_url()}
 
 
-class AliasDetailView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class AliasDetailView(RoleRequiredMixin, View):
     """Read-only view of one alias, for every role; editors also get its write buttons."""
 
     permission_required = "aliases.view_alias"
@@ -92,7 +92,7 @@ class AliasDetailView(LoginRequiredMixin, PermissionRequiredMixin, View):
         return {"name": field, "label": field_label(field), "value": display_value(value)}
 
 
-class AliasFormView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class AliasFormView(RoleRequiredMixin, View):
     http_method_names = ["get", "post", "head", "options"]
     template_name = "aliases/alias_form.html"
 
@@ -196,7 +196,7 @@ class AliasEditView(AliasFormView):
         return self.render_form(form, mode="edit", alias=alias)
 
 
-class AliasDeleteView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class AliasDeleteView(RoleRequiredMixin, View):
     permission_required = "aliases.delete_alias"
     http_method_names = ["get", "post", "head", "options"]
     template_name = "aliases/alias_confirm_delete.html"
@@ -233,7 +233,7 @@ def _read_only_refusal(request: HttpRequest, alias: Alias) -> HttpResponse:
     )
 
 
-class ModelOptionsView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class ModelOptionsView(RoleRequiredMixin, View):
     """Fresh filename and snapshot suggestions for the alias form once a repo (and filename) is chosen."""
 
     permission_required = "aliases.view_alias"

@@ -203,9 +203,9 @@ def request_too_large() -> ApiError:
     return ApiError(body_too_large_message(body_limit() or 0), status=413, code="request_too_large")
 
 
-def error_json_response(*, status: int, message: str, code: str) -> JsonResponse:
-    """The envelope outside DRF views, for Django's 404/500 handlers when the path is under /api/."""
-    return JsonResponse(error_body(status=status, message=message, code=code), status=status)
+def error_json_response(*, status: int, message: str, code: str, param: str | None = None) -> JsonResponse:
+    """The envelope outside DRF views: Django's 404/500 handlers and the request limits, for paths under /api/."""
+    return JsonResponse(error_body(status=status, message=message, code=code, param=param), status=status)
 
 
 def is_api_request(request: HttpRequest) -> bool:

@@ -41,8 +41,12 @@ class HtmxLoginRedirectMiddleware:
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def _has_nul(query: QueryDict) -> bool:
-    return any("\x00" in key or any("\x00" in value for value in values) for key, values in query.lists())
+def _nul_param(query: QueryDict) -> str | None:
+    """The first parameter whose name or value holds a NUL (its name printable, for the error's `param`)."""
+    for key, values in query.lists():
+        if "\x00" in key or any("\x00" in value for value in values):
+            return key.replace("\x00", "")
+    return None
 
 
 class RequestLimitsMiddleware:
@@ -69,14 +73,17 @@ class RequestLimitsMiddleware:
         if limit is not None and length > limit:
             return self._too_large(request, limit)
         try:
-            refused = "\x00" in request.path_info or _has_nul(request.GET) or self._form_has_nul(request)
+            refused = "\x00" in request.path_info or _nul_param(request.GET) is not None or self._form_has_nul(request)
         except RequestDataTooBig:
             return self._too_large(request, limit or 0)
         except (SuspiciousOperation, MultiPartParserError):
             # Too many fields, a broken multipart body: Django's own 400, with our page or envelope.
             return self._refuse(request, "The request could not be read.", code="bad_request")
         if refused:
-            return self._refuse(request, "NUL characters are not allowed in addresses or values.", code="nul_character")
+            param = None if "\x00" in request.path_info else _nul_param(request.GET)
+            return self._refuse(
+                request, "NUL characters are not allowed in addresses or values.", code="nul_character", param=param
+            )
         return self.get_response(request)
 
     @staticmethod
@@ -89,7 +96,7 @@ class RequestLimitsMiddleware:
         # validators; reading request.POST here would hand DRF the parsed form instead.
         if request.content_type not in _FORM_TYPES or is_api_request(request):
             return False
-        return _has_nul(request.POST)
+        return _nul_param(request.POST) is not None
 
     def _too_large(self, request: HttpRequest, limit: int) -> HttpResponse:
         from config import api
@@ -100,11 +107,11 @@ class RequestLimitsMiddleware:
             return api.error_json_response(status=413, message=message, code="request_too_large")
         return self._page(request, 413, "Too large", f"{message} Nothing was saved.")
 
-    def _refuse(self, request: HttpRequest, message: str, *, code: str) -> HttpResponse:
+    def _refuse(self, request: HttpRequest, message: str, *, code: str, param: str | None = None) -> HttpResponse:
         from config import api
 
         if api.is_api_request(request):
-            return api.error_json_response(status=400, message=message, code=code)
+            return api.error_json_response(status=400, message=message, code=code, param=param)
         return self._page(request, 400, "Bad request", f"{message} Nothing was saved.")
 
     @staticmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.paginator import EmptyPage, PageNotAnInteger
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -13,6 +12,8 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django_filters.views import FilterView
 from django_tables2 import RequestConfig, SingleTableMixin
+
+from config.mixins import RoleRequiredMixin
 
 PAGE_SIZES = (10, 30, 100)
 DEFAULT_PAGE_SIZE = 30
@@ -46,7 +47,7 @@ def vary_on_htmx(response: HttpResponse) -> HttpResponse:
     return response
 
 
-class TableListView(LoginRequiredMixin, PermissionRequiredMixin, SingleTableMixin, FilterView):
+class TableListView(RoleRequiredMixin, SingleTableMixin, FilterView):
     """A sortable, paginated, filterable table; with htmx only the table's fragment is sent back."""
 
     http_method_names = ["get", "head", "options"]

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_safe
 
 from config import api
 from config.dashboard import dashboard_summary
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 @login_required
+@require_safe  # under login_required: signed-out visitors go to the login page whatever the method
 def home(request: HttpRequest) -> HttpResponse:
     """The dashboard. Its summary reloads alone (an htmx GET of this URL) when the active downloads change."""
     context = dashboard_summary(request)

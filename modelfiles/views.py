@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect
 from django.middleware.csrf import get_token
@@ -20,6 +19,7 @@ from django.utils.http import parse_etags, quote_etag
 from django.views import View
 
 from aliases.validators import validate_repo, validate_snapshot
+from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
 from modelfiles import hub
 from modelfiles.filters import DownloadFilter, ModelFileFilter
@@ -65,7 +65,7 @@ class ModelFileListView(TableListView):
         return context
 
 
-class ModelFileRescanView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class ModelFileRescanView(RoleRequiredMixin, View):
     """Bring the file list in step with the cache now (a local directory walk: quick enough to wait for)."""
 
     permission_required = "modelfiles.rescan_cache"
@@ -101,7 +101,7 @@ class RepoFileRow:
     pick_url: str
 
 
-class PullView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class PullView(RoleRequiredMixin, View):
     permission_required = "modelfiles.request_download"
     http_method_names = ["get", "post", "head", "options"]
     template_name = "modelfiles/pull_form.html"
@@ -147,7 +147,7 @@ def render_pull_form(request: HttpRequest, form: PullForm, **extra: Any) -> Http
     return render(request, PullView.template_name, {"form": form, **extra})
 
 
-class RepoFilesView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class RepoFilesView(RoleRequiredMixin, View):
     """The GGUF files of a repo with their sizes, from the Hub: a fragment for htmx, else the pull page with it."""
 
     permission_required = "modelfiles.request_download"
@@ -262,7 +262,7 @@ class DownloadListView(TableListView):
         return context
 
 
-class ActiveDownloadsView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class ActiveDownloadsView(RoleRequiredMixin, View):
     """The Active section alone, which polls itself while something is active: one query for the rows."""
 
     permission_required = "modelfiles.view_download"
@@ -314,7 +314,7 @@ def active_fingerprint(request: HttpRequest, context: dict[str, Any]) -> str:
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 
-class DownloadActionView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class DownloadActionView(RoleRequiredMixin, View):
     """A POST-only button on the status page; says what happened and goes back to the page it was pressed on."""
 
     http_method_names = ["post", "options"]

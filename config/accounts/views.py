@@ -9,7 +9,7 @@ from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from axes.models import AccessAttempt
 from django.contrib import messages
 from django.contrib.auth import get_user_model, update_session_auth_hash
-from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
+from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -35,6 +35,7 @@ from config.accounts.services import (
     user_set_role,
 )
 from config.accounts.tables import ApiTokenTable, UserTable, UserTokenTable
+from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next
 
 TOKENS_PER_PAGE = 30
@@ -182,7 +183,7 @@ class UserListView(TableListView):
         return user_rows()
 
 
-class UserCreateView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class UserCreateView(RoleRequiredMixin, View):
     permission_required = "auth.add_user"
     http_method_names = ["get", "post", "head", "options"]
     template_name = "accounts/user_form.html"
@@ -210,7 +211,7 @@ class UserCreateView(LoginRequiredMixin, PermissionRequiredMixin, View):
         return render(request, self.template_name, {"form": form}, status=400)
 
 
-class UserPageMixin(LoginRequiredMixin, PermissionRequiredMixin):
+class UserPageMixin(RoleRequiredMixin):
     permission_required = "auth.change_user"
 
     def get_user(self, pk: int):

@@ -8,7 +8,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib.auth.mixins import LoginRequiredMixin, PermissionRequiredMixin
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
@@ -22,6 +21,7 @@ from config.audit.filters import AuditFilter
 from config.audit.models import AuditEntry
 from config.audit.selectors import audit_entry_data
 from config.audit.tables import AuditTable, actor_label
+from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next
 
 PERMISSION = "audit.view_auditentry"
@@ -65,7 +65,7 @@ class AuditListView(TableListView):
         return context
 
 
-class AuditDetailView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class AuditDetailView(RoleRequiredMixin, View):
     permission_required = PERMISSION
     http_method_names = ["get", "head", "options"]
 
@@ -140,7 +140,7 @@ def _json_chunks(entries: Iterable[AuditEntry], *, total: int) -> Iterator[str]:
     yield "]}\n"
 
 
-class AuditExportView(LoginRequiredMixin, PermissionRequiredMixin, View):
+class AuditExportView(RoleRequiredMixin, View):
     """The list as the admin filtered and sorted it, every page, streamed (at most EXPORT_MAX_ROWS rows)."""
 
     permission_required = PERMISSION

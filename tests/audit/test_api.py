@@ -133,14 +133,18 @@ def test_sorting_and_paging_follow_the_list_conventions(admin_client, editor, op
         ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
         ({"actor": "x" * 151}, "actor"),
         ({"action": "create\n"}, "action"),
-        ({"object_id": "a\x00b"}, "object_id"),
         ({"sort": "before"}, "sort"),
         ({"page_size": "0"}, "page_size"),
-        ({"search": "a\x00"}, "search"),
     ],
 )
 def test_bad_parameters_are_400_naming_the_parameter(admin_client, query, param):
     assert_error(admin_client.get(URL, query), 400, "invalid_request_error", code="invalid_parameter", param=param)
+
+
+@pytest.mark.parametrize("param", ["object_id", "search", "actor"])
+def test_a_nul_in_a_parameter_is_400_naming_it(admin_client, param):
+    response = admin_client.get(URL, {param: "a\x00b"})
+    assert_error(response, 400, "invalid_request_error", code="nul_character", param=param)
 
 
 def test_query_count_does_not_grow_with_the_page(admin_client, editor, django_assert_max_num_queries):

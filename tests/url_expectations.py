@@ -27,6 +27,14 @@ Options, all optional:
   body really went through, not only past the permission check).
 - ``cells={(ROLES, METHODS): OUTCOME}``: override single cells where the derived answer is not the right one
   (ROLES and METHODS may be one name or a tuple). Say why in a comment.
+- ``bearer_cells={(ROLES, METHODS): OUTCOME}`` (``api`` only): the same, for the second run of the API where
+  the signed-in roles send their bearer token instead of the session cookie; cells it does not name expect what
+  the session gets. Say why in a comment.
+
+A URL that answers differently by its query string (another view behind the same pattern) gets one more entry,
+keyed by its key, ``?`` and a label, with the ``query`` that selects it; both entries are checked:
+
+    "api-docs?script": page(GET=READ_ROLES, query={"script": ""}),
 
 The Django admin (every pattern in the ``admin`` namespace, hundreds of them) is one group: ADMIN_SITE lists a few
 representative URLs, each checked for every method with ``admin_site(...)``: admins pass, everyone else is sent to
@@ -63,6 +71,8 @@ NOT_ALLOWED = "405"
 OUTCOMES = (OK, LOGIN, ADMIN_LOGIN, UNAUTHORIZED, FORBIDDEN, NOT_ALLOWED)
 
 PAGE, API, PUBLIC, ADMIN_SITE_KIND = "page", "api", "public", "admin"
+# Between a URL's key and the label of a second entry for it (``"api-docs?script"``).
+VARIANT = "?"
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,11 @@ class Expectation:
     query: Mapping[str, str] = field(default_factory=dict)
     answers: Mapping[str, int] = field(default_factory=dict)
     cells: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    bearer_cells: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
-    def outcome(self, role: str, method: str) -> str:
+    def outcome(self, role: str, method: str, *, bearer: bool = False) -> str:
+        if bearer and (role, method) in self.bearer_cells:
+            return self.bearer_cells[(role, method)]
         if (role, method) in self.cells:
             return self.cells[(role, method)]
         if role in self.allowed.get(method, ()):
@@ -93,15 +106,24 @@ def _names(value: str | tuple[str, ...]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _expectation(kind: str, *, kwargs=None, data=None, query=None, answers=None, cells=None, **allowed) -> Expectation:
-    unknown = set(allowed) - set(METHODS)
-    assert not unknown, f"unknown method(s) {sorted(unknown)}; use {', '.join(METHODS)}"
+def _flat_cells(cells) -> dict[tuple[str, str], str]:
     flat: dict[tuple[str, str], str] = {}
     for (roles, methods), outcome in (cells or {}).items():
         assert outcome in OUTCOMES, f"unknown outcome {outcome!r}; use one of {OUTCOMES}"
         for role in _names(roles):
             for method in _names(methods):
                 flat[(role, method)] = outcome
+    return flat
+
+
+def _expectation(
+    kind: str, *, kwargs=None, data=None, query=None, answers=None, cells=None, bearer_cells=None, **allowed
+) -> Expectation:
+    unknown = set(allowed) - set(METHODS)
+    assert not unknown, f"unknown method(s) {sorted(unknown)}; use {', '.join(METHODS)}"
+    assert kind == API or not bearer_cells, "bearer_cells: only api() entries are run with bearer tokens"
+    bearer = _flat_cells(bearer_cells)
+    assert ANONYMOUS not in {role for role, _ in bearer}, "bearer_cells: anonymous visitors have no token"
     return Expectation(
         kind=kind,
         allowed={method: _names(roles) for method, roles in allowed.items()},
@@ -109,8 +131,14 @@ def _expectation(kind: str, *, kwargs=None, data=None, query=None, answers=None,
         data=data or {},
         query=query or {},
         answers=answers or {},
-        cells=flat,
+        cells=_flat_cells(cells),
+        bearer_cells=bearer,
     )
+
+
+def url_key(entry_key: str) -> str:
+    """The URL an entry is about: its key without a ``?label`` (see "Format")."""
+    return entry_key.partition(VARIANT)[0]
 
 
 def page(**options) -> Expectation:
@@ -169,22 +197,26 @@ REPLACED_ALIAS = {**USER_ALIAS, "filename": "other.Q4_K_M.gguf", "version": 1}
 # before the commit that would enqueue it).
 PULL = {"repo": "acme/Other-GGUF", "filename": "other.Q4_K_M.gguf", "revision": "main"}
 
-# BUG, every page() entry with a role-restricted method: the page views check the permission before the method,
-# so a role without the permission gets 403 where the others get 405 for a method the view does not have (GET
-# /files/rescan/: viewer 403, operator 405). The API already answers 405 first (config/api.py ModelPermissions).
+# A user the admin creates (user-create), and a password an admin sets (user-password): both pass the validators.
+NEW_PASSWORD = "matrix-Staple-Lantern-42"
+NEW_USER = {
+    "username": "matrix-new-user",
+    "email": "",
+    "role": "viewer",
+    "password1": NEW_PASSWORD,
+    "password2": NEW_PASSWORD,
+}
 
 EXPECTATIONS: dict[str, Expectation] = {
     # --- sign-in -------------------------------------------------------------------------------------------------
-    "home": page(GET=READ_ROLES),  # BUG: answers POST, PUT and DELETE with the dashboard (200), not 405
+    "home": page(GET=READ_ROLES),
     "login": public(
         GET=EVERYONE,
         POST=EVERYONE,  # an empty form: 200 with its errors
-        cells={
-            # Django's LoginView sends a signed-in visitor home before looking at the method.
-            (SIGNED_IN, ("PUT", "DELETE")): OK,
-            # Django's FormView treats PUT as POST; request.POST is empty for a PUT, so it only re-renders the form.
-            (ANONYMOUS, "PUT"): OK,
-        },
+        # Django's FormView treats PUT as POST; request.POST is empty for a PUT, so it only re-renders the form.
+        # Only a GET sends a signed-in visitor home (config/views.py SignInView), so they get the same answers:
+        # DELETE, which the page does not have, is a 405 for everyone.
+        cells={(EVERYONE, "PUT"): OK},
     ),
     "logout": public(POST=EVERYONE),
     # --- aliases -------------------------------------------------------------------------------------------------
@@ -224,7 +256,61 @@ EXPECTATIONS: dict[str, Expectation] = {
         POST=OPERATOR_ROLES, kwargs={"download_id": "failed_download"}, answers={"POST": 200}
     ),
     "api-schema": api(GET=READ_ROLES),
+    # The Swagger UI page, and the start-up script the same view serves at ?script= (kept out of the page for the
+    # Content-Security-Policy): both for signed-in users only.
     "api-docs": page(GET=READ_ROLES),
+    "api-docs?script": page(GET=READ_ROLES, query={"script": ""}),
+    "modelfiles_api:scan": api(POST=OPERATOR_ROLES, answers={"POST": 200}),
+    # One's own tokens, every role. A bearer token may list them but not make one (403 session_required): a leaked
+    # token must not be able to outlive its own revocation.
+    "accounts_api:token-list": api(
+        GET=READ_ROLES,
+        POST=READ_ROLES,
+        data={"POST": {"name": "matrix-new"}},
+        answers={"GET": 200, "POST": 201},
+        bearer_cells={(SIGNED_IN, "POST"): FORBIDDEN},
+    ),
+    # Someone else's token would be a 404: each role revokes its own.
+    "accounts_api:token-detail": api(DELETE=READ_ROLES, kwargs={"token_id": "own_token_pk"}, answers={"DELETE": 204}),
+    "audit_api:audit-list": api(GET=ADMIN_ROLES, answers={"GET": 200}),
+    # --- my API tokens -------------------------------------------------------------------------------------------
+    # The new token is shown on the page it is made on (200), never redirected to.
+    "accounts:tokens": page(
+        GET=READ_ROLES, POST=READ_ROLES, data={"POST": {"name": "matrix-new"}}, answers={"GET": 200, "POST": 200}
+    ),
+    # Only one's own token (someone else's is a 404).
+    "accounts:token-revoke": page(
+        GET=READ_ROLES, POST=READ_ROLES, kwargs={"pk": "own_token_pk"}, answers={"GET": 200, "POST": 302}
+    ),
+    # --- users (admins) ------------------------------------------------------------------------------------------
+    # The user acted on is a viewer of its own, not the admin asking (who may not demote or deactivate the last
+    # admin).
+    "accounts:users": page(GET=ADMIN_ROLES, answers={"GET": 200}),
+    "accounts:user-create": page(GET=ADMIN_ROLES, POST=ADMIN_ROLES, data={"POST": NEW_USER}, answers={"POST": 302}),
+    "accounts:user-detail": page(GET=ADMIN_ROLES, kwargs={"pk": "target_user_pk"}, answers={"GET": 200}),
+    "accounts:user-role": page(
+        POST=ADMIN_ROLES, kwargs={"pk": "target_user_pk"}, data={"POST": {"role": "editor"}}, answers={"POST": 302}
+    ),
+    "accounts:user-password": page(
+        GET=ADMIN_ROLES,
+        POST=ADMIN_ROLES,
+        kwargs={"pk": "target_user_pk"},
+        data={"POST": {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}},
+        answers={"GET": 200, "POST": 302},
+    ),
+    "accounts:user-deactivate": page(
+        GET=ADMIN_ROLES, POST=ADMIN_ROLES, kwargs={"pk": "target_user_pk"}, answers={"GET": 200, "POST": 302}
+    ),
+    # The target is active: reactivating it changes nothing, and still lands on its page.
+    "accounts:user-reactivate": page(POST=ADMIN_ROLES, kwargs={"pk": "target_user_pk"}, answers={"POST": 302}),
+    "accounts:user-revoke-tokens": page(
+        GET=ADMIN_ROLES, POST=ADMIN_ROLES, kwargs={"pk": "target_user_pk"}, answers={"GET": 200, "POST": 302}
+    ),
+    # --- audit log (admins) --------------------------------------------------------------------------------------
+    "audit:list": page(GET=ADMIN_ROLES, answers={"GET": 200}),
+    "audit:detail": page(GET=ADMIN_ROLES, kwargs={"pk": "audit_entry_pk"}, answers={"GET": 200}),
+    "audit:export-csv": page(GET=ADMIN_ROLES, answers={"GET": 200}),
+    "audit:export-json": page(GET=ADMIN_ROLES, answers={"GET": 200}),
 }
 
 # The Django admin: a few URLs standing for all of its patterns. Admins pass with every method (the admin's own

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from aliases.models import Alias
+from config.search import text_search
 
 SEARCH_FIELDS = ("alias", "repo", "filename")
 
 
 def alias_search(queryset: QuerySet[Alias], text: str) -> QuerySet[Alias]:
     """Case-insensitive substring match across alias, repo and filename."""
-    text = text.strip()
-    if not text:
-        return queryset
-    condition = Q()
-    for field in SEARCH_FIELDS:
-        condition |= Q(**{f"{field}__icontains": text})
-    return queryset.filter(condition)
+    return text_search(queryset, SEARCH_FIELDS, text)
 
 
 def alias_list(*, search: str = "") -> QuerySet[Alias]:

@@ -5,28 +5,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 
 from aliases.models import Alias
+from config.search import text_search
 from modelfiles.models import CacheScan, Download, ModelFile
 
 MODELFILE_SEARCH_FIELDS = ("repo", "filename")
 DOWNLOAD_SEARCH_FIELDS = ("repo", "filename")
 
 
-def _search(queryset: QuerySet, fields: Sequence[str], text: str) -> QuerySet:
-    text = text.strip()
-    if not text:
-        return queryset
-    condition = Q()
-    for field in fields:
-        condition |= Q(**{f"{field}__icontains": text})
-    return queryset.filter(condition)
-
-
 def modelfile_search(queryset: QuerySet[ModelFile], text: str) -> QuerySet[ModelFile]:
     """Case-insensitive substring match across repo and filename."""
-    return _search(queryset, MODELFILE_SEARCH_FIELDS, text)
+    return text_search(queryset, MODELFILE_SEARCH_FIELDS, text)
 
 
 def modelfile_list(*, search: str = "") -> QuerySet[ModelFile]:
@@ -61,7 +52,7 @@ def modelfile_alias_names(files: Iterable[ModelFile]) -> dict[int, list[str]]:
 
 
 def download_search(queryset: QuerySet[Download], text: str) -> QuerySet[Download]:
-    return _search(queryset, DOWNLOAD_SEARCH_FIELDS, text)
+    return text_search(queryset, DOWNLOAD_SEARCH_FIELDS, text)
 
 
 def download_list(*, statuses: Sequence[str] = (), search: str = "") -> QuerySet[Download]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from config.audit.models import AuditEntry
+from config.search import text_search
 
 # Usernames cannot hold a colon (Django's username validator), so this never names a real user.
 SYSTEM_ACTOR = ":system"
@@ -16,13 +17,7 @@ SEARCH_FIELDS = ("object_repr", "object_id")
 
 def audit_search(queryset: QuerySet[AuditEntry], text: str) -> QuerySet[AuditEntry]:
     """Case-insensitive substring match on the object's name or id."""
-    text = text.strip()
-    if not text:
-        return queryset
-    condition = Q()
-    for field in SEARCH_FIELDS:
-        condition |= Q(**{f"{field}__icontains": text})
-    return queryset.filter(condition)
+    return text_search(queryset, SEARCH_FIELDS, text)
 
 
 def audit_filter_actor(queryset: QuerySet[AuditEntry], actor: str) -> QuerySet[AuditEntry]:

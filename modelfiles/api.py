@@ -145,6 +145,7 @@ class DownloadSerializer(serializers.ModelSerializer):
     fault is being retried; otherwise null. `note` is set while it waits for something other than the Hub."""
 
     commit = serializers.SerializerMethodField()
+    verified = serializers.SerializerMethodField()
     note = serializers.SerializerMethodField()
     percent = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
@@ -161,6 +162,7 @@ class DownloadSerializer(serializers.ModelSerializer):
             "revision",
             "commit",
             "status",
+            "verified",
             "bytes_total",
             "bytes_done",
             "percent",
@@ -180,6 +182,17 @@ class DownloadSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="The commit the revision resolved to."))
     def get_commit(self, download: Download) -> str | None:
         return download.commit or None
+
+    @extend_schema_field(
+        serializers.ChoiceField(
+            choices=["sha256", "git-sha1"],
+            allow_null=True,
+            help_text="The hash compared with the Hub's before the file became visible: sha256 for LFS files, "
+            "the git blob sha1 for files kept in git; null until the download completed.",
+        )
+    )
+    def get_verified(self, download: Download) -> str | None:
+        return download.verified or None
 
     @extend_schema_field(serializers.FloatField(allow_null=True, help_text="0–100; null while the size is unknown."))
     def get_percent(self, download: Download) -> float | None:
@@ -465,4 +478,4 @@ class ScanApi(APIView):
         responses={200: ScanResultSerializer, **error_responses(401, 403)},
     )
     def post(self, request: Request) -> Response:
-        return Response(ScanResultSerializer(modelfile_sync()).data)
+        return Response(ScanResultSerializer(modelfile_sync(by=request.user)).data)

@@ -66,8 +66,11 @@ def _audit_download(*, download: Download, action: str, by: AbstractBaseUser | N
 AUDIT_SCAN_FILES = 100
 
 
-def _audit_scan(*, repo: str | None, found: dict, existing: dict, gone: list, updated: int) -> None:
-    """One audit entry for a scan that changed something (new, changed or vanished files), by the system."""
+def _audit_scan(
+    *, repo: str | None, found: dict, existing: dict, gone: list, updated: int, by: AbstractBaseUser | None
+) -> None:
+    """One audit entry for a scan that changed something (new, changed or vanished files): by whoever pressed
+    Rescan, or the system for the periodic scans and the one after each pull."""
     gone_pks = set(gone)
     added = [key for key in found if key not in existing]
     removed = [key for key, row in existing.items() if row.pk in gone_pks]
@@ -79,7 +82,7 @@ def _audit_scan(*, repo: str | None, found: dict, existing: dict, gone: list, up
 
     counts = {"created": len(added), "updated": updated, "removed": len(removed), "present": len(found)}
     audit_record(
-        actor=None,
+        actor=by,
         kind="modelfile",
         action="scan",
         object_id=repo or "",
@@ -463,7 +466,7 @@ def _scan_report_save(*, repo: str | None, counts: dict[str, int], skipped: list
 
 
 @transaction.atomic
-def modelfile_sync(*, repo: str | None = None) -> dict:
+def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = None) -> dict:
     """Bring ModelFile rows in step with the cache (all repos, or one): new files appear, gone ones vanish.
 
     An entry that cannot be listed (an odd or undecodable name, a broken link, a missing blob, a folder that is
@@ -510,7 +513,7 @@ def modelfile_sync(*, repo: str | None = None) -> dict:
         files=[LocalModelFile(item.repo, item.filename, item.snapshot, item.refs) for item in found.values()],
         repo=repo,
     )
-    _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=updated)
+    _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=updated, by=by)
     counts = {"created": created, "updated": updated, "removed": removed, "present": len(found)}
     _scan_report_save(repo=repo, counts=counts, skipped=skipped)
     return {**counts, "skipped": [entry.as_dict() for entry in skipped]}

@@ -72,7 +72,7 @@ class ModelFileRescanView(RoleRequiredMixin, View):
     http_method_names = ["post", "options"]
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        counts = modelfile_sync()
+        counts = modelfile_sync(by=request.user)
         present = counts["present"]
         changed = f", {counts['updated']} changed" if counts["updated"] else ""
         messages.success(

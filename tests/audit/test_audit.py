@@ -145,6 +145,15 @@ def test_a_scan_records_itself_and_the_generated_aliases_as_the_system(hf_home):
     assert created.object_repr == f"{REPO}:Q4_K_M" and created.after == plain(generated)
 
 
+def test_a_rescan_someone_asked_for_records_who(hf_home, operator_client, operator):
+    cache_file(hf_home, REPO, "tiny.Q4_K_M.gguf")
+
+    assert operator_client.post("/files/rescan/").status_code == 302
+
+    scan = only_entry(kind="modelfile")
+    assert (scan.actor, scan.actor_name, scan.action) == (operator, operator.username, "scan")
+
+
 def test_a_scan_that_changes_nothing_records_nothing(hf_home):
     cache_file(hf_home, REPO, "tiny.Q4_K_M.gguf")
     modelfile_sync()

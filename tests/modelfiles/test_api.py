@@ -24,6 +24,7 @@ DOWNLOAD_KEYS = {
     "revision",
     "commit",
     "status",
+    "verified",
     "bytes_total",
     "bytes_done",
     "percent",
@@ -257,6 +258,12 @@ def test_one_download_in_full(viewer_client, operator):
     assert body["requested_by"] == operator.username
     assert body["attempts"] == 3
     assert body["speed"] is None and body["eta"] is None and body["started_at"] is None
+    assert body["verified"] is None
+
+
+def test_a_completed_download_says_which_hash_was_compared(viewer_client):
+    download = make_download(status=Download.Status.COMPLETED, commit=COMMIT, verified="git-sha1")
+    assert viewer_client.get(status_url(download.pk)).json()["verified"] == "git-sha1"
 
 
 @pytest.mark.parametrize("download_id", [str(uuid.uuid4()), "not-a-uuid", "12345"])

@@ -169,6 +169,8 @@ def test_htmx_is_told_not_to_inject_its_indicator_style(viewer_client):
     assert match, "base.html must configure htmx"
     assert '"includeIndicatorStyles": false' in match.group(1)
     assert '"allowEval": false' in match.group(1)
+    # Signed-in pages are not kept in localStorage for htmx's back button either (Cache-Control covers HTTP).
+    assert '"historyCacheSize": 0' in match.group(1)
 
 
 def test_the_api_docs_start_swagger_from_a_script_url(viewer_client):

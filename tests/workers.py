@@ -102,6 +102,10 @@ def use_broker(url: str) -> Iterator[None]:
     from config.celery import app
 
     saved = (app.conf.broker_url, app.conf.broker_transport_options, app._pool, app.amqp._producer_pool)
+    # Celery reads CELERY_BROKER_URL from the environment before its own setting (CI sets it for Redis), so
+    # both must point at the test's broker, or publishes would still go to the configured one.
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = url
     app.conf.broker_url = url
     # The same bounded timeouts as settings give a worker on Redis (config/settings.py).
     timeout = settings.BROKER_TIMEOUT_SECONDS
@@ -114,6 +118,10 @@ def use_broker(url: str) -> Iterator[None]:
         if app._pool is not None:
             app._pool.force_close_all()
         app.conf.broker_url, app.conf.broker_transport_options, app._pool, app.amqp._producer_pool = saved
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
 
 
 @contextmanager

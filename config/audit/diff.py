@@ -53,14 +53,22 @@ def _is_empty(value: Any) -> bool:
     return value is ABSENT or value is None or value == "" or value == []
 
 
+def _field_order(name: str) -> tuple[int, str]:
+    from aliases.models import EDITABLE_FIELDS
+
+    return (EDITABLE_FIELDS.index(name), "") if name in EDITABLE_FIELDS else (len(EDITABLE_FIELDS), str(name))
+
+
 def diff_rows(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[DiffRow]:
-    """Every field of either side, in the order the service wrote them (before's first).
+    """Every field of either side, in a fixed order (an alias's in its form's order, others by name).
 
     A field that is only on one side and empty there (an unset parameter of a created alias) is not a change.
     """
     before = before if isinstance(before, Mapping) else {}
     after = after if isinstance(after, Mapping) else {}
-    names = list(before) + [name for name in after if name not in before]
+    # PostgreSQL's jsonb keeps no key order, so the order is ours: an alias's fields as its form shows them, any
+    # other key by name, the same on every database.
+    names = sorted({*before, *after}, key=_field_order)
     rows = []
     for name in names:
         old, new = before.get(name, ABSENT), after.get(name, ABSENT)

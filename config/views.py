@@ -12,6 +12,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
 from config import api
+from config.accounts.forms import SignInForm
 from config.dashboard import dashboard_summary
 from modelfiles.views import active_context
 
@@ -36,6 +37,8 @@ def home(request: HttpRequest) -> HttpResponse:
 
 class SignInView(auth_views.LoginView):
     """The login page. A sign-in always starts a new session key, whatever session the browser came with."""
+
+    authentication_form = SignInForm
 
     @property
     def redirect_authenticated_user(self) -> bool:

@@ -12,13 +12,16 @@ ACTIVE_CHOICES = [("yes", "Active"), ("no", "Deactivated")]
 
 class UserFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(label="Search", method="search")
+    # Labels spelled out: the fields are no model fields, and django-filter would label them "[invalid name]".
     role = django_filters.ChoiceFilter(
+        label="Role",
         choices=[(role, role.capitalize()) for role in ROLES],
         method="filter_role",
         empty_label="Any role",
         widget=forms.Select(attrs={"class": "form-select"}),
     )
     active = django_filters.ChoiceFilter(
+        label="Status",
         choices=ACTIVE_CHOICES,
         method="filter_active",
         empty_label="Active or not",

@@ -8,7 +8,7 @@ from typing import Any
 from crispy_forms.helper import FormHelper
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
-from django.contrib.auth.forms import SetPasswordForm
+from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm
 from django.utils import timezone
 
 from config.accounts.models import ApiToken, no_control_characters
@@ -120,3 +120,31 @@ class UserPasswordForm(SetPasswordForm):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.helper = _helper()
+
+
+class SignInForm(AuthenticationForm):
+    """The login form. A deactivated user who types the right password is told so: Django's backend refuses
+    inactive users like a wrong password, which left them retyping it and then locked out for guessing."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "inactive": "This account is deactivated. Ask an admin to reactivate it.",
+    }
+
+    def clean(self) -> dict[str, Any]:
+        try:
+            return super().clean()
+        except forms.ValidationError as exc:
+            if exc.code == "invalid_login" and not getattr(self.request, "axes_locked_out", False):
+                self._refuse_if_deactivated()
+            raise
+
+    def _refuse_if_deactivated(self) -> None:
+        # Only someone who knows the password learns that the account exists and is deactivated.
+        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if not username or not password:
+            return
+        model = get_user_model()
+        user = model._default_manager.filter(**{model.USERNAME_FIELD: username}, is_active=False).first()
+        if user is not None and user.check_password(password):
+            raise forms.ValidationError(self.error_messages["inactive"], code="inactive")

@@ -39,6 +39,21 @@ def test_wrong_password_shows_a_clear_message(client, viewer):
     assert b"Please enter a correct username and password" in response.content
 
 
+def test_a_deactivated_user_with_the_right_password_is_told_the_account_is_deactivated(client, viewer):
+    viewer.is_active = False
+    viewer.save(update_fields=["is_active"])
+
+    right = client.post(reverse("login"), {"username": viewer.username, "password": TEST_PASSWORD})
+    wrong = client.post(reverse("login"), {"username": viewer.username, "password": "wrong"})
+
+    assert right.status_code == 200
+    assert b"This account is deactivated. Ask an admin to reactivate it." in right.content
+    assert "_auth_user_id" not in client.session
+    # Without the password nobody learns whether the account exists or is deactivated.
+    assert b"Please enter a correct username and password" in wrong.content
+    assert b"deactivated" not in wrong.content
+
+
 def test_logout_is_post_only_and_signs_out(client_for, viewer):
     client = client_for(viewer)
     assert client.get(reverse("logout")).status_code == 405

@@ -93,6 +93,13 @@ def test_the_list_filters_by_role_and_status(admin_client, viewer, editor, opera
     assert b"<html" not in partial.content and editor.username.encode() in partial.content
 
 
+def test_the_filters_are_labelled_in_words(admin_client):
+    page = admin_client.get(USERS_URL).content.decode()
+    assert '<label class="form-label" for="id_role">Role</label>' in page
+    assert '<label class="form-label" for="id_active">Status</label>' in page
+    assert "[invalid name]" not in page
+
+
 def test_an_admin_creates_a_user_with_a_role_who_can_then_sign_in(admin_client, admin_user):
     response = admin_client.post(
         reverse("accounts:user-create"),

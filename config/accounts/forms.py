@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
 from crispy_forms.helper import FormHelper
@@ -54,10 +55,15 @@ class TokenCreateForm(forms.Form):
         required=False,
         help_text="An expired token is refused; make a new one then.",
     )
+    # A fresh value in every rendered form: the same value posted twice is the browser resending the form (a
+    # reload of the page that showed the new token), which must not issue a second token.
+    once = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.helper = _helper()
+        if not self.is_bound:
+            self.initial["once"] = secrets.token_urlsafe(16)
 
     @property
     def expires_at(self) -> dt.datetime | None:

@@ -39,6 +39,10 @@ from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next
 
 TOKENS_PER_PAGE = 30
+# The token forms this session has already sent (their `once` values), newest last; a few are enough: a resend
+# is a reload of the page the form led to.
+SENT_TOKEN_FORMS = "accounts_sent_token_forms"
+SENT_TOKEN_FORMS_KEPT = 10
 
 # --- sign-in lockout -------------------------------------------------------------------------------------------
 
@@ -128,6 +132,15 @@ class TokenListView(LoginRequiredMixin, View):
     def post(self, request: HttpRequest) -> HttpResponse:
         form = TokenCreateForm(data=request.POST)
         if form.is_valid():
+            once = form.cleaned_data["once"]
+            sent = request.session.get(SENT_TOKEN_FORMS, [])
+            if once and once in sent:
+                messages.info(
+                    request,
+                    "That form was already sent: its token was created then and shown once. It is in the list "
+                    "below; revoke it there if you did not copy it.",
+                )
+                return HttpResponseRedirect(reverse("accounts:tokens"))
             try:
                 created = apitoken_issue(
                     user=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at, actor=request.user
@@ -135,6 +148,8 @@ class TokenListView(LoginRequiredMixin, View):
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
+                if once:
+                    request.session[SENT_TOKEN_FORMS] = [*sent, once][-SENT_TOKEN_FORMS_KEPT:]
                 # Rendered, not redirected: a redirect would have to park the raw token somewhere until the next
                 # request (a session row, a cookie), and it must exist nowhere but in this one page.
                 return self.render_page(TokenCreateForm(), created=created)

@@ -61,6 +61,24 @@ def test_creating_a_token_shows_it_once_and_it_works(viewer, viewer_client):
     assert Client().get("/api/models", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
 
 
+def test_resending_the_form_by_reloading_issues_no_second_token(viewer, viewer_client):
+    once = re.search(r'name="once" value="([^"]+)"', viewer_client.get(TOKENS_URL).content.decode()).group(1)
+    first = viewer_client.post(TOKENS_URL, {"name": "laptop", "once": once})
+    raw = RAW_RE.search(first.content.decode()).group(1)
+
+    resent = viewer_client.post(TOKENS_URL, {"name": "laptop", "once": once}, follow=True)
+
+    assert ApiToken.objects.filter(user=viewer).count() == 1
+    page = resent.content.decode()
+    assert resent.redirect_chain == [(TOKENS_URL, 302)]
+    assert "That form was already sent" in page and raw not in page
+    # The page after a creation carries a new form: a second token on purpose is one click away.
+    next_once = re.search(r'name="once" value="([^"]+)"', first.content.decode()).group(1)
+    assert next_once != once
+    assert viewer_client.post(TOKENS_URL, {"name": "ci", "once": next_once}).status_code == 200
+    assert ApiToken.objects.filter(user=viewer).count() == 2
+
+
 def test_creating_is_recorded_in_the_audit_log_without_the_token(viewer, viewer_client):
     response = viewer_client.post(TOKENS_URL, {"name": "ci", "expires_in": ""})
     raw = RAW_RE.search(response.content.decode()).group(1)

@@ -57,11 +57,11 @@ def test_admin_creates_changes_and_deactivates_a_user(page, admin_user, shot):
     shot(page, "users-with-olga")
 
     user_row(page, "olga").get_by_role("link", name="olga").click()
-    page.get_by_label("Role*", exact=True).select_option(label="Editor")
+    page.get_by_role("combobox", name="Role", exact=True).select_option(label="Editor")
     page.get_by_role("button", name="Change role").click()
     expect(flash(page)).to_have_text("olga is now editor.")
     expect(page.get_by_test_id("user-role")).to_have_text("editor")
-    expect(page.get_by_label("Role*", exact=True)).to_have_value("editor")
+    expect(page.get_by_role("combobox", name="Role", exact=True)).to_have_value("editor")
     shot(page, "olga-editor")
 
     page.get_by_role("link", name="Set a new password").click()
@@ -115,12 +115,12 @@ def test_the_last_admin_cannot_demote_themselves(page, admin_user, shot):
     login(page, admin_user)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     user_row(page, admin_user.username).get_by_role("link", name=admin_user.username).click()
-    page.get_by_label("Role*", exact=True).select_option(label="Viewer")
+    page.get_by_role("combobox", name="Role", exact=True).select_option(label="Viewer")
     page.get_by_role("button", name="Change role").click()
     expect(flash(page)).to_contain_text(
         f"{admin_user.username} is the only active admin: make another user an admin first"
     )
     expect(page.get_by_test_id("user-role")).to_have_text("admin")
-    expect(page.get_by_label("Role*", exact=True)).to_have_value("admin")
+    expect(page.get_by_role("combobox", name="Role", exact=True)).to_have_value("admin")
     expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Users")).to_be_visible()
     shot(page, "last-admin-refused")

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Q, TextField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -352,7 +352,9 @@ def download_run(
         attempts=F("attempts") + 1,
         error_code="",
         # The pre-flight's "queued unchecked" note ends here: the worker asks the Hub now.
-        error_message=Case(When(error_code=HUB_UNCHECKED, then=Value("")), default=F("error_message")),
+        error_message=Case(
+            When(error_code=HUB_UNCHECKED, then=Value("")), default=F("error_message"), output_field=TextField()
+        ),
         verified="",
     )
     if not claimed:
@@ -634,10 +636,9 @@ def pull_preflight(*, repo: str, filename: str, revision: str) -> str:
             status, param = PREFLIGHT_REFUSALS[error.code]
             raise PullRefused(error.message, error_code=error.code, status=status, param=param) from error
         if error.transient:
-            reason = error.message.removesuffix("; will try again.").removesuffix(".")
             return (
-                f"Could not check with the Hub within {timeout:g} s ({reason}); queued anyway. The worker asks "
-                "the Hub again and retries until it answers; check HF_ENDPOINT if this persists."
+                f"Could not check with the Hub ({_unreachable_reason(error, timeout)}); queued anyway. The worker "
+                "asks the Hub again and retries until it answers; check HF_ENDPOINT if this persists."
             )
         return f"The Hub's answer could not be checked ({error.message}); queued anyway, the worker decides."
     pull_source_check(repo=repo, filename=filename, size=remote.size)
@@ -664,3 +665,12 @@ def _space_check(*, repo: str, filename: str, remote: hub.RemoteFile) -> None:
             status=400,
             param="filename",
         )
+
+
+def _unreachable_reason(error: hub.HubError, timeout: float) -> str:
+    cause = error.__cause__
+    if isinstance(cause, TimeoutError) or "timeout" in type(cause).__name__.lower():
+        return f"no answer within {timeout:g} s"
+    if error.code == "network_error" and cause is not None:
+        return f"no connection: {type(cause).__name__}"
+    return error.message.removesuffix("; will try again.").removesuffix(".")

@@ -151,12 +151,15 @@ class PullView(RoleRequiredMixin, View):
             return render_pull_form(request, form, already_local=exc, already_local_values=values)
         name = f"{download.repo}/{download.filename}@{download.revision}"
         text = f"Queued {name}." if created else f"Already downloading {name}; here is its progress."
-        if created and download.error_code == HUB_UNCHECKED:
-            messages.warning(request, f"{text} {download.error_message}")
         if download.waiting_for_worker:
             # Queued all the same: the reconciler hands it to a worker once the task queue answers again.
-            messages.warning(request, f"{text} {Download.WAITING_NOTE}")
-        elif created and download.error_code != HUB_UNCHECKED:
+            text = f"{text} {Download.WAITING_NOTE}"
+        if created and download.error_code == HUB_UNCHECKED:
+            # Queued without the pre-flight: say so, the Hub may still refuse it when the worker asks.
+            text = f"{text} {download.error_message}"
+        if download.waiting_for_worker or (created and download.error_code == HUB_UNCHECKED):
+            messages.warning(request, text)
+        elif created:
             messages.success(request, text)
         else:
             messages.info(request, text)

@@ -228,7 +228,7 @@ def list_gguf_files(repo: str, revision: str = "main", *, timeout: float | None 
     except Exception as error:
         problem = classify(error, repo=repo, filename="", revision=revision)
         if problem.transient and timeout is not None:
-            raise unreachable(problem, timeout=timeout) from error
+            raise unreachable(problem, error, timeout=timeout) from error
         raise problem from error
     files = []
     for entry in entries:
@@ -256,13 +256,21 @@ def _repo_tree_once(repo: str, revision: str, *, timeout: float) -> list[RepoFil
     return entries
 
 
-def unreachable(problem: HubError, *, timeout: float) -> HubError:
-    """The Hub did not answer within `timeout` (or refused the connection, or answered 5xx/429)."""
-    reason = problem.message.removesuffix("; will try again.").removesuffix(".")
+def unreachable_reason(problem: HubError, cause: BaseException | None, *, timeout: float) -> str:
+    """Why the Hub could not be asked, in a few words: no answer in time, no connection, or its 5xx/429."""
+    if isinstance(cause, (TimeoutError, httpx2.TimeoutException)):
+        return f"no answer within {timeout:g} s"
+    if problem.code == "network_error" and cause is not None:
+        return f"no connection: {type(cause).__name__}"
+    return problem.message.removesuffix("; will try again.").removesuffix(".")
+
+
+def unreachable(problem: HubError, cause: BaseException, *, timeout: float) -> HubError:
+    """The Hub could not be asked in time (no answer, connection refused, 5xx/429): say so, naming HF_ENDPOINT."""
     return HubError(
         "hub_unreachable",
-        f"No usable answer from the Hub at HF_ENDPOINT ({_endpoint_shown()}) within {timeout:g} s: {reason}. "
-        "Check HF_ENDPOINT and the network. A file you name can still be pulled: it is queued, and the worker "
-        "keeps asking the Hub until it answers.",
+        f"Could not list the files: the Hub at HF_ENDPOINT ({_endpoint_shown()}) gave no usable answer "
+        f"({unreachable_reason(problem, cause, timeout=timeout)}). Check HF_ENDPOINT and the network. A file you "
+        "name can still be pulled: it is queued, and the worker keeps asking the Hub until it answers.",
         transient=True,
     )

@@ -636,9 +636,10 @@ def pull_preflight(*, repo: str, filename: str, revision: str) -> str:
             status, param = PREFLIGHT_REFUSALS[error.code]
             raise PullRefused(error.message, error_code=error.code, status=status, param=param) from error
         if error.transient:
+            reason = hub.unreachable_reason(error, error.__cause__, timeout=timeout)
             return (
-                f"Could not check with the Hub ({_unreachable_reason(error, timeout)}); queued anyway. The worker "
-                "asks the Hub again and retries until it answers; check HF_ENDPOINT if this persists."
+                f"Could not check with the Hub ({reason}); queued anyway. The worker asks the Hub again and retries "
+                "until it answers; check HF_ENDPOINT if this persists."
             )
         return f"The Hub's answer could not be checked ({error.message}); queued anyway, the worker decides."
     pull_source_check(repo=repo, filename=filename, size=remote.size)
@@ -665,12 +666,3 @@ def _space_check(*, repo: str, filename: str, remote: hub.RemoteFile) -> None:
             status=400,
             param="filename",
         )
-
-
-def _unreachable_reason(error: hub.HubError, timeout: float) -> str:
-    cause = error.__cause__
-    if isinstance(cause, TimeoutError) or "timeout" in type(cause).__name__.lower():
-        return f"no answer within {timeout:g} s"
-    if error.code == "network_error" and cause is not None:
-        return f"no connection: {type(cause).__name__}"
-    return error.message.removesuffix("; will try again.").removesuffix(".")

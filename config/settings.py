@@ -253,6 +253,16 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # so the README has one place to point at. HF_TOKEN is never rendered in a page, log or API answer.
 HF_HOME = env("HF_HOME", default=str(Path.home() / ".cache" / "huggingface"))
 
+# Pull pre-flight and source rules (README "Checked before queueing"). The pre-flight asks the Hub about the file
+# before a pull is queued; past this many seconds the pull is queued unchecked, as when the Hub is down.
+PULL_PREFLIGHT_TIMEOUT_SECONDS = env.float("MODELDESK_PREFLIGHT_TIMEOUT_SECONDS", default=3.0)
+# Glob patterns over owner/name (an owner alone allows all its repos); empty allows every repo.
+PULL_ALLOWED_REPOS = [
+    pattern.strip() for pattern in env("MODELDESK_ALLOWED_REPOS", default="").split(",") if pattern.strip()
+]
+# Largest file a pull may fetch, in bytes; 0 or empty: no limit.
+PULL_MAX_FILE_BYTES = int(env("MODELDESK_MAX_FILE_BYTES", default="") or 0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

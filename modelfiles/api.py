@@ -43,7 +43,15 @@ from modelfiles.selectors import (
     modelfile_alias_names,
     modelfile_list,
 )
-from modelfiles.services import AlreadyLocal, download_cancel, download_request, download_retry, modelfile_sync
+from modelfiles.services import (
+    HUB_UNCHECKED,
+    AlreadyLocal,
+    PullRefused,
+    download_cancel,
+    download_request,
+    download_retry,
+    modelfile_sync,
+)
 
 MODELFILE_LIST_QUERY = ListQuery(
     sorts=model_sorts(ModelFile, ("repo", "filename", "snapshot", "size", "modified_at")),
@@ -136,13 +144,17 @@ class DownloadErrorSerializer(serializers.Serializer):
 
 
 class DownloadNoteSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="waiting_for_worker: queued, but the task queue could not be reached.")
-    message = serializers.CharField(help_text="What it means; it resolves itself once the queue answers.")
+    code = serializers.CharField(
+        help_text="waiting_for_worker: queued, but the task queue could not be reached. hub_unchecked: queued "
+        "without the pre-flight, the Hub could not be asked in time (the worker asks it when it starts)."
+    )
+    message = serializers.CharField(help_text="What it means; it resolves itself once the queue or Hub answers.")
 
 
 class DownloadSerializer(serializers.ModelSerializer):
     """A pull request and its progress. `error` is set when it failed or was cancelled, and while a transient
-    fault is being retried; otherwise null. `note` is set while it waits for something other than the Hub."""
+    fault is being retried; otherwise null. `note` is set while it waits for the task queue, or while it is queued
+    without the Hub's pre-flight answer."""
 
     commit = serializers.SerializerMethodField()
     verified = serializers.SerializerMethodField()
@@ -203,12 +215,16 @@ class DownloadSerializer(serializers.ModelSerializer):
     def get_error(self, download: Download) -> dict[str, str] | None:
         if not download.error_code and not download.error_message:
             return None
+        if download.error_code == HUB_UNCHECKED:
+            return None  # a note, not an error
         return {"code": download.error_code or "error", "message": download.error_message}
 
     @extend_schema_field(DownloadNoteSerializer(allow_null=True))
     def get_note(self, download: Download) -> dict[str, str] | None:
         if download.waiting_for_worker:
             return {"code": "waiting_for_worker", "message": Download.WAITING_NOTE}
+        if download.error_code == HUB_UNCHECKED:
+            return {"code": HUB_UNCHECKED, "message": download.error_message}
         return None
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="Username of who asked for it."))
@@ -279,6 +295,10 @@ def _statuses(raw: list[str]) -> list[str]:
     return statuses
 
 
+def _refused(exc: PullRefused) -> ApiError:
+    return ApiError(exc.reason, status=exc.status, code=exc.error_code, param=exc.param)
+
+
 def _conflict(download: Download, message: str, code: str) -> ApiError:
     return ApiError(message, status=409, code=code, body={"current": DownloadSerializer(download).data})
 
@@ -311,14 +331,21 @@ class PullApi(APIView):
         "200 with that download instead. If the cache already holds the file for that revision, answers 409 "
         "`already_local`; nothing is downloaded. Follow progress at /api/modelfiles/status/{id}. When the task "
         "queue is unreachable the download is still queued (201) with the note `waiting_for_worker`; it is sent "
-        "to a worker by itself once the queue answers.",
+        "to a worker by itself once the queue answers.\n\n"
+        "Before queueing, the Hub is asked about the file (pre-flight, at most MODELDESK_PREFLIGHT_TIMEOUT_SECONDS, "
+        "3 s by default) and the source rules are applied; a refusal creates no download: 404 `repo_not_found` "
+        "(missing or private repo), `revision_not_found`, `file_not_found`; 403 `gated_repo`, `unauthorized` "
+        "(HF_TOKEN cannot read it), `repo_not_allowed` (outside MODELDESK_ALLOWED_REPOS), `file_too_large` (over "
+        "MODELDESK_MAX_FILE_BYTES); 400 `insufficient_space` (larger than the free space of the cache volume less "
+        "the reserve). `param` names the field at fault. When the Hub cannot be asked in time (down, refusing, "
+        "too slow, 5xx), the download is queued all the same (201) with the note `hub_unchecked`.",
         tags=["modelfiles"],
         request=PullSerializer,
         responses={
-            201: OpenApiResponse(DownloadSerializer, description="Queued."),
+            201: OpenApiResponse(DownloadSerializer, description="Queued (note `hub_unchecked`: without pre-flight)."),
             200: OpenApiResponse(DownloadSerializer, description="Already downloading: the active download."),
             409: OpenApiResponse(AlreadyLocalSerializer, description="Already in the local cache (`already_local`)."),
-            **error_responses(400, 401, 403, 415),
+            **error_responses(400, 401, 403, 404, 415),
         },
     )
     def post(self, request: Request) -> Response:
@@ -338,6 +365,8 @@ class PullApi(APIView):
                 code="already_local",
                 body={"modelfile": modelfile},
             ) from exc
+        except PullRefused as exc:
+            raise _refused(exc) from exc
         download = download_get(download_id=download.pk) or download
         if created:
             return Response(
@@ -418,7 +447,8 @@ class DownloadRetryApi(APIView):
         summary="Retry a failed or cancelled download",
         description="Queues it again; it resumes from the bytes already fetched. If a newer download of the same "
         "file and revision is active, answers 200 with that one (the download to follow). 409 `not_retryable` "
-        "when the download is active or completed.",
+        "when the download is active or completed; 403 `repo_not_allowed` / `file_too_large` when the source "
+        "rules (MODELDESK_ALLOWED_REPOS, MODELDESK_MAX_FILE_BYTES) no longer allow it.",
         tags=["modelfiles"],
         parameters=[DOWNLOAD_ID],
         request=None,
@@ -430,7 +460,10 @@ class DownloadRetryApi(APIView):
     )
     def post(self, request: Request, download_id: str) -> Response:
         download = _download_or_404(download_id)
-        current, requeued = download_retry(download=download, by=request.user)
+        try:
+            current, requeued = download_retry(download=download, by=request.user)
+        except PullRefused as exc:
+            raise _refused(exc) from exc
         if not requeued and current.pk == download.pk:
             raise _conflict(
                 current,

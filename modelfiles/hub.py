@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import httpx2
 from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
@@ -19,7 +20,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import build_hf_headers
+from huggingface_hub.hf_api import RepoFile, RepoFolder
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 GIT_SHA1_RE = re.compile(r"[0-9a-f]{40}")
@@ -123,16 +125,18 @@ class RemoteFile:
         return self.etag if GIT_SHA1_RE.fullmatch(self.etag) else None
 
 
-def file_metadata(repo: str, filename: str, revision: str) -> RemoteFile:
+def file_metadata(repo: str, filename: str, revision: str, *, timeout: float | None = None) -> RemoteFile:
     """One HEAD to the Hub: the commit, etag (sha256 or git sha1), size and download URL of a file.
 
+    `timeout` (seconds per connect/read; default MODELDESK_HUB_TIMEOUT) bounds the wait: there are no retries here.
     Raises HubError; hub_bad_commit / hub_bad_etag / hub_bad_size when the answer is not in the Hub's own form.
     """
     base = endpoint()
     url = hf_hub_url(repo, filename, revision=revision, endpoint=base)
     hf_token = token()
+    wait = METADATA_TIMEOUT if timeout is None else timeout
     try:
-        meta = get_hf_file_metadata(url, token=hf_token or False, timeout=METADATA_TIMEOUT, endpoint=base)
+        meta = get_hf_file_metadata(url, token=hf_token or False, timeout=wait, endpoint=base)
     except Exception as error:
         raise classify(error, repo=repo, filename=filename, revision=revision) from error
     _check_trusted(meta.commit_hash, meta.etag, meta.size)
@@ -209,13 +213,23 @@ class RepoFileInfo:
     sha256: str | None
 
 
-def list_gguf_files(repo: str, revision: str = "main") -> list[RepoFileInfo]:
-    """The GGUF files of a repo at a revision, with sizes, for the pull form. Raises HubError."""
-    api = HfApi(endpoint=endpoint(), token=token() or False)
+def list_gguf_files(repo: str, revision: str = "main", *, timeout: float | None = None) -> list[RepoFileInfo]:
+    """The GGUF files of a repo at a revision, with sizes, for the pull form. Raises HubError.
+
+    With `timeout`, each request waits at most that long and nothing is retried (a person is waiting for the
+    answer); an unreachable Hub is then a HubError naming HF_ENDPOINT.
+    """
     try:
-        entries = list(api.list_repo_tree(repo, revision=revision, recursive=True))
+        if timeout is None:
+            api = HfApi(endpoint=endpoint(), token=token() or False)
+            entries = list(api.list_repo_tree(repo, revision=revision, recursive=True))
+        else:
+            entries = _repo_tree_once(repo, revision, timeout=timeout)
     except Exception as error:
-        raise classify(error, repo=repo, filename="", revision=revision) from error
+        problem = classify(error, repo=repo, filename="", revision=revision)
+        if problem.transient and timeout is not None:
+            raise unreachable(problem, error, timeout=timeout) from error
+        raise problem from error
     files = []
     for entry in entries:
         path = getattr(entry, "path", "")
@@ -224,3 +238,39 @@ def list_gguf_files(repo: str, revision: str = "main") -> list[RepoFileInfo]:
         lfs = getattr(entry, "lfs", None)
         files.append(RepoFileInfo(path=path, size=entry.size, sha256=getattr(lfs, "sha256", None)))
     return sorted(files, key=lambda info: info.path)
+
+
+def _repo_tree_once(repo: str, revision: str, *, timeout: float) -> list[RepoFile | RepoFolder]:
+    """`HfApi.list_repo_tree(recursive=True)` without its retries (about 24 s against a Hub that is down)."""
+    session = get_session()
+    headers = build_hf_headers(token=token() or False)
+    url: str | None = f"{endpoint()}/api/models/{repo}/tree/{quote(revision, safe='')}"
+    params: dict[str, str] | None = {"recursive": "true"}
+    entries: list[RepoFile | RepoFolder] = []
+    while url is not None:
+        response = session.get(url, params=params, headers=headers, timeout=timeout, follow_redirects=True)
+        hf_raise_for_status(response)
+        for item in response.json():
+            entries.append(RepoFile(**item) if item.get("type") == "file" else RepoFolder(**item))
+        url, params = response.links.get("next", {}).get("url"), None  # the next link carries the query
+    return entries
+
+
+def unreachable_reason(problem: HubError, cause: BaseException | None, *, timeout: float) -> str:
+    """Why the Hub could not be asked, in a few words: no answer in time, no connection, or its 5xx/429."""
+    if isinstance(cause, (TimeoutError, httpx2.TimeoutException)):
+        return f"no answer within {timeout:g} s"
+    if problem.code == "network_error" and cause is not None:
+        return f"no connection: {type(cause).__name__}"
+    return problem.message.removesuffix("; will try again.").removesuffix(".")
+
+
+def unreachable(problem: HubError, cause: BaseException, *, timeout: float) -> HubError:
+    """The Hub could not be asked in time (no answer, connection refused, 5xx/429): say so, naming HF_ENDPOINT."""
+    return HubError(
+        "hub_unreachable",
+        f"Could not list the files: the Hub at HF_ENDPOINT ({_endpoint_shown()}) gave no usable answer "
+        f"({unreachable_reason(problem, cause, timeout=timeout)}). Check HF_ENDPOINT and the network. A file you "
+        "name can still be pulled: it is queued, and the worker keeps asking the Hub until it answers.",
+        transient=True,
+    )

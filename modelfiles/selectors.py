@@ -9,6 +9,7 @@ from django.db.models import F, QuerySet
 
 from aliases.models import Alias
 from config.search import text_search
+from modelfiles import cache
 from modelfiles.models import CacheScan, Download, ModelFile
 
 MODELFILE_SEARCH_FIELDS = ("repo", "filename")
@@ -99,3 +100,16 @@ def download_recent_failures(*, limit: int = 5) -> list[Download]:
 def cache_scan_latest() -> CacheScan | None:
     """The latest cache scan's report (what it skipped and why), whichever process ran it."""
     return CacheScan.objects.order_by("-finished_at", "-pk").first()
+
+
+def repo_files_local(*, repo: str, revision: str, paths: Iterable[str]) -> set[str]:
+    """Which of a repo's files the cache holds for `revision` (the same test as a pull's "already local")."""
+    return {path for path in paths if cache.local_file(repo, path, revision) is not None}
+
+
+def download_active_for(*, repo: str, revision: str) -> dict[str, Download]:
+    """{filename: active download} for one repo and revision: the file list marks what is on its way."""
+    rows = Download.objects.filter(repo=repo, revision=revision, status__in=Download.ACTIVE).order_by(
+        "created_at", "pk"
+    )
+    return {download.filename: download for download in rows}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import random
@@ -12,10 +13,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, TextField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -149,14 +151,22 @@ def download_request(
 ) -> tuple[Download, bool]:
     """Queue a pull, or return the active one for the same file: (download, created).
 
-    Raises ValidationError for a bad repo/filename/revision and AlreadyLocal when the cache already holds the file
-    for that revision (a local check: the answer never waits for the Hub).
+    Raises ValidationError for a bad repo/filename/revision, PullRefused (a ValidationError) for a repo outside
+    the allow-list or what the pre-flight found (see `pull_preflight`), and AlreadyLocal when the cache already
+    holds the file for that revision. A new row queued without the Hub's word carries the note HUB_UNCHECKED.
     """
     pull_validate(repo=repo, filename=filename, revision=revision)
+    pull_source_check(repo=repo)
     path = cache.local_file(repo, filename, revision)
     if path is not None:
         commit = cache.resolve_revision(repo, revision)
         raise AlreadyLocal(path, ModelFile.objects.filter(repo=repo, filename=filename, snapshot=commit).first())
+    # An active download of the same file is the answer as it is: no need to ask the Hub again.
+    existing = _active(repo, filename, revision)
+    if existing is not None:
+        return existing, False
+    note = pull_preflight(repo=repo, filename=filename, revision=revision)
+    unchecked = {"error_code": HUB_UNCHECKED, "error_message": note} if note else {}
     for _ in range(3):
         existing = _active(repo, filename, revision)
         if existing is not None:
@@ -164,7 +174,7 @@ def download_request(
         try:
             with transaction.atomic():
                 download = Download.objects.create(
-                    repo=repo, filename=filename, revision=revision, requested_by=_user(by)
+                    repo=repo, filename=filename, revision=revision, requested_by=_user(by), **unchecked
                 )
                 _audit_download(download=download, action="request", by=by, status=download.status)
                 _enqueue(download.pk)
@@ -197,7 +207,11 @@ def download_cancel(*, download: Download, by: AbstractBaseUser | None) -> bool:
 
 
 def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[Download, bool]:
-    """Re-queue a failed or cancelled download (it resumes its partial file): (download, requeued)."""
+    """Re-queue a failed or cancelled download (it resumes its partial file): (download, requeued).
+
+    Raises PullRefused when the source rules (changed since, perhaps) no longer allow it."""
+    if download.status in Download.RETRYABLE:
+        pull_source_check(repo=download.repo, filename=download.filename, size=download.bytes_total)
     try:
         with transaction.atomic():
             changed = Download.objects.filter(pk=download.pk, status__in=Download.RETRYABLE).update(
@@ -337,6 +351,10 @@ def download_run(
         updated_at=timezone.now(),
         attempts=F("attempts") + 1,
         error_code="",
+        # The pre-flight's "queued unchecked" note ends here: the worker asks the Hub now.
+        error_message=Case(
+            When(error_code=HUB_UNCHECKED, then=Value("")), default=F("error_message"), output_field=TextField()
+        ),
         verified="",
     )
     if not claimed:
@@ -362,6 +380,11 @@ def download_run(
         try:
             asked = time.monotonic()
             remote = hub.file_metadata(download.repo, download.filename, download.revision)
+            # Rows queued while the Hub could not be asked (or before the rules changed) meet the rules here.
+            refused = pull_source_problem(repo=download.repo, filename=download.filename, size=remote.size)
+            if refused is not None:
+                claim.finish(Download.Status.FAILED, error_code=refused.error_code, error_message=refused.reason)
+                return _reload(download)
             if not claim.update(commit=remote.commit, etag=remote.etag, bytes_total=remote.size):
                 return _reload(download)
             started = time.monotonic()
@@ -517,3 +540,129 @@ def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = Non
     counts = {"created": created, "updated": updated, "removed": removed, "present": len(found)}
     _scan_report_save(repo=repo, counts=counts, skipped=skipped)
     return {**counts, "skipped": [entry.as_dict() for entry in skipped]}
+
+
+# --- pre-flight and source rules -------------------------------------------------------------------------------------
+
+# A queued row's error_code while nobody has asked the Hub about it yet (the pre-flight could not); cleared when a
+# worker claims it. Pages and the API show its message as a note, not as an error.
+HUB_UNCHECKED = "hub_unchecked"
+
+
+class PullRefused(ValidationError):
+    """A pull refused before any row exists, by a source rule or by the Hub's answer to the pre-flight.
+
+    A ValidationError on `param` (the form and `manage.py pull` show it as any other rule); the API answers
+    `status` with `error_code`.
+    """
+
+    def __init__(self, reason: str, *, error_code: str, status: int, param: str | None):
+        super().__init__({param or NON_FIELD_ERRORS: [ValidationError(reason, code=error_code)]})
+        self.reason = reason
+        self.error_code = error_code
+        self.status = status
+        self.param = param
+
+
+def repo_allowed(repo: str) -> bool:
+    """True when MODELDESK_ALLOWED_REPOS is empty or a pattern matches owner/name (a pattern without "/" is an
+    owner). Case-insensitive, as the Hub's repo ids are: "thebloke/x" must not slip past "TheBloke/*"."""
+    patterns = settings.PULL_ALLOWED_REPOS
+    if not patterns:
+        return True
+    name = repo.lower()
+    owner = name.split("/", 1)[0]
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if fnmatch.fnmatchcase(name if "/" in pattern else owner, pattern):
+            return True
+    return False
+
+
+def pull_source_problem(*, repo: str, filename: str = "", size: int | None = None) -> PullRefused | None:
+    """What the source rules say against a pull (repo allow-list, size limit), or None."""
+    if not repo_allowed(repo):
+        return PullRefused(
+            f"{repo} is not allowed: pulls are limited to the repos matching MODELDESK_ALLOWED_REPOS "
+            f"({', '.join(settings.PULL_ALLOWED_REPOS)}). Ask an admin to add it.",
+            error_code="repo_not_allowed",
+            status=403,
+            param="repo",
+        )
+    limit = settings.PULL_MAX_FILE_BYTES
+    if limit and size is not None and size > limit:
+        return PullRefused(
+            f"{filename or 'This file'} is {downloader.human_bytes(size)}, more than the "
+            f"{downloader.human_bytes(limit)} a pull may fetch (MODELDESK_MAX_FILE_BYTES). Pick a smaller file "
+            "(another quantisation), or ask an admin to raise the limit.",
+            error_code="file_too_large",
+            status=403,
+            param="filename",
+        )
+    return None
+
+
+def pull_source_check(*, repo: str, filename: str = "", size: int | None = None) -> None:
+    """Raise PullRefused when the source rules refuse the pull."""
+    refused = pull_source_problem(repo=repo, filename=filename, size=size)
+    if refused is not None:
+        raise refused
+
+
+# What the pre-flight refuses at once, by the Hub's answer: (status, the field at fault). Any other answer queues
+# the pull, and the worker, which asks again, fails it with the same message if it stands.
+PREFLIGHT_REFUSALS = {
+    "gated_repo": (403, "repo"),
+    "unauthorized": (403, "repo"),
+    "repo_not_found": (404, "repo"),
+    "revision_not_found": (404, "revision"),
+    "file_not_found": (404, "filename"),
+}
+
+
+def pull_preflight(*, repo: str, filename: str, revision: str) -> str:
+    """Ask the Hub about the file before queueing it, waiting at most MODELDESK_PREFLIGHT_TIMEOUT_SECONDS.
+
+    Raises PullRefused for a gated, private or missing repo, a missing revision or file, a file over the size
+    limit or larger than the free space (less the disk reserve). Returns "" when the Hub's answer is fine, or
+    the note to queue the pull with when the Hub could not be asked (unreachable, too slow, 5xx) or gave an
+    answer the worker will judge.
+    """
+    timeout = settings.PULL_PREFLIGHT_TIMEOUT_SECONDS
+    try:
+        remote = hub.file_metadata(repo, filename, revision, timeout=timeout)
+    except hub.HubError as error:
+        if error.code in PREFLIGHT_REFUSALS:
+            status, param = PREFLIGHT_REFUSALS[error.code]
+            raise PullRefused(error.message, error_code=error.code, status=status, param=param) from error
+        if error.transient:
+            reason = hub.unreachable_reason(error, error.__cause__, timeout=timeout)
+            return (
+                f"Could not check with the Hub ({reason}); queued anyway. The worker asks the Hub again and retries "
+                "until it answers; check HF_ENDPOINT if this persists."
+            )
+        return f"The Hub's answer could not be checked ({error.message}); queued anyway, the worker decides."
+    pull_source_check(repo=repo, filename=filename, size=remote.size)
+    if remote.size is not None:
+        _space_check(repo=repo, filename=filename, remote=remote)
+    return ""
+
+
+def _space_check(*, repo: str, filename: str, remote: hub.RemoteFile) -> None:
+    paths = cache.RepoPaths.for_repo(repo)
+    try:
+        # A partial file of an earlier attempt is resumed: only the rest needs room.
+        done = paths.partial(remote.etag).stat().st_size
+    except OSError:
+        done = 0
+    needed = max(remote.size - done, 0)
+    free = cache.free_bytes(paths.blobs)
+    if free - downloader.DISK_RESERVE < needed:
+        raise PullRefused(
+            f"Not enough disk space for {filename}: it needs {downloader.human_bytes(needed)} (plus a reserve of "
+            f"{downloader.human_bytes(downloader.DISK_RESERVE)}), the cache volume has "
+            f"{downloader.human_bytes(free)} free. Free some space (delete unused model files) and retry.",
+            error_code="insufficient_space",
+            status=400,
+            param="filename",
+        )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect
@@ -25,8 +26,23 @@ from modelfiles import hub
 from modelfiles.filters import DownloadFilter, ModelFileFilter
 from modelfiles.forms import PullForm, RepoFilesForm
 from modelfiles.models import Download
-from modelfiles.selectors import cache_scan_latest, download_active, download_list, modelfile_list
-from modelfiles.services import AlreadyLocal, download_cancel, download_request, download_retry, modelfile_sync
+from modelfiles.selectors import (
+    cache_scan_latest,
+    download_active,
+    download_active_for,
+    download_list,
+    modelfile_list,
+    repo_files_local,
+)
+from modelfiles.services import (
+    HUB_UNCHECKED,
+    AlreadyLocal,
+    PullRefused,
+    download_cancel,
+    download_request,
+    download_retry,
+    modelfile_sync,
+)
 from modelfiles.tables import DownloadTable, ModelFileTable, human_duration, human_size, human_speed
 
 # The event a poll of the active downloads sends when the set changed, so the history table reloads.
@@ -99,6 +115,8 @@ class RepoFileRow:
     path: str
     size: str
     pick_url: str
+    local: bool = False  # in the cache for this revision already
+    download: Download | None = None  # the active download of it, if any
 
 
 class PullView(RoleRequiredMixin, View):
@@ -135,7 +153,12 @@ class PullView(RoleRequiredMixin, View):
         text = f"Queued {name}." if created else f"Already downloading {name}; here is its progress."
         if download.waiting_for_worker:
             # Queued all the same: the reconciler hands it to a worker once the task queue answers again.
-            messages.warning(request, f"{text} {Download.WAITING_NOTE}")
+            text = f"{text} {Download.WAITING_NOTE}"
+        if created and download.error_code == HUB_UNCHECKED:
+            # Queued without the pre-flight: say so, the Hub may still refuse it when the worker asks.
+            text = f"{text} {download.error_message}"
+        if download.waiting_for_worker or (created and download.error_code == HUB_UNCHECKED):
+            messages.warning(request, text)
         elif created:
             messages.success(request, text)
         else:
@@ -178,15 +201,19 @@ class RepoFilesView(RoleRequiredMixin, View):
         except ValidationError as exc:
             return {"problem": " ".join(exc.messages)}
         try:
-            infos = hub.list_gguf_files(repo, revision)
+            infos = hub.list_gguf_files(repo, revision, timeout=settings.PULL_PREFLIGHT_TIMEOUT_SECONDS)
         except hub.HubError as exc:
             return {"problem": exc.message, "problem_code": exc.code}
         pull_url = reverse("modelfiles:pull")
+        local = repo_files_local(repo=repo, revision=revision, paths=[info.path for info in infos])
+        active = download_active_for(repo=repo, revision=revision)
         rows = [
             RepoFileRow(
                 path=info.path,
                 size=human_size(info.size),
                 pick_url=f"{pull_url}?{urlencode({'repo': repo, 'filename': info.path, 'revision': revision})}",
+                local=info.path in local,
+                download=active.get(info.path),
             )
             for info in infos
         ]
@@ -347,7 +374,11 @@ class DownloadRetryView(DownloadActionView):
     permission_required = "modelfiles.retry_download"
 
     def act(self, request: HttpRequest, download: Download) -> None:
-        current, requeued = download_retry(download=download, by=request.user)
+        try:
+            current, requeued = download_retry(download=download, by=request.user)
+        except PullRefused as exc:
+            messages.error(request, f"{_name(download)} was not queued again: {exc.reason}")
+            return
         if requeued:
             messages.success(request, f"Queued {_name(download)} again; it resumes from the bytes already fetched.")
         elif current.pk != download.pk:

@@ -79,6 +79,13 @@ def empty_task_queue():
 
 
 @pytest.fixture(autouse=True)
+def unreachable_hub(monkeypatch):
+    """No test asks the real Hub: a pull's pre-flight finds nothing listening (and queues, noting it), unless
+    the test points HF_ENDPOINT at the test Hub (tests/hub/server.py)."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # The real hasher is slow on purpose; tests log users in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

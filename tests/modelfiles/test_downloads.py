@@ -6,6 +6,7 @@ with a real worker process are in test_worker_e2e.py.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -40,8 +41,16 @@ def enqueued(monkeypatch) -> list[str]:
 SIZE = 3 * 1024 * 1024 + 123
 
 
-def request(repo: str = REPO, filename: str = FILE, revision: str = "main") -> Download:
-    download, created = services.download_request(repo=repo, filename=filename, revision=revision, by=None)
+def request(repo: str = REPO, filename: str = FILE, revision: str = "main", *, unchecked: bool = False) -> Download:
+    """Queue a pull. `unchecked`: with the Hub unreachable for the pre-flight, so the row is queued whatever the
+    Hub would say (as when it was down at request time) and the worker meets the Hub's answer itself."""
+    endpoint = os.environ["HF_ENDPOINT"]
+    if unchecked:
+        os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    try:
+        download, created = services.download_request(repo=repo, filename=filename, revision=revision, by=None)
+    finally:
+        os.environ["HF_ENDPOINT"] = endpoint
     assert created
     return download
 
@@ -183,7 +192,7 @@ def test_permanent_errors_fail_once_with_a_message_that_says_what_to_do(
         hub.add_repo(repo, files={FILE: pseudo_random(1000)}, gated=True)
     elif setup == "plain":
         hub.add_repo(REPO, files={FILE: pseudo_random(1000)})
-    download = run(request(repo, filename, revision))
+    download = run(request(repo, filename, revision, unchecked=True))
 
     assert download.status == Download.Status.FAILED
     assert download.error_code == code
@@ -253,7 +262,7 @@ def small_disk(hf_env, monkeypatch):
 
 def test_not_enough_disk_space_fails_before_any_byte_is_fetched(hub, hf_env, small_disk):
     hub.add_repo(REPO, files={FILE: pseudo_random(SIZE)})
-    download = run(request())
+    download = run(request(unchecked=True))  # the pre-flight would refuse it (test_preflight.py)
     assert download.status == Download.Status.FAILED
     assert download.error_code == "disk_full"
     assert "need 3.0 MB" in download.error_message and "free 2.0 MB" in download.error_message
@@ -317,7 +326,7 @@ def test_a_download_whose_heartbeat_stopped_is_requeued(hub, hf_env, enqueued):
     download = request()
     stale = timezone.now() - timedelta(seconds=services.STALE_SECONDS + 5)
     Download.objects.filter(pk=download.pk).update(status=Download.Status.DOWNLOADING, updated_at=stale, worker="gone")
-    fresh = request(filename="other.Q8_0.gguf")
+    fresh = request(filename="other.Q8_0.gguf", unchecked=True)
     Download.objects.filter(pk=fresh.pk).update(status=Download.Status.DOWNLOADING, worker="alive")
 
     enqueued.clear()
@@ -370,7 +379,7 @@ def test_the_token_never_appears_in_what_users_see(hub, hf_env, monkeypatch, cli
     hub.add_repo("acme/gated-GGUF", files={FILE: pseudo_random(1000)}, gated=True)
     hub.tokens.add("hf_not_granted_token")
     monkeypatch.setenv("HF_TOKEN", "hf_not_granted_token")
-    download = run(request("acme/gated-GGUF"))
+    download = run(request("acme/gated-GGUF", unchecked=True))
     assert download.error_code == "gated_repo"
     client = client_for(operator)
     seen = [

@@ -150,7 +150,8 @@ class PullView(RoleRequiredMixin, View):
             messages.success(request, text)
         else:
             messages.info(request, text)
-        return HttpResponseRedirect(reverse("modelfiles:downloads"))
+        # "Pull this file" on an alias's page comes back to that page, which shows the download's progress.
+        return HttpResponseRedirect(safe_next(request) or reverse("modelfiles:downloads"))
 
 
 def render_pull_form(request: HttpRequest, form: PullForm, **extra: Any) -> HttpResponse:

@@ -55,6 +55,14 @@ class AliasFile:
         return None if self.download is None else self.download.percent
 
 
+def split_parts(filename: str) -> list[str]:
+    """Every part of the split set a file name belongs to (itself alone when it is not split)."""
+    from modelfiles.gguf_header import split_name
+
+    split = split_name(filename)
+    return [split.part(number) for number in range(1, split.count + 1)] if split else [filename]
+
+
 def _matches(modelfile, snapshot: str) -> bool:
     return snapshot == modelfile.snapshot or snapshot in (modelfile.refs or ())
 
@@ -78,10 +86,7 @@ def _alias_files(aliases: list[Alias]) -> list[AliasFile]:
         return []
     repos = {alias.repo for alias in aliases}
     # Every part of a split set, not just the one the alias names: an incomplete set lists what it lacks.
-    names: set[str] = set()
-    for alias in aliases:
-        split = split_name(alias.filename)
-        names.update([split.part(n) for n in range(1, split.count + 1)] if split else [alias.filename])
+    names = {part for alias in aliases for part in split_parts(alias.filename)}
     rows: dict[tuple[str, str], list] = {}
     for modelfile in ModelFile.objects.filter(present=True, repo__in=repos, filename__in=names).order_by("pk"):
         rows.setdefault((modelfile.repo, modelfile.filename), []).append(modelfile)

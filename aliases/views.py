@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views import View
 
-from aliases.file_status import FileStatus, alias_file
+from aliases.file_status import FileStatus, alias_file, split_parts
 from aliases.filters import AliasFilter
 from aliases.forms import SECTIONS, AliasForm, display_value, field_label, stop_word_escape
 from aliases.models import Alias, AliasChange
@@ -85,7 +85,7 @@ class AliasDetailView(RoleRequiredMixin, View):
             FileStatus.MISSING,
             FileStatus.INCOMPLETE,
         ):
-            pulls = found.missing_parts if found.status == FileStatus.INCOMPLETE else [alias.filename]
+            pulls = found.missing_parts if found.status == FileStatus.INCOMPLETE else split_parts(alias.filename)
         context = {
             "alias": alias,
             "sections": sections,

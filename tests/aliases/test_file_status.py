@@ -212,3 +212,11 @@ def test_the_edit_form_shows_the_files_limit_on_the_field(hf_home, client_for, e
     assert response.status_code == 200
     assert "at most 2,048 tokens" in response.content.decode()
     assert not Alias.objects.filter(alias="mine").exists()
+
+
+def test_a_missing_split_model_offers_to_pull_every_part(client_for, operator, alias_factory):
+    alias_factory(alias="split-missing", repo=REPO, filename="huge-00001-of-00002.gguf")
+
+    html = client_for(operator).get(reverse("aliases:detail", args=["split-missing"])).content.decode()
+
+    assert 'data-pull="huge-00001-of-00002.gguf"' in html and 'data-pull="huge-00002-of-00002.gguf"' in html

@@ -11,12 +11,13 @@ from typing import Any
 
 from django.db import models
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from aliases.file_status import AliasFile, FileStatus, alias_files
 from aliases.models import BASIC_FIELDS, CONTEXT_PARAMS, EDITABLE_FIELDS, REQUEST_PARAMS, Alias
 from aliases.selectors import SEARCH_FIELDS, alias_get, alias_list
 from aliases.services import AliasReadOnlyError, AliasVersionConflict, alias_create, alias_delete, alias_update
@@ -174,6 +175,31 @@ class AliasSerializer(StrictSerializer):
     version = serializers.IntegerField(read_only=True, help_text="Goes up by one with every saved change.")
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
+    file_status = serializers.SerializerMethodField()
+    file_progress = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        serializers.ChoiceField(
+            choices=list(FileStatus.ALL),
+            help_text="Whether the alias would load: local (in the cache and readable), missing, incomplete (parts "
+            "of a split model missing), downloading, corrupt, unreadable (no GGUF header).",
+        )
+    )
+    def get_file_status(self, alias: Alias) -> str:
+        return self._file(alias).status
+
+    @extend_schema_field(
+        serializers.FloatField(allow_null=True, help_text="0–100 while downloading and the size is known; else null.")
+    )
+    def get_file_progress(self, alias: Alias) -> float | None:
+        percent = self._file(alias).percent
+        return None if percent is None else round(percent, 2)
+
+    def _file(self, alias: Alias) -> AliasFile:
+        files = self.context.get("alias_files")
+        if files is None or alias.pk not in files:
+            files = self.context["alias_files"] = {**(files or {}), **alias_files([alias])}
+        return files[alias.pk]
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping) and any(data.get(group, ...) is None for group in PARAM_GROUPS):
@@ -254,7 +280,8 @@ class AliasCollectionApi(APIView):
     def get(self, request: Request) -> Response:
         params = ALIAS_LIST_QUERY.parse(request.query_params)
         page = ALIAS_LIST_QUERY.page(alias_list(search=params.search), params)
-        return Response(page.envelope(AliasSerializer(page.items, many=True).data))
+        context = {"alias_files": alias_files(page.items)}  # every row's file in two queries
+        return Response(page.envelope(AliasSerializer(page.items, many=True, context=context).data))
 
     @extend_schema(
         operation_id="models_create",

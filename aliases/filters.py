@@ -4,6 +4,7 @@ import django_filters
 from django import forms
 from django.db.models import QuerySet
 
+from aliases.file_status import alias_not_available
 from aliases.models import Alias
 from aliases.selectors import alias_search
 
@@ -28,9 +29,21 @@ class AliasFilter(django_filters.FilterSet):
         choices=repo_choices, empty_label="Any repo", widget=forms.Select(attrs={"class": "form-select"})
     )
 
+    file = django_filters.ChoiceFilter(
+        label="File",
+        choices=[("unavailable", "not available"), ("local", "local")],
+        empty_label="Any file",
+        method="file_available",
+        widget=forms.Select(attrs={"class": "form-select"}),
+    )
+
     class Meta:
         model = Alias
-        fields = ("q", "source", "repo")
+        fields = ("q", "source", "repo", "file")
+
+    def file_available(self, queryset: QuerySet[Alias], name: str, value: str) -> QuerySet[Alias]:
+        unavailable = alias_not_available(queryset)
+        return unavailable if value == "unavailable" else queryset.exclude(pk__in=unavailable.values("pk"))
 
     def search(self, queryset: QuerySet[Alias], name: str, value: str) -> QuerySet[Alias]:
         return alias_search(queryset, value)

@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from aliases.file_status import alias_file_problems
 from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
 from config.audit.services import audit_record
 
@@ -102,6 +103,11 @@ def _audit(
 
 def _save_checked(alias: Alias) -> None:
     alias.full_clean()
+    if alias.source == Alias.Source.USER:
+        # What the file's own header allows, when the file is local (a lookup of its ModelFile row, not the disk).
+        problems = alias_file_problems(alias)
+        if problems:
+            raise ValidationError(problems)
     try:
         # A savepoint, so a unique race lost to another writer leaves the outer transaction usable.
         with transaction.atomic():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -10,7 +11,9 @@ from django.db.models.functions import Lower
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
+from aliases.file_status import AliasFile, FileStatus, alias_files
 from aliases.models import Alias
 from config.tables import TABLE_TEMPLATE
 
@@ -22,6 +25,29 @@ def alias_url(view_name: str, name: str) -> str | None:
         return reverse(view_name, args=[name])
     except NoReverseMatch:
         return None
+
+
+FILE_STATUS_BADGES = {
+    FileStatus.LOCAL: "text-bg-success",
+    FileStatus.MISSING: "text-bg-secondary",
+    FileStatus.INCOMPLETE: "text-bg-warning",
+    FileStatus.DOWNLOADING: "text-bg-primary",
+    FileStatus.CORRUPT: "text-bg-danger",
+    FileStatus.UNREADABLE: "text-bg-danger",
+}
+
+
+def file_status_badge(found: AliasFile) -> SafeString:
+    label = found.status
+    if found.status == FileStatus.DOWNLOADING and found.percent is not None:
+        label = f"downloading {found.percent:.0f} %"
+    return format_html(
+        '<span class="badge {}" data-file-status="{}" title="{}">{}</span>',
+        FILE_STATUS_BADGES[found.status],
+        found.status,
+        found.description,
+        label,
+    )
 
 
 class AliasTable(tables.Table):
@@ -38,6 +64,7 @@ class AliasTable(tables.Table):
         verbose_name="Temperature", order_by=("temperature", "pk"), attrs={"td": {"class": "text-end"}}
     )
     updated_at = tables.Column(verbose_name="Updated", order_by=("updated_at", "pk"))
+    file_status = tables.Column(verbose_name="File", empty_values=(), orderable=False)
 
     class Meta:
         model = Alias
@@ -52,6 +79,7 @@ class AliasTable(tables.Table):
             "temperature",
             "updated_at",
         )
+        sequence = ("alias", "file_status", "...")
         template_name = TABLE_TEMPLATE
         attrs = {"class": "table table-sm table-hover align-middle", "id": "alias-rows"}
         row_attrs = {"data-alias": lambda record: record.alias}
@@ -62,6 +90,14 @@ class AliasTable(tables.Table):
     def __init__(self, *args: Any, next_url: str = "", **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.next_url = next_url
+
+    @cached_property
+    def alias_files(self) -> dict[int, AliasFile]:
+        # Two queries for the page being shown, never one per row.
+        return alias_files(row.record for row in self.paginated_rows)
+
+    def render_file_status(self, record: Alias) -> SafeString:
+        return file_status_badge(self.alias_files[record.pk])
 
     def order_alias(self, queryset: QuerySet[Alias], is_descending: bool) -> tuple[QuerySet[Alias], bool]:
         # Names are unique regardless of case, so sort them the same way.

@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views import View
 
+from aliases.file_status import FileStatus, alias_file, split_parts
 from aliases.filters import AliasFilter
 from aliases.forms import SECTIONS, AliasForm, display_value, field_label, stop_word_escape
 from aliases.models import Alias, AliasChange
@@ -24,7 +25,7 @@ from aliases.services import (
     alias_delete,
     alias_update,
 )
-from aliases.tables import AliasTable
+from aliases.tables import AliasTable, file_status_badge
 from aliases.validators import ALIAS_NAME_RE
 from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next
@@ -77,11 +78,25 @@ class AliasDetailView(RoleRequiredMixin, View):
             )
             for change in AliasChange.objects.filter(alias=alias).select_related("changed_by")[:HISTORY_LENGTH]
         ]
-        return render(
-            request,
-            "aliases/alias_detail.html",
-            {"alias": alias, "sections": sections, "history": history, "next_url": safe_next(request)},
-        )
+        found = alias_file(alias)
+        # "Pull this file" (or each missing part of a split model) for those who may pull.
+        pulls = []
+        if request.user.has_perm("modelfiles.request_download") and found.status in (
+            FileStatus.MISSING,
+            FileStatus.INCOMPLETE,
+        ):
+            pulls = found.missing_parts if found.status == FileStatus.INCOMPLETE else split_parts(alias.filename)
+        context = {
+            "alias": alias,
+            "sections": sections,
+            "history": history,
+            "next_url": safe_next(request),
+            "file": found,
+            "file_badge": file_status_badge(found),
+            "pulls": pulls,
+            "here_url": request.get_full_path(),
+        }
+        return render(request, "aliases/alias_detail.html", context)
 
     @staticmethod
     def item(alias: Alias, field: str) -> dict[str, Any]:

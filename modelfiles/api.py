@@ -7,6 +7,8 @@ write goes through modelfiles.services, whose Django ValidationError the excepti
 
 from __future__ import annotations
 
+from django.db.models import F
+from django.db.models.functions import Lower
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
@@ -42,6 +44,7 @@ from modelfiles.selectors import (
     download_list,
     modelfile_alias_names,
     modelfile_list,
+    modelfile_state_reason,
 )
 from modelfiles.services import (
     HUB_UNCHECKED,
@@ -54,7 +57,13 @@ from modelfiles.services import (
 )
 
 MODELFILE_LIST_QUERY = ListQuery(
-    sorts=model_sorts(ModelFile, ("repo", "filename", "snapshot", "size", "modified_at")),
+    sorts={
+        **model_sorts(ModelFile, ("repo", "filename", "snapshot", "size", "modified_at", "state")),
+        # The GGUF header's figures, named as in the `gguf` object.
+        "parameters": F("gguf_parameters"),
+        "quantization": Lower("gguf_quantization"),
+        "context_length": F("gguf_context_length"),
+    },
     default_sort="repo",
     search_help=f"Case-insensitive text to find in {', '.join(MODELFILE_SEARCH_FIELDS)}.",
 )
@@ -111,19 +120,100 @@ class RequiredPermissions(permissions.BasePermission):
 # --- serializers ---------------------------------------------------------------------------------------------------
 
 
+class GgufSerializer(serializers.Serializer):
+    """What the file's GGUF header says; unset values are null (an older converter leaves keys out)."""
+
+    architecture = serializers.CharField(allow_null=True, help_text="e.g. llama, qwen2.")
+    name = serializers.CharField(allow_null=True, help_text="general.name.")
+    parameters = serializers.IntegerField(allow_null=True, help_text="Weights in this file (summed from its tensors).")
+    size_label = serializers.CharField(allow_null=True, help_text="general.size_label, e.g. 7B.")
+    quantization = serializers.CharField(allow_null=True, help_text="The file type, e.g. Q4_K_M, F16.")
+    context_length = serializers.IntegerField(allow_null=True, help_text="The longest context the model was made for.")
+    embedding_length = serializers.IntegerField(allow_null=True)
+    block_count = serializers.IntegerField(allow_null=True)
+    tokenizer_model = serializers.CharField(allow_null=True, help_text="tokenizer.ggml.model, e.g. llama, gpt2.")
+    chat_template = serializers.CharField(allow_null=True, help_text="The embedded chat template; null when none.")
+    split_no = serializers.IntegerField(allow_null=True, help_text="This file's part number (from 1) in a split set.")
+    split_count = serializers.IntegerField(allow_null=True, help_text="Parts in the split set; null when not split.")
+
+
+class SplitSetSerializer(serializers.Serializer):
+    parts = serializers.IntegerField(help_text="Parts in the set.")
+    present = serializers.IntegerField(help_text="Parts of the set in this snapshot.")
+    total_size = serializers.IntegerField(help_text="Bytes of the parts in this snapshot.")
+    complete = serializers.BooleanField(help_text="Every part is here and readable: the set can load from part 1.")
+
+
+def gguf_data(modelfile: ModelFile) -> dict | None:
+    if not modelfile.gguf_read_key or modelfile.state == ModelFile.State.UNREADABLE:
+        return None
+    return {
+        "architecture": modelfile.gguf_architecture or None,
+        "name": modelfile.gguf_name or None,
+        "parameters": modelfile.gguf_parameters,
+        "size_label": modelfile.gguf_size_label or None,
+        "quantization": modelfile.gguf_quantization or None,
+        "context_length": modelfile.gguf_context_length,
+        "embedding_length": modelfile.gguf_embedding_length,
+        "block_count": modelfile.gguf_block_count,
+        "tokenizer_model": modelfile.gguf_tokenizer_model or None,
+        "chat_template": modelfile.gguf_chat_template or None,
+        "split_no": modelfile.split_no,
+        "split_count": modelfile.split_count,
+    }
+
+
 class ModelFileSerializer(serializers.ModelSerializer):
-    """A GGUF file in a cached snapshot. `aliases` are the aliases that load it (by commit or by a ref of it)."""
+    """A GGUF file in a cached snapshot. `aliases` are the aliases that load it (by commit or by a ref of it).
+    `state` says whether it can load: ok, incomplete (parts of its split set missing or damaged), corrupt, or
+    unreadable (no GGUF header could be read; `state_reason` says why)."""
 
     refs = serializers.ListField(
         child=serializers.CharField(), read_only=True, help_text="Branches and tags pointing at this snapshot."
     )
     size = serializers.IntegerField(read_only=True, help_text="Bytes.")
     aliases = serializers.SerializerMethodField()
+    state = serializers.ChoiceField(choices=ModelFile.State.values, read_only=True)
+    state_reason = serializers.SerializerMethodField()
+    gguf = serializers.SerializerMethodField()
+    split = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelFile
-        fields = ("repo", "filename", "snapshot", "refs", "size", "etag", "modified_at", "aliases")
+        fields = (
+            "repo",
+            "filename",
+            "snapshot",
+            "refs",
+            "size",
+            "etag",
+            "modified_at",
+            "aliases",
+            "state",
+            "state_reason",
+            "gguf",
+            "split",
+        )
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="Why the file cannot load; null when ok."))
+    def get_state_reason(self, modelfile: ModelFile) -> str | None:
+        return modelfile_state_reason(modelfile) or None
+
+    @extend_schema_field(GgufSerializer(allow_null=True, help_text="Null when no GGUF header could be read."))
+    def get_gguf(self, modelfile: ModelFile) -> dict | None:
+        return gguf_data(modelfile)
+
+    @extend_schema_field(SplitSetSerializer(allow_null=True, help_text="The split set; null for a single file."))
+    def get_split(self, modelfile: ModelFile) -> dict | None:
+        if not modelfile.split_count:
+            return None
+        return {
+            "parts": modelfile.split_count,
+            "present": modelfile.split_present or 0,
+            "total_size": modelfile.split_total_size or 0,
+            "complete": modelfile.state == ModelFile.State.OK,
+        }
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_aliases(self, modelfile: ModelFile) -> list[str]:

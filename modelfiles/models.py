@@ -20,6 +20,33 @@ class ModelFile(models.Model):
     present = models.BooleanField(default=True, help_text="False once the file has gone from the cache.")
     scanned_at = models.DateTimeField(auto_now=True)
 
+    # --- what the file says about itself (modelfiles/gguf_header.py), and whether it can load ---------------------
+    class State(models.TextChoices):
+        OK = "ok"
+        INCOMPLETE = "incomplete", "incomplete (parts of its split set missing or damaged)"
+        CORRUPT = "corrupt"
+        UNREADABLE = "unreadable", "unreadable (no GGUF header could be read)"
+
+    state = models.CharField(max_length=12, choices=State.choices, default=State.OK)
+    gguf_read_key = models.CharField(
+        max_length=100, blank=True, help_text="The blob (name and size) the metadata was read from; empty: not read."
+    )
+    gguf_error = models.CharField(max_length=255, blank=True, help_text="Why the header says the file cannot load.")
+    gguf_architecture = models.CharField(max_length=64, blank=True)
+    gguf_name = models.CharField(max_length=255, blank=True)
+    gguf_parameters = models.BigIntegerField(null=True, blank=True, help_text="Weights in this file.")
+    gguf_size_label = models.CharField(max_length=32, blank=True)
+    gguf_quantization = models.CharField(max_length=32, blank=True, help_text="The file type, e.g. Q4_K_M.")
+    gguf_context_length = models.BigIntegerField(null=True, blank=True)
+    gguf_embedding_length = models.BigIntegerField(null=True, blank=True)
+    gguf_block_count = models.BigIntegerField(null=True, blank=True)
+    gguf_tokenizer_model = models.CharField(max_length=64, blank=True)
+    gguf_chat_template = models.TextField(blank=True, help_text="Empty when the file embeds none.")
+    split_no = models.PositiveIntegerField(null=True, blank=True, help_text="Part number (from 1) in a split set.")
+    split_count = models.PositiveIntegerField(null=True, blank=True, help_text="Parts in its split set.")
+    split_present = models.PositiveIntegerField(null=True, blank=True, help_text="Parts of the set in this snapshot.")
+    split_total_size = models.BigIntegerField(null=True, blank=True, help_text="Bytes of the set's local parts.")
+
     class Meta:
         ordering = ["repo", "filename", "snapshot", "pk"]
         constraints = [
@@ -30,6 +57,15 @@ class ModelFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repo}/{self.filename}@{self.snapshot[:8]}"
+
+    @property
+    def is_split(self) -> bool:
+        return bool(self.split_count)
+
+    @property
+    def can_load(self) -> bool:
+        """What llama.cpp needs: a readable, complete file (every part of a split set), opened by its first part."""
+        return self.state == self.State.OK and (not self.split_count or self.split_no == 1)
 
 
 class Download(models.Model):

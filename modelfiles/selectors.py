@@ -113,3 +113,27 @@ def download_active_for(*, repo: str, revision: str) -> dict[str, Download]:
         "created_at", "pk"
     )
     return {download.filename: download for download in rows}
+
+
+def modelfile_state_reason(modelfile: ModelFile) -> str:
+    """Why a file cannot load, in words; empty when it can."""
+    if modelfile.state == ModelFile.State.INCOMPLETE:
+        present, count = modelfile.split_present or 0, modelfile.split_count or 0
+        if present < count:
+            return f"Only {present} of the {count} parts of this split model are in this snapshot."
+        return "A part of this split model is damaged or unreadable; see its parts."
+    if modelfile.state == ModelFile.State.OK:
+        return ""
+    return modelfile.gguf_error or f"The file is {modelfile.state}."
+
+
+def modelfile_split_parts(modelfile: ModelFile) -> list[ModelFile]:
+    """The parts of the file's split set in its snapshot (itself included), in part order; [] when not split."""
+    from modelfiles.gguf_header import split_name
+
+    name = split_name(modelfile.filename)
+    if name is None:
+        return []
+    names = [name.part(number) for number in range(1, name.count + 1)]
+    rows = ModelFile.objects.filter(repo=modelfile.repo, snapshot=modelfile.snapshot, filename__in=names, present=True)
+    return sorted(rows, key=lambda row: names.index(row.filename))

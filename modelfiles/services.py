@@ -25,7 +25,7 @@ from aliases.models import Alias
 from aliases.services import LocalModelFile, alias_sync_model_files, model_alias_name
 from aliases.validators import segment_too_long, validate_filename, validate_repo, validate_snapshot
 from config.audit.services import audit_record
-from modelfiles import cache, downloader, hub
+from modelfiles import cache, downloader, gguf_header, hub
 from modelfiles.models import CacheScan, Download, ModelFile
 
 logger = logging.getLogger(__name__)
@@ -532,10 +532,9 @@ def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = Non
     gone = [row.pk for key, row in existing.items() if key not in found and row.present]
     if gone:
         removed = ModelFile.objects.filter(pk__in=gone).update(present=False)
-    alias_sync_model_files(
-        files=[LocalModelFile(item.repo, item.filename, item.snapshot, item.refs) for item in found.values()],
-        repo=repo,
-    )
+    # Generated aliases only for files that can load, which the headers tell: read them first.
+    modelfile_read_metadata(repo=repo)
+    alias_sync_model_files(files=modelfile_loadable(repo=repo), repo=repo)
     _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=updated, by=by)
     counts = {"created": created, "updated": updated, "removed": removed, "present": len(found)}
     _scan_report_save(repo=repo, counts=counts, skipped=skipped)
@@ -666,3 +665,134 @@ def _space_check(*, repo: str, filename: str, remote: hub.RemoteFile) -> None:
             status=400,
             param="filename",
         )
+
+
+# --- GGUF metadata and file states ---------------------------------------------------------------------------------
+
+_HEADER_FIELDS = {
+    "gguf_error": "error",
+    "gguf_architecture": "architecture",
+    "gguf_name": "name",
+    "gguf_parameters": "parameters",
+    "gguf_size_label": "size_label",
+    "gguf_quantization": "quantization",
+    "gguf_context_length": "context_length",
+    "gguf_embedding_length": "embedding_length",
+    "gguf_block_count": "block_count",
+    "gguf_tokenizer_model": "tokenizer_model",
+    "gguf_chat_template": "chat_template",
+}
+_SET_FIELDS = ("split_no", "split_count", "split_present", "split_total_size")
+
+
+def _read_key(row: ModelFile) -> str:
+    """The blob behind a row: its name is its hash, so the same name and size is the same content."""
+    return f"{row.etag or row.modified_at.timestamp()}/{row.size}"
+
+
+def _header_values(header: gguf_header.GgufHeader) -> dict:
+    values = {field: getattr(header, name) for field, name in _HEADER_FIELDS.items()}
+    values["gguf_error"] = values["gguf_error"][:255]
+    values["gguf_chat_template"] = values["gguf_chat_template"] or ""
+    return values
+
+
+def modelfile_read_metadata(*, repo: str | None = None) -> dict[str, int]:
+    """Read the GGUF header of each present file whose blob was not read yet, then work out every file's state
+    (ok / incomplete / corrupt / unreadable) and its split set; called at the end of `modelfile_sync`.
+
+    Cached by blob: a row whose blob was read keeps its metadata, and a blob another snapshot's row already read
+    is copied from that row, so an unchanged file is never opened twice. A file that cannot be opened at all
+    (permissions) is not cached: the next scan tries again. A `corrupt` set by verification stays until the blob
+    changes. Answers {"read", "copied"}.
+    """
+    rows = ModelFile.objects.filter(present=True)
+    if repo is not None:
+        rows = rows.filter(repo=repo)
+    rows = list(rows.order_by("repo", "filename", "snapshot", "pk"))
+    known: dict[tuple[str, str], ModelFile] = {}
+    for row in rows:
+        if row.gguf_read_key and row.gguf_read_key == _read_key(row):
+            known.setdefault((row.repo, row.gguf_read_key), row)
+    read = copied = 0
+    changed: dict[int, ModelFile] = {}
+    for row in rows:
+        key = _read_key(row)
+        if row.gguf_read_key == key:
+            continue
+        source = known.get((row.repo, key))
+        if source is not None:
+            values = {field: getattr(source, field) for field in _HEADER_FIELDS}
+            values["state"] = source.state if source.state != ModelFile.State.INCOMPLETE else ModelFile.State.OK
+            values["split_no"], values["split_count"] = source.split_no, source.split_count
+            copied += 1
+        else:
+            header = gguf_header.read_header(
+                cache.RepoPaths.for_repo(row.repo).snapshot_file(row.snapshot, row.filename)
+            )
+            values = _header_values(header)
+            values["state"] = header.state
+            values["split_no"], values["split_count"] = header.split_no, header.split_count
+            read += 1
+            if header.error.startswith("cannot be opened"):
+                key = ""  # not the file's fault: read it again next time
+        values["gguf_read_key"] = key
+        for field, value in values.items():
+            setattr(row, field, value)
+        changed[row.pk] = row
+        if key:
+            known.setdefault((row.repo, key), row)
+    changed.update(_modelfile_split_sets(rows))
+    if changed:
+        fields = ["state", "gguf_read_key", *_HEADER_FIELDS, *_SET_FIELDS]
+        ModelFile.objects.bulk_update(list(changed.values()), fields, batch_size=500)
+    return {"read": read, "copied": copied}
+
+
+def _modelfile_split_sets(rows: list[ModelFile]) -> dict[int, ModelFile]:
+    """Group split parts (`x-00001-of-00003.gguf`) by snapshot; a set with a part missing or damaged is
+    `incomplete` on each of its readable parts (and so never loads); returns the rows whose values changed."""
+    sets: dict[tuple[str, str, str, int], dict[int, ModelFile]] = {}
+    singles: list[ModelFile] = []
+    for row in rows:
+        name = gguf_header.split_name(row.filename)
+        if name is None:
+            singles.append(row)
+        else:
+            sets.setdefault((row.repo, row.snapshot, name.prefix, name.count), {})[name.number] = row
+    changed: dict[int, ModelFile] = {}
+
+    def put(row: ModelFile, **values) -> None:
+        if any(getattr(row, field) != value for field, value in values.items()):
+            for field, value in values.items():
+                setattr(row, field, value)
+            changed[row.pk] = row
+
+    for row in singles:
+        if row.state == ModelFile.State.INCOMPLETE:  # was a part once (a renamed file): judge it on its own
+            put(row, state=ModelFile.State.OK)
+        put(row, split_present=None, split_total_size=None)
+    for (_repo, _snapshot, _prefix, count), parts in sets.items():
+        loadable = len(parts) == count and all(
+            part.state in (ModelFile.State.OK, ModelFile.State.INCOMPLETE) for part in parts.values()
+        )
+        total = sum(part.size for part in parts.values())
+        for number, part in parts.items():
+            values = {"split_no": number, "split_count": count, "split_present": len(parts), "split_total_size": total}
+            if part.state in (ModelFile.State.OK, ModelFile.State.INCOMPLETE):
+                values["state"] = ModelFile.State.OK if loadable else ModelFile.State.INCOMPLETE
+            put(part, **values)
+    return changed
+
+
+def modelfile_loadable(*, repo: str | None = None) -> list[LocalModelFile]:
+    """The files an alias can load as they are: readable, complete, the first part of a split set."""
+    rows = ModelFile.objects.filter(present=True, state=ModelFile.State.OK).filter(
+        Q(split_count__isnull=True) | Q(split_no=1)
+    )
+    if repo is not None:
+        rows = rows.filter(repo=repo)
+    return [
+        LocalModelFile(repo_name, filename, snapshot, tuple(refs or ()))
+        for repo_name, filename, snapshot, refs in rows.values_list("repo", "filename", "snapshot", "refs")
+    ]

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 import django_tables2 as tables
 from django.contrib.humanize.templatetags.humanize import naturaltime
+from django.db.models import F, QuerySet
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -18,7 +19,7 @@ from aliases.tables import alias_url
 from config.tables import TABLE_TEMPLATE
 from modelfiles.downloader import human_bytes
 from modelfiles.models import Download, ModelFile
-from modelfiles.selectors import modelfile_alias_names
+from modelfiles.selectors import modelfile_alias_names, modelfile_state_reason
 
 UNSET = "—"
 
@@ -72,6 +73,31 @@ def short_commit(value: str) -> SafeString | str:
 
 # --- model files ---------------------------------------------------------------------------------------------------
 
+STATE_BADGES = {
+    ModelFile.State.OK: "text-bg-success",
+    ModelFile.State.INCOMPLETE: "text-bg-warning",
+    ModelFile.State.CORRUPT: "text-bg-danger",
+    ModelFile.State.UNREADABLE: "text-bg-danger",
+}
+
+
+def state_badge(state: str, reason: str = "") -> SafeString:
+    return format_html(
+        '<span class="badge {}" data-state="{}" title="{}">{}</span>',
+        STATE_BADGES.get(state, "text-bg-light"),
+        state,
+        reason,
+        state,
+    )
+
+
+def human_count(value: int) -> str:
+    """1,234,567,890 → 1.2 B, as model sizes are spoken of."""
+    for unit, scale in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return str(value)
+
 
 class ModelFileTable(tables.Table):
     """The files in the cache. Every column but the aliases sorts; the primary key breaks ties."""
@@ -92,11 +118,25 @@ class ModelFileTable(tables.Table):
         orderable=False,
         attrs={"td": {"class": "text-end row-actions"}, "th": {"class": "row-actions"}},
     )
+    # From the GGUF header (modelfiles/gguf_header.py); unset values sort last.
+    gguf_quantization = tables.Column(verbose_name="Quant", order_by=("gguf_quantization", "pk"), empty_values=())
+    gguf_parameters = tables.Column(
+        verbose_name="Params",
+        empty_values=(),
+        attrs={"td": {"class": "text-end text-nowrap"}, "th": {"class": "text-end"}},
+    )
+    gguf_context_length = tables.Column(
+        verbose_name="Context",
+        empty_values=(),
+        attrs={"td": {"class": "text-end text-nowrap"}, "th": {"class": "text-end"}},
+    )
+    state = tables.Column(verbose_name="State", order_by=("state", "pk"))
 
     class Meta:
         model = ModelFile
         fields = ("repo", "filename", "snapshot", "size", "modified_at")
-        sequence = ("repo", "filename", "snapshot", "size", "modified_at", "aliases", "actions")
+        sequence = ("repo", "filename", "snapshot", "size", "gguf_quantization", "gguf_parameters",
+                    "gguf_context_length", "state", "modified_at", "aliases", "actions")  # fmt: skip
         template_name = TABLE_TEMPLATE
         attrs = {"class": "table table-sm table-hover align-middle", "id": "modelfile-rows"}
         row_attrs = {"data-modelfile": lambda record: f"{record.repo}/{record.filename}@{record.snapshot}"}
@@ -121,8 +161,55 @@ class ModelFileTable(tables.Table):
         )
         return format_html("{}{}", short_commit(value), refs)
 
-    def render_size(self, value: int) -> str:
-        return format_html('<span title="{} bytes">{}</span>', f"{value:,}", human_size(value))
+    def render_filename(self, record: ModelFile, value: str) -> SafeString:
+        link = format_html('<a href="{}">{}</a>', reverse("modelfiles:detail", args=[record.pk]), value)
+        if not record.split_count:
+            return link
+        return format_html(
+            '{} <span class="badge text-bg-light border" title="One part of a split model">part {} of {}</span>',
+            link,
+            record.split_no,
+            record.split_count,
+        )
+
+    def render_size(self, record: ModelFile, value: int) -> str:
+        size = format_html('<span title="{} bytes">{}</span>', f"{value:,}", human_size(value))
+        if record.split_count and record.split_no == 1 and record.split_total_size:
+            return format_html(
+                '{}<span class="d-block small text-body-secondary" title="{} bytes">{} in all</span>',
+                size,
+                f"{record.split_total_size:,}",
+                human_size(record.split_total_size),
+            )
+        return size
+
+    @staticmethod
+    def _nulls_last(queryset: QuerySet[ModelFile], field: str, is_descending: bool) -> tuple[QuerySet, bool]:
+        # Files whose header gave no figure sort last both ways (SQLite and PostgreSQL disagree by default).
+        column = F(field).desc(nulls_last=True) if is_descending else F(field).asc(nulls_last=True)
+        return queryset.order_by(column, "-pk" if is_descending else "pk"), True
+
+    def order_gguf_parameters(self, queryset: QuerySet[ModelFile], is_descending: bool) -> tuple[QuerySet, bool]:
+        return self._nulls_last(queryset, "gguf_parameters", is_descending)
+
+    def order_gguf_context_length(self, queryset: QuerySet[ModelFile], is_descending: bool) -> tuple[QuerySet, bool]:
+        return self._nulls_last(queryset, "gguf_context_length", is_descending)
+
+    def render_gguf_quantization(self, value: str) -> str:
+        return value or UNSET
+
+    def render_gguf_parameters(self, record: ModelFile, value: int | None) -> SafeString | str:
+        if value is None:
+            return UNSET
+        label = record.gguf_size_label
+        return format_html('<span title="{} parameters{}">{}</span>', f"{value:,}", f" ({label})" if label else "",
+                           human_count(value))  # fmt: skip
+
+    def render_gguf_context_length(self, value: int | None) -> str:
+        return UNSET if value is None else f"{value:,}"
+
+    def render_state(self, record: ModelFile, value: str) -> SafeString:
+        return state_badge(record.state, modelfile_state_reason(record))
 
     def render_modified_at(self, value: datetime) -> SafeString | str:
         return relative_time(value)

@@ -15,4 +15,5 @@ urlpatterns = [
     path("downloads/active/", views.ActiveDownloadsView.as_view(), name="downloads-active"),
     path("downloads/<uuid:pk>/cancel/", views.DownloadCancelView.as_view(), name="download-cancel"),
     path("downloads/<uuid:pk>/retry/", views.DownloadRetryView.as_view(), name="download-retry"),
+    path("<int:pk>/", views.ModelFileDetailView.as_view(), name="detail"),
 ]

@@ -19,19 +19,24 @@ from django.utils.cache import patch_cache_control
 from django.utils.http import parse_etags, quote_etag
 from django.views import View
 
+from aliases.tables import alias_url
 from aliases.validators import validate_repo, validate_snapshot
 from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
 from modelfiles import hub
 from modelfiles.filters import DownloadFilter, ModelFileFilter
 from modelfiles.forms import PullForm, RepoFilesForm
-from modelfiles.models import Download
+from modelfiles.gguf_header import split_name
+from modelfiles.models import Download, ModelFile
 from modelfiles.selectors import (
     cache_scan_latest,
     download_active,
     download_active_for,
     download_list,
+    modelfile_alias_names,
     modelfile_list,
+    modelfile_split_parts,
+    modelfile_state_reason,
     repo_files_local,
 )
 from modelfiles.services import (
@@ -43,7 +48,7 @@ from modelfiles.services import (
     download_retry,
     modelfile_sync,
 )
-from modelfiles.tables import DownloadTable, ModelFileTable, human_duration, human_size, human_speed
+from modelfiles.tables import DownloadTable, ModelFileTable, human_count, human_duration, human_size, human_speed
 
 # The event a poll of the active downloads sends when the set changed, so the history table reloads.
 DOWNLOADS_CHANGED = "downloads-changed"
@@ -163,7 +168,8 @@ class PullView(RoleRequiredMixin, View):
             messages.success(request, text)
         else:
             messages.info(request, text)
-        return HttpResponseRedirect(reverse("modelfiles:downloads"))
+        # "Pull this file" on an alias's page comes back to that page, which shows the download's progress.
+        return HttpResponseRedirect(safe_next(request) or reverse("modelfiles:downloads"))
 
 
 def render_pull_form(request: HttpRequest, form: PullForm, **extra: Any) -> HttpResponse:
@@ -389,3 +395,38 @@ class DownloadRetryView(DownloadActionView):
             messages.warning(
                 request, f"{_name(download)} is {current.status}: only failed or cancelled downloads can be retried."
             )
+
+
+# --- one model file --------------------------------------------------------------------------------------------------
+
+
+class ModelFileDetailView(RoleRequiredMixin, View):
+    """One file: where it is, what its GGUF header says, its split set and the aliases that load it."""
+
+    permission_required = "modelfiles.view_modelfile"
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        modelfile = get_object_or_404(ModelFile, pk=pk)
+        parts = modelfile_split_parts(modelfile)
+        expected = []
+        if modelfile.split_count:
+            by_name = {part.filename: part for part in parts}
+            name = split_name(modelfile.filename)
+            expected = [
+                (number, name.part(number), by_name.get(name.part(number))) for number in range(1, name.count + 1)
+            ]
+        context = {
+            "modelfile": modelfile,
+            "reason": modelfile_state_reason(modelfile),
+            "parts": expected,
+            "aliases": [
+                (name, alias_url("aliases:detail", name))
+                for name in modelfile_alias_names([modelfile]).get(modelfile.pk, [])
+            ],
+            "size": human_size(modelfile.size),
+            "total_size": human_size(modelfile.split_total_size) if modelfile.split_total_size else "",
+            "parameters": human_count(modelfile.gguf_parameters) if modelfile.gguf_parameters else "",
+            "next_url": safe_next(request),
+        }
+        return render(request, "modelfiles/modelfile_detail.html", context)

@@ -33,6 +33,7 @@ from config.audit.services import audit_record
 from modelfiles.models import Download, ModelFile
 from modelfiles.services import modelfile_sync
 from tests.factories import AliasFactory, UserFactory
+from tests.gguf_files import tiny_gguf
 from tests.modelfiles import cache_file, make_download
 from tests.url_expectations import (
     ADMIN,
@@ -227,7 +228,8 @@ def hf_home(monkeypatch, tmp_path) -> Path:
 def samples(hf_home, users, bearer_tokens) -> dict[str, str | dict[str, str]]:
     """The objects path arguments are filled with, by name (the table's ``kwargs`` and SAMPLE_FOR_KWARG use these
     names). A value that is a dict depends on who asks (their own token); anonymous visitors get the viewer's."""
-    cache_file(hf_home, MODEL_REPO, MODEL_FILENAME)
+    # A template of its own: the sample aliases use `embedded`, which a file without one refuses.
+    cache_file(hf_home, MODEL_REPO, MODEL_FILENAME, content=tiny_gguf(chat_template="{{ messages }}"))
     modelfile_sync()
     model_alias = Alias.objects.get(source=Alias.Source.MODEL)
     assert "/" in model_alias.alias

@@ -230,6 +230,7 @@ EXPECTATIONS: dict[str, Expectation] = {
     "aliases:detail": page(GET=READ_ROLES, kwargs={"name": "model_alias"}),
     # --- model files and downloads -------------------------------------------------------------------------------
     "modelfiles:list": page(GET=READ_ROLES),
+    "modelfiles:detail": page(GET=READ_ROLES, kwargs={"pk": "modelfile_pk"}),
     "modelfiles:rescan": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
     "modelfiles:pull": page(GET=OPERATOR_ROLES, POST=OPERATOR_ROLES, data={"POST": PULL}, answers={"POST": 302}),
     # No repo given: the page says so without asking the Hub.

@@ -95,7 +95,10 @@ def test_list_rows_have_the_full_alias_shape_with_unset_params(viewer_client, al
         "version",
         "created_at",
         "updated_at",
+        "file_status",
+        "file_progress",
     }
+    assert (row["file_status"], row["file_progress"]) == ("missing", None)
     assert row["request_params"] == {
         "temperature": 0.5,
         "top_p": None,
@@ -222,8 +225,8 @@ def test_list_query_count_is_small(viewer_client, alias_factory, django_assert_m
     for _ in range(30):
         alias_factory()
 
-    # session + user + permissions, then one count and one page
-    with django_assert_max_num_queries(6):
+    # session + user + permissions, then one count and one page, then the page's files and active downloads
+    with django_assert_max_num_queries(8):
         assert viewer_client.get(LIST_URL).status_code == 200
 
 

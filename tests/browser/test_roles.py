@@ -18,6 +18,7 @@ from tests.browser.helpers import (
     flash,
     login,
 )
+from tests.gguf_files import tiny_gguf
 from tests.modelfiles import cache_file, make_download, make_modelfile
 
 pytestmark = BROWSER_TEST
@@ -104,8 +105,10 @@ def test_viewer_reads_everything_and_changes_nothing(page, viewer, alias_factory
 
 
 def test_admin_sees_the_dashboard_and_the_storage_summary(page, admin_user, hf_home, shot):
-    cache_file(hf_home, "acme/Llama-GGUF", "llama.Q4_K_M.gguf", content=b"GGUF" + b"\0" * 300_000)
-    cache_file(hf_home, "acme/Phi-GGUF", "phi.Q8_0.gguf", content=b"GGUF" + b"\1" * 200_000)
+    # Real GGUF headers (only files that can load get a generated alias), padded to the sizes the summary shows.
+    llama, phi = tiny_gguf(), tiny_gguf(file_type=7, seed=1)
+    cache_file(hf_home, "acme/Llama-GGUF", "llama.Q4_K_M.gguf", content=llama + b"\0" * (300_004 - len(llama)))
+    cache_file(hf_home, "acme/Phi-GGUF", "phi.Q8_0.gguf", content=phi + b"\1" * (200_004 - len(phi)))
     modelfile_sync()
     make_download(
         repo="acme/Gated-GGUF",

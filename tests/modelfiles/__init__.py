@@ -11,6 +11,7 @@ from pathlib import Path
 from django.utils import timezone
 
 from modelfiles.models import Download, ModelFile
+from tests.gguf_files import tiny_gguf
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
@@ -18,9 +19,12 @@ _numbers = itertools.count(1)
 
 
 def cache_file(
-    hf_home: Path, repo: str, filename: str, *, commit: str = COMMIT, ref: str = "main", content: bytes = b"GGUF\x00t"
+    hf_home: Path, repo: str, filename: str, *, commit: str = COMMIT, ref: str = "main", content: bytes | None = None
 ) -> Path:
-    """Put a file into the cache the way huggingface_hub lays it out: blob, snapshot link, ref."""
+    """Put a file into the cache the way huggingface_hub lays it out: blob, snapshot link, ref. The content is a
+    tiny real GGUF unless given (generated aliases are made only for files whose header reads)."""
+    if content is None:
+        content = tiny_gguf()
     root = hf_home / "hub" / ("models--" + repo.replace("/", "--"))
     etag = hashlib.sha256(content).hexdigest()
     blob = root / "blobs" / etag

@@ -19,6 +19,15 @@ def pseudo_random(size: int, seed: int = 7) -> bytes:
     return (hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1))[:size]
 
 
+def gguf_content(size: int, seed: int = 7) -> bytes:
+    """`size` bytes that start as a real tiny GGUF (so the file can load and gets its generated alias); the rest
+    is filler after the tensor data, which readers ignore."""
+    from tests.gguf_files import tiny_gguf
+
+    header = tiny_gguf()
+    return header + pseudo_random(max(0, size - len(header)), seed)
+
+
 @pytest.fixture
 def hub() -> Iterator[FakeHub]:
     server = FakeHub()

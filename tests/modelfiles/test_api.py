@@ -73,6 +73,11 @@ def test_model_files_come_in_the_list_envelope(viewer_client, alias_factory):
             "etag": file.etag,
             "modified_at": body["data"][0]["modified_at"],
             "aliases": ["llama", "llama-pinned"],
+            # A row made directly, never scanned: no header read yet.
+            "state": "ok",
+            "state_reason": None,
+            "gguf": None,
+            "split": None,
         }
     ]
     assert body["data"][0]["modified_at"].startswith(file.modified_at.strftime("%Y-%m-%dT%H:%M"))

@@ -21,7 +21,7 @@ from aliases.models import Alias
 from modelfiles import downloader, services
 from modelfiles.cache import PARTIAL_SUFFIX, RepoPaths, local_file
 from modelfiles.models import Download, ModelFile
-from tests.modelfiles.hubfixtures import FILE, REPO, hf_env, hub, hub_cache, pseudo_random, sha256_of
+from tests.modelfiles.hubfixtures import FILE, REPO, gguf_content, hf_env, hub, hub_cache, pseudo_random, sha256_of
 
 __all__ = ["hf_env", "hub"]  # fixtures
 
@@ -88,7 +88,7 @@ def wait_for(predicate, seconds: float = 15.0, step: float = 0.05):
 
 
 def test_pull_lands_in_the_standard_cache_where_huggingface_hub_finds_it(hub, hf_env, enqueued):
-    content = pseudo_random(SIZE)
+    content = gguf_content(SIZE)
     commit = hub.add_repo(REPO, files={FILE: content, "README.md": b"# tiny"})
     download = request()
     assert enqueued == [str(download.pk)]  # sent once the row was committed
@@ -349,7 +349,7 @@ def test_a_restarting_worker_takes_back_what_it_held(hub, hf_env):
 
 
 def test_scanner_follows_files_added_and_removed_by_other_tools(hub, hf_env):
-    hub.add_repo(REPO, files={FILE: pseudo_random(2000), "other.Q8_0.gguf": pseudo_random(3000)})
+    hub.add_repo(REPO, files={FILE: gguf_content(2000), "other.Q8_0.gguf": pseudo_random(3000)})
     cache_dir = hub_cache(hf_env)
     hf_hub_download(REPO, FILE, cache_dir=cache_dir, endpoint=hub.endpoint)  # another tool
     counts = services.modelfile_sync()

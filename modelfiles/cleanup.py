@@ -12,6 +12,7 @@ also left alone while any process holds it (`hf download`, another worker), whic
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -346,7 +347,13 @@ def _repo_info(repo: str):
     info = hf_cache_info()
     if info is None:
         return None, None
-    return info, next((item for item in info.repos if item.repo_path.resolve() == root), None)
+    repo_info = next((item for item in info.repos if item.repo_path.resolve() == root), None)
+    if repo_info is None:
+        return None, None
+    # Narrowed to this repo: delete_revisions matches commits in every repo of the cache, and a fork or a copy of
+    # a repo shares its commit hashes, so the same commit would go from the other repo too.
+    only = dataclasses.replace(info, repos=frozenset({repo_info}), size_on_disk=repo_info.size_on_disk)
+    return only, repo_info
 
 
 def _delete_revisions(repo: str, commits: list[str], *, keep_repo_folder: bool) -> Removal:

@@ -300,3 +300,19 @@ def test_the_page_offers_and_deletes_all_revisions(hf_home, client_for, admin_us
     assert response.status_code == 302
     assert not ModelFile.objects.filter(present=True).exists()
     assert_cache_consistent(hf_home)
+
+
+def test_a_fork_sharing_the_commit_keeps_its_copy(hf_home, admin_user):
+    # huggingface_hub's delete_revisions matches a commit in every repo; a fork has the same commit hashes.
+    forks = [f"acme/Fork{number}-GGUF" for number in range(4)]  # its sets have no order: no lucky pass
+    cache_file(hf_home, REPO, FILE, commit=COMMIT, ref="v1", content=b"GGUF old")
+    cache_file(hf_home, REPO, FILE, commit=OTHER_COMMIT, ref="main", content=b"GGUF new")
+    for fork in forks:
+        cache_file(hf_home, fork, FILE, commit=COMMIT, content=b"GGUF old")
+        cache_file(hf_home, fork, FILE, commit=OTHER_COMMIT, ref="v2", content=b"GGUF new")
+    modelfile_sync()
+    modelfile_delete(modelfile=row(), all_revisions=True, by=admin_user)
+    info = assert_cache_consistent(hf_home)
+    assert sorted(repo.repo_id for repo in info.repos) == forks
+    for repo in info.repos:
+        assert {revision.commit_hash for revision in repo.revisions} == {COMMIT, OTHER_COMMIT}

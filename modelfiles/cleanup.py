@@ -23,7 +23,7 @@ from pathlib import Path
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.utils import CacheNotFound, DeleteCacheStrategy, HFCacheInfo
 
-from modelfiles.cache import COMMIT_RE, PARTIAL_SUFFIX, REPO_PREFIX, hub_dir, repo_folder_name
+from modelfiles.cache import COMMIT_RE, PARTIAL_SUFFIX, REPO_PREFIX, hub_dir, repo_folder_name, shown
 
 # The kinds of cleanup candidates, in the order the storage page lists them.
 UNUSED_FILE = "unused_file"
@@ -75,8 +75,13 @@ class Candidate:
     commit: str = ""
     filename: str = ""
 
+    @property
+    def shown_path(self) -> str:
+        """The path as text anyone can read (a name from the disk may hold undecodable bytes)."""
+        return shown(self.path)
+
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "repo": self.repo, "path": self.path, "size": self.size, "detail": self.detail}
+        return {"kind": self.kind, "repo": shown(self.repo), "path": self.shown_path, "size": self.size}
 
 
 @dataclass
@@ -85,6 +90,10 @@ class RepoUsage:
     size: int = 0  # every byte in blobs/, partial files included
     partial_size: int = 0
     revisions: int = 0
+
+    @property
+    def shown_repo(self) -> str:
+        return shown(self.repo)
 
 
 @dataclass
@@ -122,6 +131,19 @@ def _size(path: Path) -> int:
         return 0
 
 
+def _listdir(folder: Path) -> list[str]:
+    """The names in a folder, sorted; none when it cannot be read (a page must not fail on one odd folder)."""
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
+
+
+def _real_folder(path: Path) -> bool:
+    """A folder and not a link to one: nothing is ever removed through a link planted in the cache."""
+    return path.is_dir() and not path.is_symlink()
+
+
 def _tree_size(folder: Path) -> int:
     total = 0
     for parent, _dirs, files in os.walk(folder):
@@ -136,7 +158,7 @@ def _snapshot_links(root: Path) -> dict[str, dict[str, str]]:
     snapshots = root / "snapshots"
     if not snapshots.is_dir():
         return links
-    for commit in sorted(os.listdir(snapshots)):
+    for commit in _listdir(snapshots):
         folder = snapshots / commit
         if not folder.is_dir() or folder.is_symlink():
             continue
@@ -175,7 +197,7 @@ def repo_folders() -> list[tuple[str, Path]]:
     if not root.is_dir():
         return []
     folders = []
-    for name in sorted(os.listdir(root)):
+    for name in _listdir(root):
         path = root / name
         if name.startswith(REPO_PREFIX) and path.is_dir() and not path.is_symlink():
             folders.append((name[len(REPO_PREFIX) :].replace("--", "/"), path))
@@ -189,7 +211,7 @@ def usage() -> list[RepoUsage]:
         row = RepoUsage(repo=repo)
         blobs = root / "blobs"
         if blobs.is_dir():
-            for name in os.listdir(blobs):
+            for name in _listdir(blobs):
                 size = _size(blobs / name)
                 row.size += size
                 if name.endswith(PARTIAL_SUFFIX):
@@ -254,8 +276,8 @@ def candidates(
     for repo, root in repo_folders():
         links = _snapshot_links(root)
         refs = _refs(root)
-        if PARTIAL in kinds and (root / "blobs").is_dir():
-            for name in sorted(os.listdir(root / "blobs")):
+        if PARTIAL in kinds and _real_folder(root / "blobs"):
+            for name in _listdir(root / "blobs"):
                 if not name.endswith(PARTIAL_SUFFIX):
                     continue
                 if protected.holds(repo, name.removesuffix(PARTIAL_SUFFIX)):
@@ -283,7 +305,7 @@ def candidates(
                         commit=commit,
                     )
                 )
-        if NO_EXIST in kinds and (root / ".no_exist").is_dir():
+        if NO_EXIST in kinds and _real_folder(root / ".no_exist"):
             path = root / ".no_exist"
             entries = sum(len(files) for _parent, _dirs, files in os.walk(path))
             found.append(Candidate(NO_EXIST, repo, _relative(path), _tree_size(path), f"{entries} remembered 404s"))
@@ -315,14 +337,14 @@ def candidates(
 def _lock_candidates(protected: Protected) -> list[Candidate]:
     found = []
     locks = hub_dir() / ".locks"
-    if not locks.is_dir():
+    if not _real_folder(locks):
         return found
-    for folder in sorted(os.listdir(locks)):
+    for folder in _listdir(locks):
         path = locks / folder
         if not folder.startswith(REPO_PREFIX) or not path.is_dir() or path.is_symlink():
             continue
         repo = folder[len(REPO_PREFIX) :].replace("--", "/")
-        for name in sorted(os.listdir(path)):
+        for name in _listdir(path):
             lock = path / name
             if not name.endswith(".lock") or protected.holds(repo, name.removesuffix(".lock")) or _lock_held(lock):
                 continue
@@ -380,7 +402,7 @@ def _delete_revisions(repo: str, commits: list[str], *, keep_repo_folder: bool) 
             cache_dir=strategy.cache_dir,
         )
     removal.freed += strategy.expected_freed_size
-    removal.removed += [_relative(path) for path in sorted(strategy.repos | strategy.snapshots | strategy.blobs)]
+    removal.removed += [shown(_relative(path)) for path in sorted(strategy.repos | strategy.snapshots | strategy.blobs)]
     strategy.execute()
     return removal
 
@@ -403,7 +425,7 @@ def _delete_files(repo: str, commit: str, paths: list[str]) -> Removal:
     ]
     strategy = info.delete_files(*files)
     removal = Removal(freed=strategy.expected_freed_size)
-    removal.removed += [_relative(path) for path in sorted(strategy.files | strategy.blobs)]
+    removal.removed += [shown(_relative(path)) for path in sorted(strategy.files | strategy.blobs)]
     strategy.execute()
     for path in paths:
         # Subfolders the file was in, when it was their last entry (huggingface_hub keeps them).
@@ -431,10 +453,10 @@ def _delete_paths(repo: str, commit: str, paths: list[str], *, links: dict[str, 
         link = snapshot / path
         blob = entries.get(path)
         link.unlink(missing_ok=True)
-        removal.removed.append(_relative(link))
+        removal.removed.append(shown(_relative(link)))
         if blob is not None and not blob.startswith("snapshot:") and blob not in others:
             (root / "blobs" / blob).unlink(missing_ok=True)
-            removal.removed.append(_relative(root / "blobs" / blob))
+            removal.removed.append(shown(_relative(root / "blobs" / blob)))
         # Subfolders the file was in, when it was their last entry.
         parent = link.parent
         while parent != snapshot and parent.is_dir() and not any(parent.iterdir()):
@@ -460,7 +482,7 @@ def delete_file(*, repo: str, filename: str, commits: list[str], protected: Prot
             continue
         removal.merge(_delete_files(repo, commit, [filename]))
     if _tidy_repo(root, repo, protected):
-        removal.removed.append(_relative(root))
+        removal.removed.append(shown(_relative(root)))
     return removal
 
 
@@ -472,15 +494,15 @@ def _keeps_something(root: Path, repo: str, protected: Protected) -> bool:
 def _tidy_repo(root: Path, repo: str, protected: Protected) -> bool:
     """A repo folder left with no snapshot and nothing else in blobs/ goes, so no `snapshots` folder is missing
     (scan_cache_dir warns about a repo folder without one)."""
-    if not root.is_dir() or protected.repo_busy(repo):
+    if not _real_folder(root) or protected.repo_busy(repo):
         return False
-    snapshots = root / "snapshots"
-    if snapshots.is_dir() and any(snapshots.iterdir()):
+    try:
+        for folder in (root / "snapshots", root / "blobs"):
+            if folder.is_dir() and any(folder.iterdir()):
+                return False
+        shutil.rmtree(root)
+    except OSError:
         return False
-    blobs = root / "blobs"
-    if blobs.is_dir() and any(blobs.iterdir()):
-        return False
-    shutil.rmtree(root)
     return True
 
 
@@ -495,36 +517,44 @@ def remove(chosen: list[Candidate], *, protected: Protected) -> Removal:
         root = hub_dir() / repo_folder_name(repo)
         removal.merge(_delete_revisions(repo, commits, keep_repo_folder=_keeps_something(root, repo, protected)))
     for item in chosen:
-        path = hub_dir() / item.path
-        if item.kind == UNUSED_FILE:
-            if not os.path.lexists(path):
-                removal.kept.append(item.path)
-                continue
-            removal.merge(
-                delete_file(repo=item.repo, filename=item.filename, commits=[item.commit], protected=protected)
-            )
-        elif item.kind == PARTIAL:
-            if protected.holds(item.repo, path.name.removesuffix(PARTIAL_SUFFIX)) or not path.is_file():
-                removal.kept.append(item.path)
-                continue
-            path.unlink(missing_ok=True)
-            removal.removed.append(item.path)
-            removal.freed += item.size
-        elif item.kind == NO_EXIST:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-                removal.removed.append(item.path)
-                removal.freed += item.size
-        elif item.kind == LOCK:
-            if protected.holds(item.repo, path.name.removesuffix(".lock")) or _lock_held(path):
-                removal.kept.append(item.path)
-                continue
-            path.unlink(missing_ok=True)
-            removal.removed.append(item.path)
-            removal.freed += item.size
-            with contextlib.suppress(OSError):
-                path.parent.rmdir()  # the repo's lock folder, once empty
+        try:
+            removal.merge(_remove_one(item, protected=protected))
+        except OSError as exc:
+            # A read-only or odd entry: the rest of the run goes on, and the result says what stayed.
+            removal.kept.append(f"{item.shown_path} ({exc.strerror or exc})")
     for repo, root in repo_folders():
         if _tidy_repo(root, repo, protected):
-            removal.removed.append(_relative(root))
+            removal.removed.append(shown(_relative(root)))
+    return removal
+
+
+def _remove_one(item: Candidate, *, protected: Protected) -> Removal:
+    removal = Removal()
+    path = hub_dir() / item.path
+    if item.kind == UNUSED_FILE:
+        if not os.path.lexists(path):
+            removal.kept.append(item.shown_path)
+            return removal
+        return delete_file(repo=item.repo, filename=item.filename, commits=[item.commit], protected=protected)
+    if item.kind == PARTIAL:
+        if protected.holds(item.repo, path.name.removesuffix(PARTIAL_SUFFIX)) or not path.is_file():
+            removal.kept.append(item.shown_path)
+            return removal
+        path.unlink(missing_ok=True)
+    elif item.kind == NO_EXIST:
+        if not _real_folder(path):
+            removal.kept.append(item.shown_path)
+            return removal
+        shutil.rmtree(path)
+    elif item.kind == LOCK:
+        if protected.holds(item.repo, path.name.removesuffix(".lock")) or _lock_held(path):
+            removal.kept.append(item.shown_path)
+            return removal
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # the repo's lock folder, once empty
+    else:
+        return removal  # whole revisions went first, in remove()
+    removal.removed.append(item.shown_path)
+    removal.freed += item.size
     return removal

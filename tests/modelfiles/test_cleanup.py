@@ -249,3 +249,17 @@ def test_only_admins_see_storage_and_clean_up(shelf, make_user, client_for, role
     response = client.post(reverse("modelfiles:cleanup"), {"kind": [cleanup.PARTIAL], "confirm": "1"})
     assert response.status_code == 403
     assert (root(shelf) / "blobs" / f"{STALE_ETAG}.modeldesk-partial").exists()
+
+
+def test_an_undecodable_leftover_name_is_shown_escaped_and_removed(hf_home, client_for, admin_user):
+    cache_file(hf_home, REPO, FILE)
+    odd = root(hf_home) / "blobs" / (os.fsdecode(b"\xff\n") + ".modeldesk-partial")
+    odd.write_bytes(b"q" * 3)
+    page = client_for(admin_user).get(reverse("modelfiles:storage"))
+    assert page.status_code == 200
+    assert "\\xff\\n.modeldesk-partial" in page.content.decode()
+    removal = cache_cleanup(kinds=[cleanup.PARTIAL], by=admin_user)
+    assert not os.path.lexists(odd)
+    assert removal.removed == ["models--acme--Tiny-GGUF/blobs/\\xff\\n.modeldesk-partial"]
+    assert AuditEntry.objects.get(action="cleanup").after["removed"] == removal.removed
+    assert_cache_consistent(hf_home)

@@ -263,3 +263,11 @@ def test_an_undecodable_leftover_name_is_shown_escaped_and_removed(hf_home, clie
     assert removal.removed == ["models--acme--Tiny-GGUF/blobs/\\xff\\n.modeldesk-partial"]
     assert AuditEntry.objects.get(action="cleanup").after["removed"] == removal.removed
     assert_cache_consistent(hf_home)
+
+
+def test_a_cache_not_made_yet_has_nothing_to_clean(client_for, admin_user):
+    assert "nothing to clean up" in run("--dry-run")
+    page = client_for(admin_user).get(reverse("modelfiles:storage"))
+    assert page.status_code == 200
+    assert "The cache holds no model repos." in page.content.decode()
+    assert 'data-testid="storage-free"' in page.content.decode()

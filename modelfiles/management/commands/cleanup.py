@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from modelfiles import cache, cleanup, services
 from modelfiles.tables import human_size
@@ -31,7 +31,8 @@ class Command(BaseCommand):
         if unused_files and cleanup.UNUSED_FILE not in kinds:
             kinds.append(cleanup.UNUSED_FILE)
         if not cache.hub_dir().is_dir():
-            raise CommandError(f"There is no cache at {cache.hub_dir()}.")
+            self.stdout.write(f"There is no cache at {cache.hub_dir()} yet: nothing to clean up.")
+            return
         if dry_run:
             plan = services.cache_cleanup_plan(kinds=kinds)
             for item in plan:

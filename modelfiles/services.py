@@ -591,11 +591,15 @@ def _active_writer(files: list[ModelFile]) -> Download | None:
 def cache_protected() -> cleanup.Protected:
     """What the active downloads hold, read from their rows, for the file-system side to leave alone."""
     protected = cleanup.Protected()
-    rows = Download.objects.filter(status__in=Download.ACTIVE).values_list("repo", "filename", "commit", "etag")
-    for repo, filename, commit, etag in rows:
+    rows = Download.objects.filter(status__in=Download.ACTIVE).values_list(
+        "repo", "filename", "revision", "commit", "etag"
+    )
+    for repo, filename, revision, commit, etag in rows:
         protected.files.add((repo, filename))
-        if commit:
-            protected.commits.add((repo, commit))
+        # A pull asked by commit publishes into that snapshot even before its worker has resolved anything.
+        for known in (commit, revision if cache.COMMIT_RE.fullmatch(revision) else ""):
+            if known:
+                protected.commits.add((repo, known))
         if etag:
             protected.etags.setdefault(repo, set()).add(etag)
         else:

@@ -271,3 +271,10 @@ def test_a_cache_not_made_yet_has_nothing_to_clean(client_for, admin_user):
     assert page.status_code == 200
     assert "The cache holds no model repos." in page.content.decode()
     assert 'data-testid="storage-free"' in page.content.decode()
+
+
+def test_a_revision_a_queued_pull_asked_for_by_commit_is_not_a_leftover(shelf, admin_user):
+    make_download(repo=REPO, filename="more.gguf", revision=OTHER_COMMIT, status=Download.Status.QUEUED)
+    assert cleanup.UNREFERENCED_REVISION not in by_kind(cache_cleanup_plan(kinds=[cleanup.UNREFERENCED_REVISION]))
+    cache_cleanup(kinds=[cleanup.UNREFERENCED_REVISION], by=admin_user)
+    assert (root(shelf) / "snapshots" / OTHER_COMMIT / FILE).exists()

@@ -49,10 +49,13 @@ from modelfiles.selectors import (
 from modelfiles.services import (
     HUB_UNCHECKED,
     AlreadyLocal,
+    ModelFileBusy,
+    ModelFileInUse,
     PullRefused,
     download_cancel,
     download_request,
     download_retry,
+    modelfile_delete,
     modelfile_sync,
 )
 
@@ -180,7 +183,9 @@ class ModelFileSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelFile
+        # `id`: what DELETE /api/modelfiles/<id> takes.
         fields = (
+            "id",
             "repo",
             "filename",
             "snapshot",
@@ -602,3 +607,77 @@ class ScanApi(APIView):
     )
     def post(self, request: Request) -> Response:
         return Response(ScanResultSerializer(modelfile_sync(by=request.user)).data)
+
+
+# --- delete --------------------------------------------------------------------------------------------------------
+
+MODELFILE_ID = OpenApiParameter(
+    "modelfile_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The file's id, as /api/modelfiles lists it."
+)
+FORCE = OpenApiParameter(
+    "force",
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    description="Delete even while user aliases load the file (they become unavailable). Default false.",
+)
+ALL_REVISIONS = OpenApiParameter(
+    "all_revisions",
+    OpenApiTypes.BOOL,
+    OpenApiParameter.QUERY,
+    description="Delete the file from every cached revision, not only this one. Default false.",
+)
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def _flag(request: Request, name: str) -> bool:
+    values = request.query_params.getlist(name)
+    if len(values) > 1 or (values and values[0].lower() not in _TRUE + _FALSE):
+        raise ApiError(f"{name} must be true or false, given once.", status=400, code="invalid_parameter", param=name)
+    return bool(values) and values[0].lower() in _TRUE
+
+
+class ModelFileInUseSerializer(serializers.Serializer):
+    error = ApiErrorSerializer()
+    aliases = serializers.ListField(
+        child=serializers.CharField(), help_text="The user aliases that load the file and would become unavailable."
+    )
+
+
+class ModelFileDeleteApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"DELETE": ["modelfiles.delete_modelfile"]}
+    http_method_names = ["delete", "options"]
+
+    @extend_schema(
+        operation_id="modelfiles_delete",
+        summary="Delete a cached model file",
+        description="Removes the file from the local cache through huggingface_hub's cache deletion (its revision, "
+        "or with `all_revisions` every cached revision of it) and updates the list. 409 `in_use` names the user "
+        "aliases that load it; `force=true` deletes anyway. 409 `downloading` while an active download writes it. "
+        "Admins.",
+        tags=["modelfiles"],
+        parameters=[MODELFILE_ID, FORCE, ALL_REVISIONS],
+        request=None,
+        responses={
+            204: OpenApiResponse(description="Deleted."),
+            409: OpenApiResponse(
+                ModelFileInUseSerializer,
+                description="User aliases load it (`in_use`, `aliases` names them) or a download writes it "
+                "(`downloading`, `aliases` empty).",
+            ),
+            **error_responses(400, 401, 403, 404),
+        },
+    )
+    def delete(self, request: Request, modelfile_id: int) -> Response:
+        # A number past the database's integer range matches no row (SQLite would raise on it).
+        modelfile = ModelFile.objects.filter(pk=modelfile_id, present=True).first() if modelfile_id < 2**63 else None
+        if modelfile is None:
+            raise ApiError(f"No model file with id {modelfile_id!r}.", status=404, code="modelfile_not_found")
+        force, all_revisions = _flag(request, "force"), _flag(request, "all_revisions")
+        try:
+            modelfile_delete(modelfile=modelfile, all_revisions=all_revisions, force=force, by=request.user)
+        except ModelFileInUse as exc:
+            raise ApiError(str(exc), status=409, code="in_use", body={"aliases": exc.aliases}) from exc
+        except ModelFileBusy as exc:
+            raise ApiError(str(exc), status=409, code="downloading", body={"aliases": []}) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -16,4 +16,5 @@ urlpatterns = [
     path("modelfiles/status/<str:download_id>", api.DownloadDetailApi.as_view(), name="download-detail"),
     path("modelfiles/status/<str:download_id>/cancel", api.DownloadCancelApi.as_view(), name="download-cancel"),
     path("modelfiles/status/<str:download_id>/retry", api.DownloadRetryApi.as_view(), name="download-retry"),
+    path("modelfiles/<int:modelfile_id>", api.ModelFileDeleteApi.as_view(), name="modelfile-delete"),
 ]

@@ -9,6 +9,7 @@ from crispy_forms.layout import Div, Field, Layout
 from django import forms
 
 from aliases.validators import FILENAME_MAX, REPO_MAX, SNAPSHOT_MAX
+from modelfiles.cleanup import KINDS
 
 DEFAULT_REVISION = "main"
 
@@ -63,3 +64,27 @@ class RepoFilesForm(forms.Form):
 
     def clean_revision(self) -> str:
         return self.cleaned_data.get("revision") or DEFAULT_REVISION
+
+
+class ModelFileDeleteForm(forms.Form):
+    """The confirmation of a delete: what to delete, and the user aliases the admin was shown (a newer one that
+    loads the file asks again)."""
+
+    all_revisions = forms.BooleanField(required=False)
+    confirm = forms.BooleanField(error_messages={"required": "Press the delete button to confirm."})
+    seen_alias = forms.CharField(required=False)  # one per alias; read with getlist in the view
+
+
+class CleanupForm(forms.Form):
+    """Which kinds of cleanup candidates to remove; `confirm` only on the POST that removes them."""
+
+    kind = forms.MultipleChoiceField(
+        choices=[],
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one kind of leftover to remove."},
+    )
+    confirm = forms.BooleanField(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = list(KINDS.items())

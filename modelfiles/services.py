@@ -8,7 +8,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +25,7 @@ from aliases.models import Alias
 from aliases.services import LocalModelFile, alias_sync_model_files, model_alias_name
 from aliases.validators import segment_too_long, validate_filename, validate_repo, validate_snapshot
 from config.audit.services import audit_record
-from modelfiles import cache, downloader, gguf_header, hub
+from modelfiles import cache, cleanup, downloader, gguf_header, hub
 from modelfiles.models import CacheScan, Download, ModelFile
 
 logger = logging.getLogger(__name__)
@@ -796,3 +796,186 @@ def modelfile_loadable(*, repo: str | None = None) -> list[LocalModelFile]:
         LocalModelFile(repo_name, filename, snapshot, tuple(refs or ()))
         for repo_name, filename, snapshot, refs in rows.values_list("repo", "filename", "snapshot", "refs")
     ]
+
+
+# --- delete and cleanup (issue 8, items 4 and 5) -------------------------------------------------------------------
+
+
+class ModelFileInUse(Exception):
+    """User aliases load the file: deleting it makes them unavailable, so it needs a confirmation (`force`)."""
+
+    def __init__(self, aliases: list[str]):
+        self.aliases = aliases
+        names = ", ".join(aliases)
+        super().__init__(
+            f"{len(aliases)} alias{'es' if len(aliases) != 1 else ''} load{'' if len(aliases) != 1 else 's'} this "
+            f"file and would become unavailable: {names}. Confirm to delete it anyway."
+        )
+
+
+class ModelFileBusy(Exception):
+    """An active download is writing this file (or may be: its commit is not known yet)."""
+
+    def __init__(self, download: Download):
+        self.download = download
+        super().__init__(
+            f"A download of {download.repo}/{download.filename}@{download.revision} is {download.status}; cancel it "
+            "or wait for it to finish before deleting the file."
+        )
+
+
+def _alias_commit(repo: str, snapshot: str, resolved: dict[tuple[str, str], str | None]) -> str | None:
+    key = (repo, snapshot)
+    if key not in resolved:
+        resolved[key] = cache.resolve_revision(repo, snapshot)
+    return resolved[key]
+
+
+def modelfile_revisions(*, modelfile: ModelFile, all_revisions: bool) -> list[ModelFile]:
+    """The rows a delete removes: the file's own revision, or every cached revision of that repo and filename."""
+    if not all_revisions:
+        return [modelfile]
+    return list(ModelFile.objects.filter(repo=modelfile.repo, filename=modelfile.filename, present=True))
+
+
+def modelfile_users(*, files: list[ModelFile]) -> dict[str, list[str]]:
+    """{"user": [...], "model": [...]}: names of the aliases that load any of these files (by commit, or by a ref
+    that points at it), user aliases apart from the generated ones (those go with their file)."""
+    users: dict[str, list[str]] = {Alias.Source.USER: [], Alias.Source.MODEL: []}
+    if not files:
+        return users
+    repo, filename = files[0].repo, files[0].filename
+    commits = {file.snapshot for file in files}
+    refs = {ref for file in files for ref in (file.refs or ())}
+    rows = Alias.objects.filter(repo=repo, filename=filename).order_by("alias", "pk")
+    for name, snapshot, source in rows.values_list("alias", "snapshot", "source"):
+        if snapshot in commits or snapshot in refs:
+            users.setdefault(source, []).append(name)
+    return users
+
+
+def _active_writer(files: list[ModelFile]) -> Download | None:
+    if not files:
+        return None
+    commits = {file.snapshot for file in files}
+    etags = {file.etag for file in files if file.etag}
+    rows = Download.objects.filter(repo=files[0].repo, status__in=Download.ACTIVE).order_by("created_at", "pk")
+    for download in rows:
+        same_file = download.filename == files[0].filename
+        if (same_file and (not download.commit or download.commit in commits)) or download.etag in etags:
+            return download
+    return None
+
+
+def cache_protected() -> cleanup.Protected:
+    """What the active downloads hold, read from their rows, for the file-system side to leave alone."""
+    protected = cleanup.Protected()
+    rows = Download.objects.filter(status__in=Download.ACTIVE).values_list(
+        "repo", "filename", "revision", "commit", "etag"
+    )
+    for repo, filename, revision, commit, etag in rows:
+        protected.files.add((repo, filename))
+        # A pull asked by commit publishes into that snapshot even before its worker has resolved anything.
+        for known in (commit, revision if cache.COMMIT_RE.fullmatch(revision) else ""):
+            if known:
+                protected.commits.add((repo, known))
+        if etag:
+            protected.etags.setdefault(repo, set()).add(etag)
+        else:
+            protected.whole_repos.add(repo)
+    return protected
+
+
+def modelfile_delete(
+    *, modelfile: ModelFile, all_revisions: bool = False, force: bool = False, by: AbstractBaseUser | None
+) -> cleanup.Removal:
+    """Delete a cached file (its revision, or every revision of it) and bring the rows in step.
+
+    Raises ModelFileBusy while an active download writes it, and ModelFileInUse while user aliases load it unless
+    `force` (the confirmation page, or `?force=1`). The file-system part cannot be rolled back, so every check
+    comes first; the audit entries and the re-sync land together afterwards.
+    """
+    files = modelfile_revisions(modelfile=modelfile, all_revisions=all_revisions)
+    busy = _active_writer(files)
+    if busy is not None:
+        raise ModelFileBusy(busy)
+    users = modelfile_users(files=files)
+    if users[Alias.Source.USER] and not force:
+        raise ModelFileInUse(users[Alias.Source.USER])
+    removal = cleanup.delete_file(
+        repo=modelfile.repo,
+        filename=modelfile.filename,
+        commits=[file.snapshot for file in files],
+        protected=cache_protected(),
+    )
+    with transaction.atomic():
+        for file in files:
+            audit_record(
+                actor=by,
+                kind="modelfile",
+                action="delete",
+                object_id=file.pk,
+                object_repr=str(file),
+                before={
+                    "repo": file.repo,
+                    "filename": file.filename,
+                    "snapshot": file.snapshot,
+                    "refs": list(file.refs or ()),
+                    "size": file.size,
+                    "etag": file.etag,
+                    "aliases": users[Alias.Source.USER],
+                    "generated_aliases": users[Alias.Source.MODEL],
+                    "all_revisions": all_revisions,
+                },
+            )
+        modelfile_sync(repo=modelfile.repo)
+    return removal
+
+
+def _alias_usage() -> tuple[set[tuple[str, str]], set[tuple[str, str, str]]]:
+    """(repo, commit) and (repo, filename, commit) that user aliases load, refs resolved in the local cache."""
+    pinned: set[tuple[str, str]] = set()
+    used: set[tuple[str, str, str]] = set()
+    resolved: dict[tuple[str, str], str | None] = {}
+    for repo, filename, snapshot in Alias.objects.filter(source=Alias.Source.USER).values_list(
+        "repo", "filename", "snapshot"
+    ):
+        commit = _alias_commit(repo, snapshot, resolved)
+        if commit is not None:
+            pinned.add((repo, commit))
+            used.add((repo, filename, commit))
+    return pinned, used
+
+
+def cache_cleanup_plan(*, kinds: Iterable[str] = cleanup.DEFAULT_KINDS) -> list[cleanup.Candidate]:
+    """What a cleanup of these kinds would remove now (the dry run); nothing is touched."""
+    unknown = set(kinds) - set(cleanup.KINDS)
+    if unknown:
+        raise ValidationError({"kinds": [f"Unknown kind {sorted(unknown)[0]!r}; use {', '.join(cleanup.KINDS)}."]})
+    pinned, used = _alias_usage()
+    return cleanup.candidates(protected=cache_protected(), pinned=pinned, used_files=used, kinds=kinds)
+
+
+def cache_cleanup(*, kinds: Iterable[str] = cleanup.DEFAULT_KINDS, by: AbstractBaseUser | None) -> cleanup.Removal:
+    """Remove what the plan names now (computed again here: what an active download took since the preview is
+    spared), re-sync the rows and record one audit entry for the run."""
+    kinds = list(kinds)
+    plan = cache_cleanup_plan(kinds=kinds)
+    removal = cleanup.remove(plan, protected=cache_protected())
+    with transaction.atomic():
+        audit_record(
+            actor=by,
+            kind="modelfile",
+            action="cleanup",
+            object_repr="cache cleanup",
+            after={
+                "kinds": sorted(kinds),
+                "freed": removal.freed,
+                "removed": removal.removed[:AUDIT_SCAN_FILES],
+                "removed_total": len(removal.removed),
+                "kept": removal.kept[:AUDIT_SCAN_FILES],
+            },
+        )
+        if plan:
+            modelfile_sync()
+    return removal

@@ -152,7 +152,8 @@ class ModelFileTable(tables.Table):
 
     def before_render(self, request) -> None:
         self.can_create_alias = request.user.has_perm("aliases.add_alias")
-        if not self.can_create_alias:
+        self.can_delete = request.user.has_perm("modelfiles.delete_modelfile")
+        if not (self.can_create_alias or self.can_delete):
             self.columns.hide("actions")
 
     def render_snapshot(self, record: ModelFile, value: str) -> SafeString:
@@ -225,14 +226,26 @@ class ModelFileTable(tables.Table):
         return format_html_join(", ", "{}", ((link,) for link in links))
 
     def render_actions(self, record: ModelFile) -> SafeString | str:
-        if not getattr(self, "can_create_alias", False):
-            return ""
-        query = urlencode({"repo": record.repo, "filename": record.filename, "snapshot": record.snapshot})
-        return format_html(
-            '<a class="btn btn-sm btn-outline-primary text-nowrap" href="{}?{}">Create alias from this file</a>',
-            reverse("aliases:create"),
-            query,
-        )
+        actions = []
+        if getattr(self, "can_create_alias", False):
+            query = urlencode({"repo": record.repo, "filename": record.filename, "snapshot": record.snapshot})
+            actions.append(
+                format_html(
+                    '<a class="btn btn-sm btn-outline-primary text-nowrap" href="{}?{}">'
+                    "Create alias from this file</a>",
+                    reverse("aliases:create"),
+                    query,
+                )
+            )
+        if getattr(self, "can_delete", False):
+            # A link to the confirmation page, which lists the aliases that would stop working.
+            actions.append(
+                format_html(
+                    '<a class="btn btn-sm btn-outline-danger text-nowrap" href="{}">Delete</a>',
+                    reverse("modelfiles:delete", args=[record.pk]),
+                )
+            )
+        return format_html_join(" ", "{}", ((action,) for action in actions))
 
 
 # --- downloads -----------------------------------------------------------------------------------------------------

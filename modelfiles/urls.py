@@ -16,4 +16,7 @@ urlpatterns = [
     path("downloads/<uuid:pk>/cancel/", views.DownloadCancelView.as_view(), name="download-cancel"),
     path("downloads/<uuid:pk>/retry/", views.DownloadRetryView.as_view(), name="download-retry"),
     path("<int:pk>/", views.ModelFileDetailView.as_view(), name="detail"),
+    path("<int:pk>/delete/", views.ModelFileDeleteView.as_view(), name="delete"),
+    path("storage/", views.StorageView.as_view(), name="storage"),
+    path("storage/cleanup/", views.CleanupView.as_view(), name="cleanup"),
 ]

@@ -19,13 +19,14 @@ from django.utils.cache import patch_cache_control
 from django.utils.http import parse_etags, quote_etag
 from django.views import View
 
+from aliases.models import Alias
 from aliases.tables import alias_url
 from aliases.validators import validate_repo, validate_snapshot
 from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
-from modelfiles import hub
+from modelfiles import cache, cleanup, hub
 from modelfiles.filters import DownloadFilter, ModelFileFilter
-from modelfiles.forms import PullForm, RepoFilesForm
+from modelfiles.forms import CleanupForm, ModelFileDeleteForm, PullForm, RepoFilesForm
 from modelfiles.gguf_header import split_name
 from modelfiles.models import Download, ModelFile
 from modelfiles.selectors import (
@@ -42,11 +43,17 @@ from modelfiles.selectors import (
 from modelfiles.services import (
     HUB_UNCHECKED,
     AlreadyLocal,
+    ModelFileBusy,
     PullRefused,
+    cache_cleanup,
+    cache_cleanup_plan,
     download_cancel,
     download_request,
     download_retry,
+    modelfile_delete,
+    modelfile_revisions,
     modelfile_sync,
+    modelfile_users,
 )
 from modelfiles.tables import DownloadTable, ModelFileTable, human_count, human_duration, human_size, human_speed
 
@@ -430,3 +437,160 @@ class ModelFileDetailView(RoleRequiredMixin, View):
             "next_url": safe_next(request),
         }
         return render(request, "modelfiles/modelfile_detail.html", context)
+
+
+# --- delete a file -------------------------------------------------------------------------------------------------
+
+
+class ModelFileDeleteView(RoleRequiredMixin, View):
+    """The confirmation page of a delete: what goes, how much space it frees, the aliases that stop working."""
+
+    permission_required = "modelfiles.delete_modelfile"
+    http_method_names = ["get", "post", "head", "options"]
+    template_name = "modelfiles/modelfile_delete.html"
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        modelfile = get_object_or_404(ModelFile, pk=pk, present=True)
+        return self.render_page(request, modelfile, all_revisions=request.GET.get("all_revisions") == "1")
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        modelfile = get_object_or_404(ModelFile, pk=pk, present=True)
+        form = ModelFileDeleteForm(data=request.POST)
+        all_revisions = form.is_valid() and form.cleaned_data["all_revisions"]
+        if not form.is_valid():
+            return self.render_page(request, modelfile, all_revisions=all_revisions, form=form, status=400)
+        seen = set(request.POST.getlist("seen_alias"))
+        files = modelfile_revisions(modelfile=modelfile, all_revisions=all_revisions)
+        users = modelfile_users(files=files)[Alias.Source.USER]
+        if not set(users) <= seen:
+            # An alias started loading the file since the page was shown: its owner has not been warned about.
+            return self.render_page(request, modelfile, all_revisions=all_revisions, new_users=True, status=409)
+        try:
+            removal = modelfile_delete(modelfile=modelfile, all_revisions=all_revisions, force=True, by=request.user)
+        except ModelFileBusy as exc:
+            return self.render_page(request, modelfile, all_revisions=all_revisions, busy=exc, status=409)
+        what = f"every revision of {modelfile.filename}" if all_revisions else str(modelfile)
+        messages.success(request, f"Deleted {what} from {modelfile.repo}; {human_size(removal.freed)} freed.")
+        return HttpResponseRedirect(safe_next(request) or reverse("modelfiles:list"))
+
+    def render_page(
+        self, request: HttpRequest, modelfile: ModelFile, *, all_revisions: bool, status: int = 200, **extra: Any
+    ) -> HttpResponse:
+        files = modelfile_revisions(modelfile=modelfile, all_revisions=all_revisions)
+        users = modelfile_users(files=files)
+        revisions = ModelFile.objects.filter(repo=modelfile.repo, filename=modelfile.filename, present=True).count()
+        context = {
+            "modelfile": modelfile,
+            "files": files,
+            "all_revisions": all_revisions,
+            "revision_count": revisions,
+            "total_size": human_size(sum(file.size for file in files)),
+            "user_aliases": [(name, alias_url("aliases:detail", name)) for name in users[Alias.Source.USER]],
+            "model_aliases": users[Alias.Source.MODEL],
+            "next_url": safe_next(request),
+            **extra,
+        }
+        return render(request, self.template_name, context, status=status)
+
+
+# --- storage and cleanup -------------------------------------------------------------------------------------------
+
+
+# How many candidates of each kind the pages list; the totals always count them all (`manage.py cleanup --dry-run`
+# lists every one).
+CANDIDATES_SHOWN = 200
+
+
+@dataclass(frozen=True)
+class CandidateGroup:
+    kind: str
+    label: str
+    items: list[cleanup.Candidate]
+    total: int
+    size: str
+    shown: list[cleanup.Candidate]
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.shown)
+
+
+def candidate_groups(plan: list[cleanup.Candidate]) -> list[CandidateGroup]:
+    groups = []
+    for kind, label in cleanup.KINDS.items():
+        items = [item for item in plan if item.kind == kind]
+        groups.append(
+            CandidateGroup(
+                kind, label, items, len(items), human_size(sum(i.size for i in items)), items[:CANDIDATES_SHOWN]
+            )
+        )
+    return groups
+
+
+class StorageView(RoleRequiredMixin, View):
+    """Used space per repo and in total, free space, and what a cleanup could remove (a dry run of every kind)."""
+
+    permission_required = "modelfiles.delete_modelfile"
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        usage = cleanup.usage()
+        try:
+            free = human_size(cache.free_bytes(cache.hub_dir()))
+        except OSError:
+            free = None
+        plan = cache_cleanup_plan(kinds=cleanup.KINDS)
+        context = {
+            "repos": [(row, human_size(row.size), human_size(row.partial_size)) for row in usage],
+            "used": human_size(sum(row.size for row in usage)),
+            "free": free,
+            "cache_dir": cache.hub_dir(),
+            "groups": candidate_groups(plan),
+            "form": CleanupForm(initial={"kind": list(cleanup.DEFAULT_KINDS)}),
+            "shown_limit": CANDIDATES_SHOWN,
+        }
+        return render(request, "modelfiles/storage.html", context)
+
+
+class CleanupView(RoleRequiredMixin, View):
+    """GET: the dry run of the kinds chosen (what would go, how much space). POST with `confirm`: remove it."""
+
+    permission_required = "modelfiles.delete_modelfile"
+    http_method_names = ["get", "post", "head", "options"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        form = CleanupForm(data=request.GET or {"kind": list(cleanup.DEFAULT_KINDS)})
+        return self.preview(request, form, status=200 if form.is_valid() else 400)
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = CleanupForm(data=request.POST)
+        if not form.is_valid() or not form.cleaned_data["confirm"]:
+            if form.is_valid():
+                form.add_error("confirm", "Press the cleanup button to confirm.")
+            return self.preview(request, form, status=400)
+        removal = cache_cleanup(kinds=form.cleaned_data["kind"], by=request.user)
+        count = len(removal.removed)
+        messages.success(
+            request, f"Cleanup removed {count} entr{'y' if count == 1 else 'ies'}; {human_size(removal.freed)} freed."
+        )
+        if removal.kept:
+            messages.warning(
+                request,
+                f"{len(removal.kept)} entr{'y was' if len(removal.kept) == 1 else 'ies were'} left: a download "
+                "took them, or they were gone, since the preview.",
+            )
+        return HttpResponseRedirect(reverse("modelfiles:storage"))
+
+    def preview(self, request: HttpRequest, form: CleanupForm, *, status: int) -> HttpResponse:
+        # The form was validated by the caller; its valid fields are in cleaned_data even when another is not.
+        kinds = form.cleaned_data.get("kind") or []
+        plan = cache_cleanup_plan(kinds=kinds) if kinds else []
+        context = {
+            "form": form,
+            "kinds": kinds,
+            "groups": [group for group in candidate_groups(plan) if group.kind in kinds],
+            "count": len(plan),
+            "freed": human_size(sum(item.size for item in plan)),
+            "shown_limit": CANDIDATES_SHOWN,
+        }
+        return render(request, "modelfiles/cleanup_preview.html", context, status=status)

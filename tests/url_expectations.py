@@ -236,6 +236,12 @@ EXPECTATIONS: dict[str, Expectation] = {
     # No repo given: the page says so without asking the Hub.
     "modelfiles:pull-files": page(GET=OPERATOR_ROLES),
     "modelfiles:downloads": page(GET=READ_ROLES),
+    # An empty POST lacks the confirmation: 400 with the page again, nothing deleted or cleaned.
+    "modelfiles:delete": page(
+        GET=ADMIN_ROLES, POST=ADMIN_ROLES, kwargs={"pk": "modelfile_pk"}, answers={"GET": 200, "POST": 400}
+    ),
+    "modelfiles:storage": page(GET=ADMIN_ROLES, answers={"GET": 200}),
+    "modelfiles:cleanup": page(GET=ADMIN_ROLES, POST=ADMIN_ROLES, answers={"GET": 200, "POST": 400}),
     "modelfiles:downloads-active": page(GET=READ_ROLES),
     "modelfiles:download-cancel": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
     "modelfiles:download-retry": page(POST=OPERATOR_ROLES, kwargs={"pk": "failed_download"}, answers={"POST": 302}),
@@ -262,6 +268,10 @@ EXPECTATIONS: dict[str, Expectation] = {
     "api-docs": page(GET=READ_ROLES),
     "api-docs?script": page(GET=READ_ROLES, query={"script": ""}),
     "modelfiles_api:scan": api(POST=OPERATOR_ROLES, answers={"POST": 200}),
+    # The sample file is loaded by the sample user alias: 409 in_use without ?force=1, nothing deleted.
+    "modelfiles_api:modelfile-delete": api(
+        DELETE=ADMIN_ROLES, kwargs={"modelfile_id": "modelfile_pk"}, answers={"DELETE": 409}
+    ),
     # One's own tokens, every role. A bearer token may list them but not make one (403 session_required): a leaked
     # token must not be able to outlive its own revocation.
     "accounts_api:token-list": api(

@@ -574,24 +574,28 @@ class VerificationSerializer(serializers.ModelSerializer):
         return verification.requested_by.get_username() if verification.requested_by else None
 
 
+class VerificationStateSerializer(serializers.Serializer):
+    modelfile = serializers.IntegerField(help_text="The model file's id.")
+    state = serializers.CharField(help_text="The file's state: ok, or corrupt once a verification found other bytes.")
+    verification = VerificationSerializer(allow_null=True, help_text="The latest verification; null when never.")
+
+
 class ModelFileVerifyApi(APIView):
     permission_classes = [RequiredPermissions]
     required_permissions = {"GET": ["modelfiles.view_modelfile"], "POST": ["modelfiles.verify_modelfile"]}
 
     @extend_schema(
         operation_id="modelfiles_verification_retrieve",
-        summary="The latest verification of a model file",
-        description="404 `not_verified` when the file was never verified.",
+        summary="A model file's state and its latest verification, with progress while it runs",
         tags=["modelfiles"],
         parameters=[MODELFILE_ID],
-        responses={200: VerificationSerializer, **error_responses(401, 403, 404)},
+        responses={200: VerificationStateSerializer, **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, modelfile_id: str) -> Response:
         modelfile = _modelfile_or_404(modelfile_id)
-        verification = modelfile.verifications.order_by("-created_at", "-pk").first()
-        if verification is None:
-            raise ApiError("This file was never verified.", status=404, code="not_verified")
-        return Response(VerificationSerializer(verification).data)
+        verification = modelfile.verifications.select_related("requested_by").order_by("-created_at", "-pk").first()
+        data = {"modelfile": modelfile.pk, "state": modelfile.state, "verification": verification}
+        return Response(VerificationStateSerializer(data).data)
 
     @extend_schema(
         operation_id="modelfiles_verify",

@@ -145,24 +145,26 @@ def test_the_verify_api_runs_on_a_real_worker_and_its_state_can_be_read(hf_home,
         assert response.json()["status"] in ("queued", "running", "corrupt")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            state = client.get(f"/api/modelfiles/{modelfile.pk}/verify").json()
+            answer = client.get(f"/api/modelfiles/{modelfile.pk}/verify").json()
+            state = answer["verification"]
             if state["status"] not in ("queued", "running"):
                 break
             time.sleep(0.1)
     assert (state["status"], state["algorithm"], state["bytes_done"]) == ("corrupt", "sha256", len(CONTENT))
+    assert (answer["state"], state["percent"]) == ("corrupt", 100.0)
     listed = client.get("/api/modelfiles").json()["data"][0]
     assert (listed["id"], listed["state"]) == (modelfile.pk, "corrupt")
 
 
-def test_verify_api_answers_404_for_no_file_or_no_verification_and_403_for_viewers(hf_home, client_for, viewer,
+def test_verify_api_answers_404_for_no_file_and_403_for_viewers_who_may_read_the_state(hf_home, client_for, viewer,
                                                                                    operator):  # fmt: skip
     modelfile = cached(hf_home)
     assert client_for(operator).get("/api/modelfiles/999999/verify").status_code == 404
     assert client_for(operator).get("/api/modelfiles/x/verify").status_code == 404
-    response = client_for(operator).get(f"/api/modelfiles/{modelfile.pk}/verify")
-    assert (response.status_code, response.json()["error"]["code"]) == (404, "not_verified")
+    assert client_for(operator).get("/api/modelfiles/99999999999999999999999/verify").status_code == 404
+    response = client_for(viewer).get(f"/api/modelfiles/{modelfile.pk}/verify")
+    assert response.json() == {"modelfile": modelfile.pk, "state": "ok", "verification": None}
     assert client_for(viewer).post(f"/api/modelfiles/{modelfile.pk}/verify").status_code == 403
-    assert client_for(viewer).get(f"/api/modelfiles/{modelfile.pk}/verify").status_code == 404
 
 
 def test_pressing_verify_on_the_list_leads_to_its_progress_page(hf_home, client_for, operator, viewer):

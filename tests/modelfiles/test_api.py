@@ -65,6 +65,7 @@ def test_model_files_come_in_the_list_envelope(viewer_client, alias_factory):
     assert body["total"] == 1 and body["page"] == 1 and body["page_size"] == 30
     assert body["data"] == [
         {
+            "id": file.pk,
             "repo": "acme/Tiny-GGUF",
             "filename": "llama.Q4_K_M.gguf",
             "snapshot": COMMIT,
@@ -73,6 +74,8 @@ def test_model_files_come_in_the_list_envelope(viewer_client, alias_factory):
             "etag": file.etag,
             "modified_at": body["data"][0]["modified_at"],
             "aliases": ["llama", "llama-pinned"],
+            "state": "ok",
+            "update": None,
         }
     ]
     assert body["data"][0]["modified_at"].startswith(file.modified_at.strftime("%Y-%m-%dT%H:%M"))

@@ -519,8 +519,9 @@ MODELFILE_ID = OpenApiParameter(
 
 
 def _modelfile_or_404(modelfile_id: str) -> ModelFile:
-    modelfile = ModelFile.objects.filter(pk=int(modelfile_id)).first() if modelfile_id.isdecimal() else None
-    if modelfile is None or len(modelfile_id) > 18:
+    valid = modelfile_id.isascii() and modelfile_id.isdecimal() and len(modelfile_id) <= 18
+    modelfile = ModelFile.objects.filter(pk=int(modelfile_id)).first() if valid else None
+    if modelfile is None:
         raise ApiError(f"No model file with id {modelfile_id[:40]!r}.", status=404, code="modelfile_not_found")
     return modelfile
 
@@ -556,7 +557,8 @@ class VerificationSerializer(serializers.ModelSerializer):
         )
         read_only_fields = fields
 
-    @extend_schema_field(serializers.ChoiceField(choices=["sha256", "git-sha1"], allow_null=True))
+    # Not an enum in the schema: the download's `verified` already names this choice set.
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="sha256 or git-sha1; null until started."))
     def get_algorithm(self, verification: Verification) -> str | None:
         return verification.algorithm or None
 

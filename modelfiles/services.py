@@ -798,25 +798,39 @@ def modelfile_ref_move(*, repo: str, filename: str, ref: str, commit: str) -> No
     (no download), so moving it takes nothing away from them.
     """
     old = cache.resolve_revision(repo, ref)
-    if old == commit:
-        return
-    if old is not None:
-        paths = cache.RepoPaths.for_repo(repo)
-        for other in ModelFile.objects.filter(repo=repo, snapshot=old, present=True).exclude(filename=filename):
-            if not other.etag or cache.local_file(repo, other.filename, commit) is not None:
-                continue
-            try:
-                remote = hub.file_metadata(repo, other.filename, commit)
-            except hub.HubError as exc:
-                logger.info("update of %s: %s stays at %s (%s)", repo, other.filename, old[:8], exc.message)
-                continue
-            blob = paths.blob(other.etag)
-            if remote.etag == other.etag and blob.is_file():
-                cache.publish(repo=repo, filename=other.filename, revision=commit, commit=commit, etag=other.etag,
-                              verified_file=blob)  # fmt: skip
-    cache.write_ref(repo, ref, commit)
-    ModelFile.objects.filter(repo=repo, update_ref=ref, update_commit=commit).update(
+    if old != commit:
+        if old is not None:
+            _carry_over(repo=repo, filename=filename, ref=ref, old=old, commit=commit)
+        cache.write_ref(repo, ref, commit)
+        audit_record(actor=None, kind="modelfile", action="ref_move", object_id=repo, object_repr=f"{repo}@{ref}",
+                     before={"commit": old}, after={"commit": commit})  # fmt: skip
+    # This file's update is done (also when another file's update already moved the ref).
+    ModelFile.objects.filter(repo=repo, filename=filename, update_ref=ref, update_commit=commit).update(
         update_ref="", update_commit="", update_etag="", update_size=None
     )
-    audit_record(actor=None, kind="modelfile", action="ref_move", object_id=repo, object_repr=f"{repo}@{ref}",
-                 before={"commit": old}, after={"commit": commit})  # fmt: skip
+
+
+def _carry_over(*, repo: str, filename: str, ref: str, old: str, commit: str) -> None:
+    """The other files of the old snapshot, as the ref moves: the unchanged ones are linked into the new snapshot;
+    the changed ones get "update available" for the new commit, so their own Update brings them along."""
+    paths = cache.RepoPaths.for_repo(repo)
+    for other in ModelFile.objects.filter(repo=repo, snapshot=old, present=True).exclude(filename=filename):
+        if not other.etag or cache.local_file(repo, other.filename, commit) is not None:
+            continue
+        try:
+            remote = hub.file_metadata(repo, other.filename, commit)
+        except hub.HubError as exc:
+            logger.info("update of %s: %s stays at %s (%s)", repo, other.filename, old[:8], exc.message)
+            continue
+        blob = paths.blob(other.etag)
+        if remote.etag == other.etag and blob.is_file():
+            cache.publish(repo=repo, filename=other.filename, revision=commit, commit=commit, etag=other.etag,
+                          verified_file=blob)  # fmt: skip
+        elif remote.etag != other.etag:
+            ModelFile.objects.filter(pk=other.pk).update(
+                update_ref=ref,
+                update_commit=commit,
+                update_etag=remote.etag,
+                update_size=remote.size,
+                update_checked_at=timezone.now(),
+            )

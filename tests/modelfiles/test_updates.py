@@ -141,3 +141,23 @@ def test_the_check_stops_at_an_unreachable_hub_and_says_so(hub, hf_env, monkeypa
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     [result] = services.modelfile_check_updates()
     assert not result.update_available and "Could not reach the Hub" in result.error
+
+
+def test_when_two_files_changed_updating_one_flags_the_other_which_then_follows(hub, hf_env):
+    hub.add_repo(REPO, files={FILE: OLD, OTHER: b"GGUF" + pseudo_random(1000, seed=3)})
+    pull()
+    pull(OTHER)
+    new_other = b"GGUF" + pseudo_random(1200, seed=4)
+    new_commit = hub.add_repo(REPO, files={FILE: NEW, OTHER: new_other})
+    assert [r.update_available for r in services.modelfile_check_updates()] == [True, True]
+    download, _ = services.modelfile_update(modelfile=local(), by=None)
+    services.download_run(download_id=download.pk)
+    assert resolve_revision(REPO, "main") == new_commit
+    # The other file has no copy at the new commit yet: it still offers its update, which brings it along.
+    stale_other = ModelFile.objects.get(repo=REPO, filename=OTHER, present=True)
+    assert (stale_other.refs, stale_other.update_commit) == ([], new_commit)
+    download, _ = services.modelfile_update(modelfile=stale_other, by=None)
+    services.download_run(download_id=download.pk)
+    assert sha256_of(local_file(REPO, OTHER, "main")) == hashlib.sha256(new_other).hexdigest()
+    stale_other.refresh_from_db()
+    assert stale_other.update_commit == ""

@@ -161,3 +161,17 @@ def test_when_two_files_changed_updating_one_flags_the_other_which_then_follows(
     assert sha256_of(local_file(REPO, OTHER, "main")) == hashlib.sha256(new_other).hexdigest()
     stale_other.refresh_from_db()
     assert stale_other.update_commit == ""
+
+
+def test_a_tag_that_moved_is_an_update_and_the_tag_moves(hub, hf_env):
+    hub.add_repo(REPO, files={FILE: OLD})
+    hub.create_tag(REPO, "v1")
+    pull(revision="v1")
+    new_commit = hub.add_repo(REPO, files={FILE: NEW})
+    hub.create_tag(REPO, "v1", revision=new_commit)  # the tag is moved on the Hub
+    [result] = services.modelfile_check_updates()
+    assert (result.modelfile.update_ref, result.modelfile.update_commit) == ("v1", new_commit)
+    download, _ = services.modelfile_update(modelfile=result.modelfile, by=None)
+    services.download_run(download_id=download.pk)
+    assert resolve_revision(REPO, "v1") == new_commit
+    assert sha256_of(local_file(REPO, FILE, "v1")) == hashlib.sha256(NEW).hexdigest()

@@ -246,6 +246,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "modelfiles.scan_cache",
         "schedule": env.float("MODELDESK_SCAN_EVERY_SECONDS", default=300.0),
     },
+    # "Update available" for files pulled by a ref whose commit moved on the Hub (one HEAD per such file).
+    "check-updates": {
+        "task": "modelfiles.check_updates",
+        "schedule": env.float("MODELDESK_UPDATE_CHECK_SECONDS", default=86400.0),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -7,6 +7,7 @@ write goes through modelfiles.services, whose Django ValidationError the excepti
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F
 from django.db.models.functions import Lower
 from django.urls import reverse
@@ -36,7 +37,7 @@ from config.api import (
     list_envelope_serializer,
     model_sorts,
 )
-from modelfiles.models import Download, ModelFile
+from modelfiles.models import Download, ModelFile, Verification
 from modelfiles.selectors import (
     DOWNLOAD_SEARCH_FIELDS,
     MODELFILE_SEARCH_FIELDS,
@@ -51,12 +52,16 @@ from modelfiles.services import (
     AlreadyLocal,
     ModelFileBusy,
     ModelFileInUse,
+    NoUpdate,
     PullRefused,
     download_cancel,
     download_request,
     download_retry,
+    modelfile_check_updates,
     modelfile_delete,
     modelfile_sync,
+    modelfile_update,
+    verification_request,
 )
 
 MODELFILE_LIST_QUERY = ListQuery(
@@ -166,6 +171,16 @@ def gguf_data(modelfile: ModelFile) -> dict | None:
     }
 
 
+class UpdateSerializer(serializers.Serializer):
+    """What the update check found: the ref now points at another commit that holds other bytes for the file."""
+
+    ref = serializers.CharField(source="update_ref", help_text="The branch or tag that moved.")
+    commit = serializers.CharField(source="update_commit", help_text="The commit it points at on the Hub now.")
+    etag = serializers.CharField(source="update_etag", help_text="The file's sha256 (or git blob sha1) there.")
+    size = serializers.IntegerField(source="update_size", allow_null=True, help_text="Bytes, when the Hub said.")
+    checked_at = serializers.DateTimeField(source="update_checked_at", allow_null=True)
+
+
 class ModelFileSerializer(serializers.ModelSerializer):
     """A GGUF file in a cached snapshot. `aliases` are the aliases that load it (by commit or by a ref of it).
     `state` says whether it can load: ok, incomplete (parts of its split set missing or damaged), corrupt, or
@@ -180,6 +195,7 @@ class ModelFileSerializer(serializers.ModelSerializer):
     state_reason = serializers.SerializerMethodField()
     gguf = serializers.SerializerMethodField()
     split = serializers.SerializerMethodField()
+    update = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelFile
@@ -198,8 +214,15 @@ class ModelFileSerializer(serializers.ModelSerializer):
             "state_reason",
             "gguf",
             "split",
+            "update",
         )
         read_only_fields = fields
+
+    @extend_schema_field(UpdateSerializer(allow_null=True))
+    def get_update(self, modelfile: ModelFile) -> dict | None:
+        if not modelfile.update_commit:
+            return None
+        return UpdateSerializer(modelfile).data
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="Why the file cannot load; null when ok."))
     def get_state_reason(self, modelfile: ModelFile) -> str | None:
@@ -681,3 +704,192 @@ class ModelFileDeleteApi(APIView):
         except ModelFileBusy as exc:
             raise ApiError(str(exc), status=409, code="downloading", body={"aliases": []}) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- verification and updates (issue 8, items 6 and 7) --------------------------------------------------------------
+
+
+def _modelfile_or_404(modelfile_id: str) -> ModelFile:
+    valid = modelfile_id.isascii() and modelfile_id.isdecimal() and len(modelfile_id) <= 18
+    modelfile = ModelFile.objects.filter(pk=int(modelfile_id)).first() if valid else None
+    if modelfile is None:
+        raise ApiError(f"No model file with id {modelfile_id[:40]!r}.", status=404, code="modelfile_not_found")
+    return modelfile
+
+
+class VerificationSerializer(serializers.ModelSerializer):
+    """A re-hash of a cached file. `status`: queued, running, ok (the bytes match), corrupt (they do not: the file
+    is marked corrupt), failed (it could not be checked: `error`)."""
+
+    modelfile = serializers.IntegerField(source="modelfile_id", read_only=True, help_text="The model file's id.")
+    algorithm = serializers.SerializerMethodField()
+    percent = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    requested_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Verification
+        fields = (
+            "id",
+            "modelfile",
+            "status",
+            "algorithm",
+            "expected",
+            "actual",
+            "bytes_total",
+            "bytes_done",
+            "percent",
+            "error",
+            "requested_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+    # Not an enum in the schema: the download's `verified` already names this choice set.
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="sha256 or git-sha1; null until started."))
+    def get_algorithm(self, verification: Verification) -> str | None:
+        return verification.algorithm or None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True, help_text="0–100; null while the size is unknown."))
+    def get_percent(self, verification: Verification) -> float | None:
+        percent = verification.percent
+        return None if percent is None else round(percent, 2)
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="Why it could not be checked."))
+    def get_error(self, verification: Verification) -> str | None:
+        return verification.error_message or None
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="Username of who asked for it."))
+    def get_requested_by(self, verification: Verification) -> str | None:
+        return verification.requested_by.get_username() if verification.requested_by else None
+
+
+class VerificationStateSerializer(serializers.Serializer):
+    modelfile = serializers.IntegerField(help_text="The model file's id.")
+    state = serializers.CharField(help_text="The file's state: ok, or corrupt once a verification found other bytes.")
+    verification = VerificationSerializer(allow_null=True, help_text="The latest verification; null when never.")
+
+
+class ModelFileVerifyApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"GET": ["modelfiles.view_modelfile"], "POST": ["modelfiles.verify_modelfile"]}
+
+    @extend_schema(
+        operation_id="modelfiles_verification_retrieve",
+        summary="A model file's state and its latest verification, with progress while it runs",
+        tags=["modelfiles"],
+        parameters=[MODELFILE_ID],
+        responses={200: VerificationStateSerializer, **error_responses(401, 403, 404)},
+    )
+    def get(self, request: Request, modelfile_id: str) -> Response:
+        modelfile = _modelfile_or_404(modelfile_id)
+        verification = modelfile.verifications.select_related("requested_by").order_by("-created_at", "-pk").first()
+        data = {"modelfile": modelfile.pk, "state": modelfile.state, "verification": verification}
+        return Response(VerificationStateSerializer(data).data)
+
+    @extend_schema(
+        operation_id="modelfiles_verify",
+        summary="Verify a model file: re-hash it on a worker",
+        description="Queues a re-hash of the file's blob against its sha256 (or git blob sha1) and answers 202 with "
+        "the verification; poll GET for progress. If one is running already, answers 202 with that one. A "
+        "mismatch marks the file `corrupt`. 409 `not_present` when the file is no longer in the cache. Operators "
+        "and admins.",
+        tags=["modelfiles"],
+        parameters=[MODELFILE_ID],
+        request=None,
+        responses={202: VerificationSerializer, **error_responses(401, 403, 404, 409)},
+    )
+    def post(self, request: Request, modelfile_id: str) -> Response:
+        modelfile = _modelfile_or_404(modelfile_id)
+        try:
+            verification, _ = verification_request(modelfile=modelfile, by=request.user)
+        except DjangoValidationError as exc:
+            raise ApiError(" ".join(exc.messages), status=409, code="not_present") from exc
+        verification.refresh_from_db()
+        return Response(VerificationSerializer(verification).data, status=status.HTTP_202_ACCEPTED)
+
+
+class UpdateFoundSerializer(serializers.Serializer):
+    modelfile = ModelFileSerializer(help_text="The file, with `update` set.")
+    commit = serializers.CharField(help_text="The new commit.")
+
+
+class CheckFailedSerializer(serializers.Serializer):
+    modelfile = serializers.IntegerField(help_text="The model file's id.")
+    message = serializers.CharField(help_text="The Hub's answer.")
+
+
+class CheckUpdatesResultSerializer(serializers.Serializer):
+    checked = serializers.IntegerField(min_value=0, help_text="Files pulled by a branch or tag that were checked.")
+    updates = UpdateFoundSerializer(many=True, help_text="The files with an update, and the new commit.")
+    errors = CheckFailedSerializer(many=True, help_text="Files the Hub could not answer for.")
+
+
+class CheckUpdatesApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"POST": ["modelfiles.request_download"]}
+
+    @extend_schema(
+        operation_id="modelfiles_check_updates",
+        summary="Ask the Hub whether the refs of the local files moved",
+        description="For every local file pulled by a branch or tag, asks the Hub where that ref points now and "
+        "whether the file changed there (another etag). Files with an update get `update` set and are listed "
+        "with the new commit. When the Hub cannot be reached the check stops and the rest are in `errors`. "
+        "Operators and admins.",
+        tags=["modelfiles"],
+        request=None,
+        responses={200: CheckUpdatesResultSerializer, **error_responses(401, 403)},
+    )
+    def post(self, request: Request) -> Response:
+        results = modelfile_check_updates(by=request.user)
+        found = [result.modelfile for result in results if result.update_available]
+        data = modelfiles_data(found)
+        return Response(
+            {
+                "checked": len(results),
+                "updates": [
+                    {"modelfile": item, "commit": row.update_commit} for item, row in zip(data, found, strict=True)
+                ],
+                "errors": [{"modelfile": r.modelfile.pk, "message": r.error} for r in results if r.error],
+            }
+        )
+
+
+class ModelFileUpdateApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"POST": ["modelfiles.request_download"]}
+
+    @extend_schema(
+        operation_id="modelfiles_update",
+        summary="Pull the update the check found",
+        description="Queues the download of the new commit (202 with the download); once it is in, verified, the "
+        "ref moves to it and the aliases that follow the ref load the new file, while aliases pinned to the old "
+        "commit stay. 200 with `download` null when the new commit was already local (only the ref moved). "
+        "409 `no_update` when no update is known for the file (check first).",
+        tags=["modelfiles"],
+        parameters=[MODELFILE_ID],
+        request=None,
+        responses={
+            202: OpenApiResponse(DownloadSerializer, description="The pull of the new revision, queued."),
+            200: OpenApiResponse(ModelFileSerializer, description="Already local: the ref moved."),
+            **error_responses(400, 401, 403, 404, 409),
+        },
+    )
+    def post(self, request: Request, modelfile_id: str) -> Response:
+        modelfile = _modelfile_or_404(modelfile_id)
+        try:
+            download, _ = modelfile_update(modelfile=modelfile, by=request.user)
+        except NoUpdate as exc:
+            raise ApiError(str(exc), status=409, code="no_update") from exc
+        if download is None:
+            modelfile.refresh_from_db()
+            return Response(modelfiles_data([modelfile])[0])
+        download = download_get(download_id=download.pk) or download
+        return Response(
+            DownloadSerializer(download).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": _detail_url(download)},
+        )

@@ -439,3 +439,17 @@ def _scan_snapshot(repo_id: str, commit: str, folder: Path, refs: tuple[str, ...
                     modified_at=datetime.fromtimestamp(info.st_mtime, tz=UTC),
                 )
             )
+
+
+def write_ref(repo: str, ref: str, commit: str) -> None:
+    """Point `refs/<ref>` at `commit`, atomically (an update moving a branch or tag to a newer commit)."""
+    _atomic_write_text(RepoPaths.for_repo(repo).checked_ref(ref), commit)
+
+
+def snapshot_blob(repo: str, filename: str, commit: str) -> Path:
+    """The file a snapshot entry holds (its blob, the link followed), checked to lie inside the repo's folder."""
+    paths = RepoPaths.for_repo(repo)
+    paths.check_root()
+    snapshots = paths.root / "snapshots"
+    contained(snapshots / commit, snapshots, within=paths.root, follow=True)
+    return contained(paths.snapshot_file(commit, filename), paths.root, within=hub_dir(), follow=True)

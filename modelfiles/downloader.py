@@ -138,6 +138,19 @@ class _FileHasher:
             self._written = written
             self._cond.notify()
 
+    @property
+    def hashed(self) -> int:
+        """How many bytes from the start are hashed so far (read from another thread: progress only)."""
+        return self._hashed
+
+    def wait(self, timeout: float) -> bool:
+        """No more bytes will come: True once every byte given is hashed (digests() then answers at once)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def digests(self) -> Digests:
         with self._cond:
             self._closed = True
@@ -157,6 +170,8 @@ class _FileHasher:
                         return
                     target = self._written
                 while self._hashed < target:
+                    if self._abandoned:
+                        return  # a stopped verification must not go on reading a 50 GB file
                     start = self._hashed - self._hashed % mmap.ALLOCATIONGRANULARITY
                     end = min(target, start + self.WINDOW)
                     with (
@@ -548,3 +563,28 @@ class _Pump:
             self._moved(count)
             if remaining is not None:
                 remaining -= count
+
+
+def hash_file(path: Path, *, git: bool, report: Reporter | None = None) -> Digests:
+    """sha256 (and, with `git`, the git blob sha1) of a file already on disk, the way downloads hash theirs.
+
+    `report` is called about once a second with the progress and returns False to stop (raises Stopped).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        meter = _SpeedMeter()
+        with _FileHasher(fd, written=size, git_size=size if git else None) as hasher:
+            meter.add(time.monotonic(), 0)
+            while not hasher.wait(REPORT_EVERY):
+                now, done = time.monotonic(), hasher.hashed
+                speed = meter.add(now, done)
+                eta = (size - done) / speed if speed else None
+                if report is not None and not report(Progress(done, size, speed, eta)):
+                    raise Stopped
+            digests = hasher.digests()
+        if report is not None:
+            report(Progress(size, size, None, None))
+        return digests
+    finally:
+        os.close(fd)

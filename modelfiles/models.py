@@ -19,6 +19,12 @@ class ModelFile(models.Model):
     modified_at = models.DateTimeField()
     present = models.BooleanField(default=True, help_text="False once the file has gone from the cache.")
     scanned_at = models.DateTimeField(auto_now=True)
+    # The update check (item 7): what the Hub's ref points at now, when that commit holds other bytes for this file.
+    update_ref = models.CharField(max_length=128, blank=True, help_text="The ref whose commit moved on the Hub.")
+    update_commit = models.CharField(max_length=40, blank=True, help_text="The commit the ref points at on the Hub.")
+    update_etag = models.CharField(max_length=64, blank=True)
+    update_size = models.BigIntegerField(null=True, blank=True)
+    update_checked_at = models.DateTimeField(null=True, blank=True, help_text="When the Hub was last asked.")
 
     # --- what the file says about itself (modelfiles/gguf_header.py), and whether it can load ---------------------
     class State(models.TextChoices):
@@ -53,7 +59,10 @@ class ModelFile(models.Model):
             models.UniqueConstraint(fields=["repo", "filename", "snapshot"], name="modelfile_unique_per_snapshot"),
         ]
         indexes = [models.Index(fields=["present", "repo"], name="modelfile_present_repo")]
-        permissions = [("rescan_cache", "Can rescan the model cache")]
+        permissions = [
+            ("rescan_cache", "Can rescan the model cache"),
+            ("verify_modelfile", "Can verify a model file"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.repo}/{self.filename}@{self.snapshot[:8]}"
@@ -117,6 +126,9 @@ class Download(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True, help_text="The heartbeat while downloading.")
+    moves_ref = models.CharField(
+        max_length=128, blank=True, help_text="An update: once completed, this ref is pointed at the commit."
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -186,3 +198,58 @@ class CacheScan(models.Model):
 
     def __str__(self) -> str:
         return f"cache scan at {self.finished_at:%Y-%m-%d %H:%M:%S}: {self.skipped_total} skipped"
+
+
+class Verification(models.Model):
+    """One re-hash of a cached file's blob against its sha256 (or git blob sha1), with progress."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        OK = "ok"
+        CORRUPT = "corrupt"
+        FAILED = "failed"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    modelfile = models.ForeignKey(ModelFile, on_delete=models.CASCADE, related_name="verifications")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    algorithm = models.CharField(
+        max_length=16, blank=True, choices=[("sha256", "sha256"), ("git-sha1", "git blob sha1")]
+    )
+    expected = models.CharField(max_length=64, blank=True, help_text="The hash the bytes must have.")
+    actual = models.CharField(max_length=64, blank=True, help_text="The hash they have (once finished).")
+    bytes_total = models.BigIntegerField(null=True, blank=True)
+    bytes_done = models.BigIntegerField(default=0)
+    error_message = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="The heartbeat while hashing.")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One verification at a time per file: a second press gets the running one.
+            models.UniqueConstraint(
+                fields=["modelfile"],
+                condition=Q(status__in=["queued", "running"]),
+                name="verification_one_active_per_file",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"verification of {self.modelfile} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def percent(self) -> float | None:
+        if not self.bytes_total:
+            return None if self.status != self.Status.OK else 100.0
+        return min(100.0, 100.0 * self.bytes_done / self.bytes_total)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -26,7 +27,7 @@ from aliases.services import LocalModelFile, alias_sync_model_files, model_alias
 from aliases.validators import segment_too_long, validate_filename, validate_repo, validate_snapshot
 from config.audit.services import audit_record
 from modelfiles import cache, cleanup, downloader, gguf_header, hub
-from modelfiles.models import CacheScan, Download, ModelFile
+from modelfiles.models import CacheScan, Download, ModelFile, Verification
 
 logger = logging.getLogger(__name__)
 
@@ -403,6 +404,13 @@ def download_run(
                 error_code="",
                 error_message="",
             )
+            if download.moves_ref:
+                try:
+                    modelfile_ref_move(repo=download.repo, filename=download.filename, ref=download.moves_ref,
+                                       commit=remote.commit)  # fmt: skip
+                except Exception:  # the file is in the cache all the same; "Update" again moves the ref
+                    logger.exception("download %s: moving %s to %s failed", download.pk, download.moves_ref,
+                                     remote.commit)  # fmt: skip
             modelfile_sync(repo=download.repo)
             return _reload(download)
         except downloader.Stopped:
@@ -979,3 +987,312 @@ def cache_cleanup(*, kinds: Iterable[str] = cleanup.DEFAULT_KINDS, by: AbstractB
         if plan:
             modelfile_sync()
     return removal
+
+
+# --- verification (issue 8, item 6) --------------------------------------------------------------------------------
+
+CORRUPT = "corrupt"
+# A verification whose heartbeat is older than this lost its worker: a new press starts another.
+VERIFY_STALE_SECONDS = STALE_SECONDS
+
+
+def _modelfile_name(modelfile: ModelFile) -> str:
+    return f"{modelfile.repo}/{modelfile.filename}@{modelfile.snapshot}"
+
+
+def _same_blob(modelfile: ModelFile):
+    """The rows whose bytes are this file's blob: snapshots share blobs by etag, so they are damaged together."""
+    if modelfile.etag:
+        return ModelFile.objects.filter(repo=modelfile.repo, etag=modelfile.etag)
+    return ModelFile.objects.filter(pk=modelfile.pk)
+
+
+def verification_publish(*, verification_id: int) -> bool:
+    """Hand a queued verification to the broker; False (logged) when it is unreachable (a new press retries)."""
+    from modelfiles.tasks import verify_task
+
+    try:
+        verify_task.delay(verification_id)
+    except Exception as exc:  # the broker is down: the row stays queued until its heartbeat goes stale
+        logger.warning("verification %s: the task queue is unreachable (%s)", verification_id, exc)
+        return False
+    return True
+
+
+def verification_request(
+    *, modelfile: ModelFile, by: AbstractBaseUser | None, enqueue: bool = True
+) -> tuple[Verification, bool]:
+    """Queue a re-hash of the file (or return the one already running): (verification, created).
+
+    Raises ValidationError when the file is no longer in the cache. `enqueue=False` leaves running it to the
+    caller (`manage.py verify` runs it in its own process).
+    """
+    if not modelfile.present:
+        raise ValidationError(f"{_modelfile_name(modelfile)} is no longer in the cache: nothing to verify.")
+    stale = timezone.now() - timedelta(seconds=VERIFY_STALE_SECONDS)
+    Verification.objects.filter(modelfile=modelfile, status__in=Verification.ACTIVE, updated_at__lt=stale).update(
+        status=Verification.Status.FAILED,
+        finished_at=timezone.now(),
+        error_message="Its worker stopped before it finished; verify again.",
+    )
+    for _ in range(3):
+        existing = Verification.objects.filter(modelfile=modelfile, status__in=Verification.ACTIVE).first()
+        if existing is not None:
+            return existing, False
+        try:
+            with transaction.atomic():
+                verification = Verification.objects.create(modelfile=modelfile, requested_by=_user(by))
+                audit_record(
+                    actor=by,
+                    kind="modelfile",
+                    action="verify",
+                    object_id=modelfile.pk,
+                    object_repr=_modelfile_name(modelfile),
+                    after={"verification": verification.pk},
+                )
+                if enqueue:
+                    transaction.on_commit(partial(verification_publish, verification_id=verification.pk), robust=True)
+            return verification, True
+        except IntegrityError:
+            continue  # another press won the one-active constraint: return its row
+    raise RuntimeError("could not queue the verification")  # pragma: no cover - three lost races in a row
+
+
+def _verify_expected(modelfile: ModelFile) -> tuple[str, str]:
+    """(algorithm, hash): the blob name says it (sha256 for 64 hex, git blob sha1 for 40); else the Hub's etag."""
+    etag = modelfile.etag
+    if not (hub.SHA256_RE.fullmatch(etag) or hub.GIT_SHA1_RE.fullmatch(etag)):
+        etag = hub.file_metadata(modelfile.repo, modelfile.filename, modelfile.snapshot).etag
+    if hub.SHA256_RE.fullmatch(etag):
+        return downloader.VERIFIED_SHA256, etag
+    return downloader.VERIFIED_GIT_SHA1, etag
+
+
+def verification_run(
+    *, verification_id: int, on_progress: Callable[[downloader.Progress], None] | None = None
+) -> Verification | None:
+    """Hash the file and compare; a mismatch marks it (and every snapshot sharing its blob) corrupt.
+
+    Claims the row first (queued → running), so a redelivered task does nothing.
+    """
+    claimed = Verification.objects.filter(pk=verification_id, status=Verification.Status.QUEUED).update(
+        status=Verification.Status.RUNNING, started_at=timezone.now(), updated_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    verification = Verification.objects.select_related("modelfile").get(pk=verification_id)
+    modelfile = verification.modelfile
+    mine = Verification.objects.filter(pk=verification_id, status=Verification.Status.RUNNING)
+
+    def finish(status: str, **fields) -> Verification | None:
+        mine.update(status=status, finished_at=timezone.now(), updated_at=timezone.now(), **fields)
+        return Verification.objects.filter(pk=verification_id).first()
+
+    def report(progress: downloader.Progress) -> bool:
+        if on_progress is not None:
+            on_progress(progress)
+        return mine.update(bytes_done=progress.bytes_done, updated_at=timezone.now()) == 1
+
+    try:
+        algorithm, expected = _verify_expected(modelfile)
+        path = cache.snapshot_blob(modelfile.repo, modelfile.filename, modelfile.snapshot)
+        size = path.stat().st_size
+        mine.update(algorithm=algorithm, expected=expected, bytes_total=size, updated_at=timezone.now())
+        digests = downloader.hash_file(path, git=algorithm == downloader.VERIFIED_GIT_SHA1, report=report)
+    except downloader.Stopped:
+        return Verification.objects.filter(pk=verification_id).first()
+    except hub.HubError as exc:
+        return finish(Verification.Status.FAILED, error_message=f"Nothing to compare with: {exc.message}")
+    except FileNotFoundError:
+        return finish(Verification.Status.FAILED, error_message="The file is no longer in the cache; rescan.")
+    except (OSError, cache.UnsafePath) as exc:
+        return finish(Verification.Status.FAILED, error_message=f"The file cannot be read: {exc}")
+    close_old_connections()
+    actual = digests.sha256 if algorithm == downloader.VERIFIED_SHA256 else digests.git_sha1 or ""
+    with transaction.atomic():
+        if actual == expected:
+            done = finish(Verification.Status.OK, actual=actual, bytes_done=size)
+            # A blob that was corrupt and is whole again (put back by another tool) is ok again.
+            _same_blob(modelfile).filter(state=CORRUPT).update(state="ok")
+            return done
+        done = finish(Verification.Status.CORRUPT, actual=actual, bytes_done=size)
+        names = [_modelfile_name(row) for row in _same_blob(modelfile).filter(present=True)]
+        _same_blob(modelfile).filter(present=True).update(state=CORRUPT)
+        audit_record(actor=None, kind="modelfile", action="corrupt", object_id=modelfile.pk,
+                     object_repr=_modelfile_name(modelfile), before={"state": modelfile.state},
+                     after={"state": CORRUPT, "algorithm": algorithm, "expected": expected, "actual": actual,
+                            "files": names})  # fmt: skip
+    logger.warning("%s is corrupt: its %s is %s, expected %s", _modelfile_name(modelfile), algorithm, actual, expected)
+    return done
+
+
+def modelfile_repull(*, modelfile: ModelFile, by: AbstractBaseUser | None) -> tuple[Download, bool]:
+    """Re-pull a corrupt file: the damaged blob and its snapshot link go, then the same commit is downloaded.
+
+    The row then says the file is missing (not corrupt) until the download lands. Raises ValidationError when the
+    file is not corrupt.
+    """
+    if modelfile.state != CORRUPT:
+        raise ValidationError(f"{_modelfile_name(modelfile)} is not marked corrupt: nothing to re-pull.")
+    paths = cache.RepoPaths.for_repo(modelfile.repo)
+    link = paths.checked_snapshot_file(modelfile.snapshot, modelfile.filename)
+    try:
+        blob = cache.snapshot_blob(modelfile.repo, modelfile.filename, modelfile.snapshot)
+    except FileNotFoundError:
+        blob = None
+    if blob is not None and blob.is_file():
+        blob.unlink(missing_ok=True)
+    link.unlink(missing_ok=True)
+    with transaction.atomic():
+        _same_blob(modelfile).filter(state=CORRUPT).update(state="ok")
+        audit_record(actor=by, kind="modelfile", action="repull", object_id=modelfile.pk,
+                     object_repr=_modelfile_name(modelfile), before={"state": CORRUPT},
+                     after={"state": "missing", "blob_removed": blob is not None})  # fmt: skip
+    modelfile_sync(repo=modelfile.repo, by=by)
+    return download_request(repo=modelfile.repo, filename=modelfile.filename, revision=modelfile.snapshot, by=by)
+
+
+# --- update check (issue 8, item 7) --------------------------------------------------------------------------------
+
+
+class NoUpdate(Exception):
+    def __init__(self, modelfile: ModelFile):
+        self.modelfile = modelfile
+        super().__init__(
+            f"No update is known for {_modelfile_name(modelfile)}: check for updates first, or it is up to date."
+        )
+
+
+@dataclass(frozen=True)
+class UpdateCheck:
+    modelfile: ModelFile
+    error: str = ""  # the Hub's answer when this file could not be checked
+
+    @property
+    def update_available(self) -> bool:
+        return bool(self.modelfile.update_commit)
+
+
+def _update_candidates():
+    # Only files pulled by a ref can have an update: a file pinned to a commit is the same forever.
+    return [row for row in ModelFile.objects.filter(present=True).order_by("repo", "filename", "pk") if row.refs]
+
+
+def modelfile_check_updates(*, by: AbstractBaseUser | None = None) -> list[UpdateCheck]:
+    """Ask the Hub, for each file held by a ref, where that ref points now and whether the file changed there.
+
+    A moved ref with other bytes for the file (another etag) is stored on the row as "update available"; a moved
+    ref with the same bytes, or an unmoved one, clears it. When the Hub cannot be reached the check stops there
+    (every further file would wait for the same timeout) and says so.
+    """
+    results: list[UpdateCheck] = []
+    unreachable = ""
+    for modelfile in _update_candidates():
+        if unreachable:
+            results.append(UpdateCheck(modelfile, unreachable))
+            continue
+        found: hub.RemoteFile | None = None
+        error = ""
+        for ref in sorted(modelfile.refs):
+            try:
+                remote = hub.file_metadata(modelfile.repo, modelfile.filename, ref)
+            except hub.HubError as exc:
+                error = exc.message
+                if exc.transient:
+                    unreachable = exc.message
+                    break
+                continue
+            if remote.commit != modelfile.snapshot and remote.etag != modelfile.etag:
+                found = remote
+                break
+        if unreachable:
+            results.append(UpdateCheck(modelfile, unreachable))
+            continue
+        values = {"update_checked_at": timezone.now(), "update_ref": "", "update_commit": "", "update_etag": "",
+                  "update_size": None}  # fmt: skip
+        if found is not None:
+            values.update(update_ref=found.revision, update_commit=found.commit, update_etag=found.etag,
+                          update_size=found.size)  # fmt: skip
+            error = ""
+        ModelFile.objects.filter(pk=modelfile.pk).update(**values)
+        for name, value in values.items():
+            setattr(modelfile, name, value)
+        results.append(UpdateCheck(modelfile, error))
+    updates = [result.modelfile for result in results if result.update_available]
+    if updates:
+        names = [f"{_modelfile_name(row)} -> {row.update_commit}" for row in updates]
+        audit_record(actor=by, kind="modelfile", action="check_updates", object_repr="update check",
+                     after={"updates": names})  # fmt: skip
+    return results
+
+
+@transaction.atomic
+def modelfile_update(*, modelfile: ModelFile, by: AbstractBaseUser | None) -> tuple[Download | None, bool]:
+    """Pull the update the check found: the new commit is downloaded (and verified, as every download), then the
+    ref moves to it (see modelfile_ref_move). (download, created); download None when the new commit was already
+    local and only the ref had to move. Raises NoUpdate when no update is stored for the file."""
+    modelfile = ModelFile.objects.select_for_update().get(pk=modelfile.pk)
+    if not modelfile.update_commit:
+        raise NoUpdate(modelfile)
+    ref, commit = modelfile.update_ref, modelfile.update_commit
+    audit_record(actor=by, kind="modelfile", action="update", object_id=modelfile.pk,
+                 object_repr=_modelfile_name(modelfile), before={"snapshot": modelfile.snapshot, "ref": ref},
+                 after={"snapshot": commit, "ref": ref})  # fmt: skip
+    try:
+        # By the commit, not the ref: the ref still points at the old snapshot locally, so asking for it would
+        # answer AlreadyLocal. The task is enqueued on commit, after moves_ref below is set.
+        download, created = download_request(repo=modelfile.repo, filename=modelfile.filename, revision=commit, by=by)
+    except AlreadyLocal:
+        modelfile_ref_move(repo=modelfile.repo, filename=modelfile.filename, ref=ref, commit=commit)
+        transaction.on_commit(lambda: modelfile_sync(repo=modelfile.repo), robust=True)
+        return None, False
+    Download.objects.filter(pk=download.pk).update(moves_ref=ref)
+    download.moves_ref = ref
+    return download, created
+
+
+def modelfile_ref_move(*, repo: str, filename: str, ref: str, commit: str) -> None:
+    """Point the local ref at the new commit once its file is in the cache, verified.
+
+    Aliases that name the ref follow it (they resolve it when used; the generated alias follows `main` at the next
+    sync); aliases pinned to the old commit keep it, and its snapshot stays. The ref covers the whole repo: the
+    other files of the old snapshot whose bytes did not change at the new commit are linked into the new snapshot
+    (no download), so moving it takes nothing away from them.
+    """
+    old = cache.resolve_revision(repo, ref)
+    if old != commit:
+        if old is not None:
+            _carry_over(repo=repo, filename=filename, ref=ref, old=old, commit=commit)
+        cache.write_ref(repo, ref, commit)
+        audit_record(actor=None, kind="modelfile", action="ref_move", object_id=repo, object_repr=f"{repo}@{ref}",
+                     before={"commit": old}, after={"commit": commit})  # fmt: skip
+    # This file's update is done (also when another file's update already moved the ref).
+    ModelFile.objects.filter(repo=repo, filename=filename, update_ref=ref, update_commit=commit).update(
+        update_ref="", update_commit="", update_etag="", update_size=None
+    )
+
+
+def _carry_over(*, repo: str, filename: str, ref: str, old: str, commit: str) -> None:
+    """The other files of the old snapshot, as the ref moves: the unchanged ones are linked into the new snapshot;
+    the changed ones get "update available" for the new commit, so their own Update brings them along."""
+    paths = cache.RepoPaths.for_repo(repo)
+    for other in ModelFile.objects.filter(repo=repo, snapshot=old, present=True).exclude(filename=filename):
+        if not other.etag or cache.local_file(repo, other.filename, commit) is not None:
+            continue
+        try:
+            remote = hub.file_metadata(repo, other.filename, commit)
+        except hub.HubError as exc:
+            logger.info("update of %s: %s stays at %s (%s)", repo, other.filename, old[:8], exc.message)
+            continue
+        blob = paths.blob(other.etag)
+        if remote.etag == other.etag and blob.is_file():
+            cache.publish(repo=repo, filename=other.filename, revision=commit, commit=commit, etag=other.etag,
+                          verified_file=blob)  # fmt: skip
+        elif remote.etag != other.etag:
+            ModelFile.objects.filter(pk=other.pk).update(
+                update_ref=ref,
+                update_commit=commit,
+                update_etag=remote.etag,
+                update_size=remote.size,
+                update_checked_at=timezone.now(),
+            )

@@ -18,7 +18,7 @@ from django.utils.safestring import SafeString
 from aliases.tables import alias_url
 from config.tables import TABLE_TEMPLATE
 from modelfiles.downloader import human_bytes
-from modelfiles.models import Download, ModelFile
+from modelfiles.models import Download, ModelFile, Verification
 from modelfiles.selectors import modelfile_alias_names, modelfile_state_reason
 
 UNSET = "—"
@@ -112,6 +112,7 @@ class ModelFileTable(tables.Table):
         verbose_name="Modified", order_by=("modified_at", "pk"), attrs={"td": {"class": "text-nowrap"}}
     )
     aliases = tables.Column(verbose_name="Aliases", empty_values=(), orderable=False)
+    checks = tables.Column(verbose_name="Checks", empty_values=(), orderable=False)
     actions = tables.Column(
         verbose_name="",
         empty_values=(),
@@ -136,7 +137,7 @@ class ModelFileTable(tables.Table):
         model = ModelFile
         fields = ("repo", "filename", "snapshot", "size", "modified_at")
         sequence = ("repo", "filename", "snapshot", "size", "gguf_quantization", "gguf_parameters",
-                    "gguf_context_length", "state", "modified_at", "aliases", "actions")  # fmt: skip
+                    "gguf_context_length", "state", "modified_at", "aliases", "checks", "actions")  # fmt: skip
         template_name = TABLE_TEMPLATE
         attrs = {"class": "table table-sm table-hover align-middle", "id": "modelfile-rows"}
         row_attrs = {"data-modelfile": lambda record: f"{record.repo}/{record.filename}@{record.snapshot}"}
@@ -150,7 +151,22 @@ class ModelFileTable(tables.Table):
         # queryset's cache), never one per row.
         return modelfile_alias_names(row.record for row in self.paginated_rows)
 
+    @cached_property
+    def latest_verifications(self) -> dict[int, Verification]:
+        # One query for the page's rows: the newest verification of each.
+        latest: dict[int, Verification] = {}
+        pks = [row.record.pk for row in self.paginated_rows]
+        for verification in Verification.objects.filter(modelfile_id__in=pks).order_by("-created_at", "-pk"):
+            latest.setdefault(verification.modelfile_id, verification)
+        return latest
+
     def before_render(self, request) -> None:
+        self.checks_context = {
+            "can_verify": request.user.has_perm("modelfiles.verify_modelfile"),
+            "can_pull": request.user.has_perm("modelfiles.request_download"),
+            "csrf_token": get_token(request),
+            "next_url": request.get_full_path(),
+        }
         self.can_create_alias = request.user.has_perm("aliases.add_alias")
         self.can_delete = request.user.has_perm("modelfiles.delete_modelfile")
         if not (self.can_create_alias or self.can_delete):
@@ -224,6 +240,16 @@ class ModelFileTable(tables.Table):
             url = alias_url("aliases:detail", name)
             links.append(format_html('<a href="{}">{}</a>', url, name) if url else format_html("{}", name))
         return format_html_join(", ", "{}", ((link,) for link in links))
+
+    def render_checks(self, record: ModelFile) -> SafeString:
+        """Corrupt or not, the latest verification, an update the check found; Verify / Re-pull / Update."""
+        context = {
+            **getattr(self, "checks_context", {}),
+            "record": record,
+            "verification": self.latest_verifications.get(record.pk),
+            "update_size": human_size(record.update_size) if record.update_commit else "",
+        }
+        return SafeString(render_to_string("modelfiles/partials/_modelfile_checks.html", context))
 
     def render_actions(self, record: ModelFile) -> SafeString | str:
         actions = []

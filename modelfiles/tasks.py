@@ -32,6 +32,16 @@ def scan_cache_task() -> dict[str, int]:
     return services.modelfile_sync()
 
 
+@shared_task(name="modelfiles.verify", acks_late=True, ignore_result=True)
+def verify_task(verification_id: int) -> None:
+    services.verification_run(verification_id=verification_id)
+
+
+@shared_task(name="modelfiles.check_updates", ignore_result=True)
+def check_updates_task() -> int:
+    return sum(result.update_available for result in services.modelfile_check_updates())
+
+
 @worker_ready.connect
 def _on_worker_ready(sender=None, **kwargs) -> None:
     # A worker starting under a name cannot still be running downloads it claimed before: resume them now

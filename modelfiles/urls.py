@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from config import converters  # noqa: F401  registers `rowid`
 from modelfiles import views
 
 app_name = "modelfiles"
@@ -15,8 +16,13 @@ urlpatterns = [
     path("downloads/active/", views.ActiveDownloadsView.as_view(), name="downloads-active"),
     path("downloads/<uuid:pk>/cancel/", views.DownloadCancelView.as_view(), name="download-cancel"),
     path("downloads/<uuid:pk>/retry/", views.DownloadRetryView.as_view(), name="download-retry"),
-    path("<int:pk>/", views.ModelFileDetailView.as_view(), name="detail"),
-    path("<int:pk>/delete/", views.ModelFileDeleteView.as_view(), name="delete"),
+    path("<rowid:pk>/", views.ModelFileDetailView.as_view(), name="detail"),
+    path("<rowid:pk>/delete/", views.ModelFileDeleteView.as_view(), name="delete"),
     path("storage/", views.StorageView.as_view(), name="storage"),
     path("storage/cleanup/", views.CleanupView.as_view(), name="cleanup"),
+    path("<rowid:pk>/verify/", views.ModelFileVerifyView.as_view(), name="verify"),
+    path("<rowid:pk>/verification/", views.VerificationView.as_view(), name="verification"),
+    path("<rowid:pk>/repull/", views.ModelFileRepullView.as_view(), name="repull"),
+    path("check-updates/", views.ModelFileCheckUpdatesView.as_view(), name="check-updates"),
+    path("<rowid:pk>/update/", views.ModelFileUpdateView.as_view(), name="update"),
 ]

@@ -44,16 +44,21 @@ from modelfiles.services import (
     HUB_UNCHECKED,
     AlreadyLocal,
     ModelFileBusy,
+    NoUpdate,
     PullRefused,
     cache_cleanup,
     cache_cleanup_plan,
     download_cancel,
     download_request,
     download_retry,
+    modelfile_check_updates,
     modelfile_delete,
+    modelfile_repull,
     modelfile_revisions,
     modelfile_sync,
+    modelfile_update,
     modelfile_users,
+    verification_request,
 )
 from modelfiles.tables import DownloadTable, ModelFileTable, human_count, human_duration, human_size, human_speed
 
@@ -594,3 +599,121 @@ class CleanupView(RoleRequiredMixin, View):
             "shown_limit": CANDIDATES_SHOWN,
         }
         return render(request, "modelfiles/cleanup_preview.html", context, status=status)
+
+
+# --- verification and updates (issue 8, items 6 and 7) --------------------------------------------------------------
+
+
+def _file_name(modelfile: ModelFile) -> str:
+    return f"{modelfile.repo}/{modelfile.filename}@{modelfile.snapshot[:8]}"
+
+
+class ModelFileVerifyView(RoleRequiredMixin, View):
+    """Verify: re-hash the file on a worker; its page shows the progress."""
+
+    permission_required = "modelfiles.verify_modelfile"
+    http_method_names = ["post", "options"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        modelfile = get_object_or_404(ModelFile, pk=pk)
+        try:
+            _verification, created = verification_request(modelfile=modelfile, by=request.user)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return _redirect_back(request, "modelfiles:list")
+        if created:
+            messages.success(request, f"Verifying {_file_name(modelfile)}.")
+        else:
+            messages.info(request, f"{_file_name(modelfile)} is being verified already; here is its progress.")
+        return HttpResponseRedirect(reverse("modelfiles:verification", kwargs={"pk": modelfile.pk}))
+
+
+def verification_context(modelfile: ModelFile) -> dict[str, Any]:
+    verification = modelfile.verifications.order_by("-created_at", "-pk").first()
+    return {
+        "modelfile": modelfile,
+        "verification": verification,
+        "bytes_done": human_size(verification.bytes_done) if verification else "",
+        "bytes_total": human_size(verification.bytes_total) if verification else "",
+    }
+
+
+class VerificationView(RoleRequiredMixin, View):
+    """A file's latest verification; the progress fragment polls itself while it runs."""
+
+    permission_required = "modelfiles.view_modelfile"
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        modelfile = get_object_or_404(ModelFile, pk=pk)
+        context = verification_context(modelfile)
+        if wants_fragment(request):
+            # Rendered without its trigger once finished, the fragment stops polling by itself.
+            return vary_on_htmx(render(request, "modelfiles/partials/_verification.html", context))
+        return vary_on_htmx(render(request, "modelfiles/verification.html", context))
+
+
+class ModelFileRepullView(RoleRequiredMixin, View):
+    """Re-pull a corrupt file: its damaged blob goes and the same commit is downloaded again."""
+
+    permission_required = "modelfiles.request_download"
+    http_method_names = ["post", "options"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        modelfile = get_object_or_404(ModelFile, pk=pk)
+        try:
+            modelfile_repull(modelfile=modelfile, by=request.user)
+        except ValidationError as exc:
+            messages.warning(request, " ".join(exc.messages))
+            return _redirect_back(request, "modelfiles:list")
+        except AlreadyLocal:
+            messages.info(request, f"{_file_name(modelfile)} is in the cache again; verify it.")
+            return _redirect_back(request, "modelfiles:list")
+        messages.success(request, f"Removed the damaged copy of {_file_name(modelfile)} and queued it again.")
+        return HttpResponseRedirect(reverse("modelfiles:downloads"))
+
+
+class ModelFileCheckUpdatesView(RoleRequiredMixin, View):
+    """Check now: ask the Hub where the refs of the local files point (one HEAD per file pulled by a ref)."""
+
+    permission_required = "modelfiles.request_download"
+    http_method_names = ["post", "options"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        results = modelfile_check_updates(by=request.user)
+        updates = [result for result in results if result.update_available]
+        errors = [result for result in results if result.error]
+        if not results:
+            messages.info(request, "No local file was pulled by a branch or tag: nothing to check.")
+        elif updates:
+            plural = "s" if len(updates) != 1 else ""
+            messages.success(request, f"{len(updates)} update{plural} available (of {len(results)} checked).")
+        else:
+            messages.success(request, f"Checked {len(results)} file{'s' if len(results) != 1 else ''}: no updates.")
+        if errors:
+            messages.warning(request, f"{len(errors)} file{'s' if len(errors) != 1 else ''} could not be checked: "
+                                      f"{errors[0].error}")  # fmt: skip
+        return _redirect_back(request, "modelfiles:list")
+
+
+class ModelFileUpdateView(RoleRequiredMixin, View):
+    """Update: pull the newer commit the check found; the ref moves once it is in, verified."""
+
+    permission_required = "modelfiles.request_download"
+    http_method_names = ["post", "options"]
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        modelfile = get_object_or_404(ModelFile, pk=pk)
+        try:
+            download, _created = modelfile_update(modelfile=modelfile, by=request.user)
+        except NoUpdate as exc:
+            messages.warning(request, str(exc))
+            return _redirect_back(request, "modelfiles:list")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return _redirect_back(request, "modelfiles:list")
+        if download is None:
+            messages.success(request, f"{_file_name(modelfile)}: the newer commit was already here; the ref moved.")
+            return _redirect_back(request, "modelfiles:list")
+        messages.success(request, f"Pulling the update of {_file_name(modelfile)}; the ref moves once it is in.")
+        return HttpResponseRedirect(reverse("modelfiles:downloads"))

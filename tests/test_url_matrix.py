@@ -221,6 +221,8 @@ def hf_home(monkeypatch, tmp_path) -> Path:
     home = tmp_path / "hf_home"
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", str(home))
+    # "Check for updates" asks the Hub: a closed local port answers at once, and the internet is never reached.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     return home
 
 

@@ -245,6 +245,13 @@ EXPECTATIONS: dict[str, Expectation] = {
     "modelfiles:downloads-active": page(GET=READ_ROLES),
     "modelfiles:download-cancel": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
     "modelfiles:download-retry": page(POST=OPERATOR_ROLES, kwargs={"pk": "failed_download"}, answers={"POST": 302}),
+    "modelfiles:verify": page(POST=OPERATOR_ROLES, kwargs={"pk": "modelfile_pk"}, answers={"POST": 302}),
+    "modelfiles:verification": page(GET=READ_ROLES, kwargs={"pk": "modelfile_pk"}),
+    # The sample file is not corrupt: the re-pull is refused with a message (302 back to the list).
+    "modelfiles:repull": page(POST=OPERATOR_ROLES, kwargs={"pk": "modelfile_pk"}, answers={"POST": 302}),
+    "modelfiles:check-updates": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
+    # No update is known for the sample file: refused with a message (302 back to the list).
+    "modelfiles:update": page(POST=OPERATOR_ROLES, kwargs={"pk": "modelfile_pk"}, answers={"POST": 302}),
     # --- JSON API ------------------------------------------------------------------------------------------------
     "aliases_api:model-list": api(GET=READ_ROLES, POST=EDITOR_ROLES, data={"POST": NEW_ALIAS}, answers={"POST": 201}),
     "aliases_api:model-detail": api(
@@ -271,6 +278,14 @@ EXPECTATIONS: dict[str, Expectation] = {
     # The sample file is loaded by the sample user alias: 409 in_use without ?force=1, nothing deleted.
     "modelfiles_api:modelfile-delete": api(
         DELETE=ADMIN_ROLES, kwargs={"modelfile_id": "modelfile_pk"}, answers={"DELETE": 409}
+    ),
+    "modelfiles_api:check-updates": api(POST=OPERATOR_ROLES, answers={"POST": 200}),
+    "modelfiles_api:modelfile-verify": api(
+        GET=READ_ROLES, POST=OPERATOR_ROLES, kwargs={"modelfile_id": "modelfile_pk"}, answers={"GET": 200, "POST": 202}
+    ),
+    # No update is known for the sample file: 409 no_update.
+    "modelfiles_api:modelfile-update": api(
+        POST=OPERATOR_ROLES, kwargs={"modelfile_id": "modelfile_pk"}, answers={"POST": 409}
     ),
     # One's own tokens, every role. A bearer token may list them but not make one (403 session_required): a leaked
     # token must not be able to outlive its own revocation.

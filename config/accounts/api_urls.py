@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.urls import path
 
+from config import converters  # noqa: F401  registers `rowid`
 from config.accounts import api
-from config.accounts import urls as _page_urls  # noqa: F401  registers the `rowid` converter
 
 app_name = "accounts_api"
 urlpatterns = [

@@ -17,6 +17,7 @@ PULL = [
     "modelfiles.cancel_download",
     "modelfiles.retry_download",
     "modelfiles.rescan_cache",
+    "modelfiles.verify_modelfile",
 ]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: READ,

@@ -79,6 +79,7 @@ def test_model_files_come_in_the_list_envelope(viewer_client, alias_factory):
             "state_reason": None,
             "gguf": None,
             "split": None,
+            "update": None,
         }
     ]
     assert body["data"][0]["modified_at"].startswith(file.modified_at.strftime("%Y-%m-%dT%H:%M"))

@@ -13,15 +13,16 @@ from modelfiles import services
 from modelfiles.cache import local_file, resolve_revision
 from modelfiles.models import Download, ModelFile
 from modelfiles.tasks import check_updates_task
-from tests.modelfiles.hubfixtures import FILE, REPO, hf_env, hub, pseudo_random, sha256_of
+from tests.modelfiles.hubfixtures import FILE, REPO, gguf_content, hf_env, hub, sha256_of
 
 __all__ = ["hf_env", "hub"]  # fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 OTHER = "tiny-llama.Q8_0.gguf"
-OLD = pseudo_random(400_000, seed=1)
-NEW = pseudo_random(450_000, seed=2)
+# Real GGUF headers: only files that can load get the generated alias these tests follow.
+OLD = gguf_content(400_000, seed=1)
+NEW = gguf_content(450_000, seed=2)
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +51,7 @@ def local(filename: str = FILE, snapshot: str | None = None) -> ModelFile:
 
 
 def test_a_moved_ref_with_changed_bytes_is_an_update_and_update_moves_the_ref(hub, hf_env, client_for, operator):
-    old_commit = hub.add_repo(REPO, files={FILE: OLD, OTHER: b"GGUF" + pseudo_random(1000, seed=3)})
+    old_commit = hub.add_repo(REPO, files={FILE: OLD, OTHER: gguf_content(2000, seed=3)})
     pull()
     pull(OTHER)
     old = local()
@@ -144,10 +145,10 @@ def test_the_check_stops_at_an_unreachable_hub_and_says_so(hub, hf_env, monkeypa
 
 
 def test_when_two_files_changed_updating_one_flags_the_other_which_then_follows(hub, hf_env):
-    hub.add_repo(REPO, files={FILE: OLD, OTHER: b"GGUF" + pseudo_random(1000, seed=3)})
+    hub.add_repo(REPO, files={FILE: OLD, OTHER: gguf_content(2000, seed=3)})
     pull()
     pull(OTHER)
-    new_other = b"GGUF" + pseudo_random(1200, seed=4)
+    new_other = gguf_content(2400, seed=4)
     new_commit = hub.add_repo(REPO, files={FILE: NEW, OTHER: new_other})
     assert [r.update_available for r in services.modelfile_check_updates()] == [True, True]
     download, _ = services.modelfile_update(modelfile=local(), by=None)

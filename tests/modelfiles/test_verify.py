@@ -17,14 +17,14 @@ from modelfiles import services
 from modelfiles.cache import local_file
 from modelfiles.models import Download, ModelFile, Verification
 from tests.modelfiles import COMMIT, cache_file
-from tests.modelfiles.hubfixtures import FILE, REPO, hf_env, hub, pseudo_random, sha256_of
+from tests.modelfiles.hubfixtures import FILE, REPO, gguf_content, hf_env, hub, pseudo_random, sha256_of
 from tests.workers import celery_worker
 
 __all__ = ["hf_env", "hub"]  # fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CONTENT = b"GGUF" + pseudo_random(300_000)
+CONTENT = gguf_content(300_000)  # a real header: the file reads as ok before anything is verified
 
 
 @pytest.fixture(autouse=True)

@@ -233,6 +233,14 @@ def _names_taken(names: list[str]) -> set[str]:
     return taken
 
 
+def _aliases_by_pk(pks: list[int]) -> list[Alias]:
+    """Whole alias rows, locked, in one query per SYNC_BATCH keys."""
+    rows: list[Alias] = []
+    for start in range(0, len(pks), SYNC_BATCH):
+        rows += Alias.objects.select_for_update().filter(pk__in=pks[start : start + SYNC_BATCH]).order_by("pk")
+    return rows
+
+
 @transaction.atomic
 def alias_sync_model_files(
     *, files: list[LocalModelFile], repo: str | None = None, validated: bool = False
@@ -252,13 +260,16 @@ def alias_sync_model_files(
     generated = Alias.objects.select_for_update().filter(source=Alias.Source.MODEL)
     if repo is not None:
         generated = generated.filter(repo=repo)
-    existing = {alias.alias: alias for alias in generated}
+    # Only the names and what the sync compares, as plain values: whole rows are read below for the aliases that
+    # move or go (their audit entries carry every field), so an unchanged rescan builds no model instances.
+    existing = {name: (pk, filename, snapshot) for name, pk, filename, snapshot in
+                generated.values_list("alias", "pk", "filename", "snapshot")}  # fmt: skip
     taken = _names_taken([name for name in wanted if name not in existing])
     to_create: list[Alias] = []
-    moved: list[tuple[Alias, dict]] = []
+    moving: dict[int, LocalModelFile] = {}
     for name, file in wanted.items():
-        alias = existing.pop(name, None)
-        if alias is None:
+        stored = existing.pop(name, None)
+        if stored is None:
             if name.lower() in taken:
                 continue
             # A later name differing only in case would break the unique index: the first one keeps it.
@@ -270,13 +281,17 @@ def alias_sync_model_files(
                 # checks (one query each) would only repeat that.
                 alias.full_clean(validate_unique=False, validate_constraints=False)
             to_create.append(alias)
-        elif (alias.filename, alias.snapshot) != (file.filename, file.snapshot):
-            before = alias.values()
-            alias.filename, alias.snapshot = file.filename, file.snapshot
-            alias.version += 1
-            if not validated:
-                alias.full_clean(validate_unique=False, validate_constraints=False)
-            moved.append((alias, before))
+        elif stored[1:] != (file.filename, file.snapshot):
+            moving[stored[0]] = file
+    moved: list[tuple[Alias, dict]] = []
+    for alias in _aliases_by_pk(list(moving)):
+        file = moving[alias.pk]
+        before = alias.values()
+        alias.filename, alias.snapshot = file.filename, file.snapshot
+        alias.version += 1
+        if not validated:
+            alias.full_clean(validate_unique=False, validate_constraints=False)
+        moved.append((alias, before))
     # bulk_create fills in the primary keys (RETURNING on PostgreSQL and SQLite), which the audit entries name.
     Alias.objects.bulk_create(to_create, batch_size=SYNC_BATCH)
     now = timezone.now()
@@ -285,7 +300,7 @@ def alias_sync_model_files(
     Alias.objects.bulk_update(
         [alias for alias, _before in moved], ["filename", "snapshot", "version", "updated_at"], batch_size=SYNC_BATCH
     )
-    gone = list(existing.values())
+    gone = _aliases_by_pk([pk for pk, _filename, _snapshot in existing.values()])
     records = [AuditRecord(kind="alias", action="create", object_id=a.pk, object_repr=a.alias, after=a.values())
                for a in to_create]  # fmt: skip
     records += [AuditRecord(kind="alias", action="update", object_id=a.pk, object_repr=a.alias, before=before,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.db.models.functions import Lower
 
 from aliases.validators import (
@@ -45,7 +45,9 @@ EDITABLE_FIELDS = (*BASIC_FIELDS, *REQUEST_PARAMS, *CONTEXT_PARAMS)
 
 class AliasQuerySet(models.QuerySet):
     def by_name(self, name: str) -> AliasQuerySet:
-        return self.filter(alias__iexact=name)
+        # LOWER(alias) = LOWER(name), the expression of the case-insensitive unique index, so the index serves it;
+        # `alias__iexact` compiles to UPPER() (PostgreSQL) or LIKE (SQLite), which scan every alias.
+        return self.alias(name_lower=Lower("alias")).filter(name_lower=Lower(Value(name)))
 
 
 class Alias(models.Model):

@@ -10,10 +10,12 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models.functions import Lower
+from django.utils import timezone
 
 from aliases.file_status import alias_file_problems
 from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
-from config.audit.services import audit_record
+from config.audit.services import AuditRecord, audit_record, audit_record_many
 
 
 class AliasReadOnlyError(Exception):
@@ -214,11 +216,47 @@ class LocalModelFile:
     refs: tuple[str, ...] = ()
 
 
+# Rows per INSERT / UPDATE / IN (...) of the model-file sync: well under SQLite's 999-parameter floor per statement
+# for the narrow look-ups, and few enough round trips that a 10,000-file cache takes a few dozen.
+SYNC_BATCH = 500
+
+
+def _names_taken(names: list[str]) -> set[str]:
+    """The lower-cased names, among `names`, that some alias (user or generated) already has.
+
+    One query per SYNC_BATCH names, filtered on LOWER(alias) so the case-insensitive unique index serves it (an
+    `alias__iexact` look-up compiles to UPPER() or LIKE, which that index cannot serve: a scan of every alias).
+    """
+    taken: set[str] = set()
+    lowered = sorted({name.lower() for name in names})
+    for start in range(0, len(lowered), SYNC_BATCH):
+        batch = lowered[start : start + SYNC_BATCH]
+        taken.update(
+            Alias.objects.annotate(name_lower=Lower("alias"))
+            .filter(name_lower__in=batch)
+            .values_list("name_lower", flat=True)
+        )
+    return taken
+
+
+def _aliases_by_pk(pks: list[int]) -> list[Alias]:
+    """Whole alias rows, locked, in one query per SYNC_BATCH keys."""
+    rows: list[Alias] = []
+    for start in range(0, len(pks), SYNC_BATCH):
+        rows += Alias.objects.select_for_update().filter(pk__in=pks[start : start + SYNC_BATCH]).order_by("pk")
+    return rows
+
+
 @transaction.atomic
-def alias_sync_model_files(*, files: list[LocalModelFile], repo: str | None = None) -> dict[str, int]:
+def alias_sync_model_files(
+    *, files: list[LocalModelFile], repo: str | None = None, validated: bool = False
+) -> dict[str, int]:
     """Keep one read-only `source=model` alias per local GGUF file (all repos, or those of one repo).
 
-    User aliases are never touched.
+    User aliases are never touched. A name some other alias already has (ignoring case) gets no generated alias.
+    Each alias created, moved or removed is audited. The writes go in batches (a few queries for any number of
+    files); `validated` says the caller has already run the alias field checks on these exact names, repos,
+    filenames and snapshots (modelfile_sync does, for every file), so they are not run twice.
     """
     wanted: dict[str, LocalModelFile] = {}
     # Preference among files sharing a name: the snapshot `main` points at, then the first shard of a split
@@ -228,29 +266,56 @@ def alias_sync_model_files(*, files: list[LocalModelFile], repo: str | None = No
     generated = Alias.objects.select_for_update().filter(source=Alias.Source.MODEL)
     if repo is not None:
         generated = generated.filter(repo=repo)
-    existing = {alias.alias: alias for alias in generated}
-    created = removed = 0
+    # Only the names and what the sync compares, as plain values: whole rows are read below for the aliases that
+    # move or go (their audit entries carry every field), so an unchanged rescan builds no model instances.
+    existing = {name: (pk, filename, snapshot) for name, pk, filename, snapshot in
+                generated.values_list("alias", "pk", "filename", "snapshot")}  # fmt: skip
+    taken = _names_taken([name for name in wanted if name not in existing])
+    to_create: list[Alias] = []
+    moving: dict[int, LocalModelFile] = {}
     for name, file in wanted.items():
-        alias = existing.pop(name, None)
-        if alias is None:
-            if Alias.objects.by_name(name).exists():
+        stored = existing.pop(name, None)
+        if stored is None:
+            if name.lower() in taken:
                 continue
+            # A later name differing only in case would break the unique index: the first one keeps it.
+            taken.add(name.lower())
             alias = Alias(alias=name, source=Alias.Source.MODEL, repo=file.repo, filename=file.filename,
                           snapshot=file.snapshot)  # fmt: skip
-            alias.full_clean()
-            alias.save()
-            created += 1
-            _audit(alias=alias, action="create", by=None, before=None, after=alias.values())
-        elif (alias.filename, alias.snapshot) != (file.filename, file.snapshot):
-            before = alias.values()
-            alias.filename, alias.snapshot = file.filename, file.snapshot
-            alias.version += 1
-            alias.full_clean()
-            alias.save()
-            _audit(alias=alias, action="update", by=None, before=before, after=alias.values())
-    for alias in existing.values():
-        # Recorded before the delete, while the row still has its primary key.
-        _audit(alias=alias, action="delete", by=None, before=alias.values(), after=None)
-        alias.delete()
-        removed += 1
-    return {"created": created, "removed": removed}
+            if not validated:
+                # The name was checked against every alias above and source/version are fixed: the constraint
+                # checks (one query each) would only repeat that.
+                alias.full_clean(validate_unique=False, validate_constraints=False)
+            to_create.append(alias)
+        elif stored[1:] != (file.filename, file.snapshot):
+            moving[stored[0]] = file
+    moved: list[tuple[Alias, dict]] = []
+    for alias in _aliases_by_pk(list(moving)):
+        file = moving[alias.pk]
+        before = alias.values()
+        alias.filename, alias.snapshot = file.filename, file.snapshot
+        alias.version += 1
+        if not validated:
+            alias.full_clean(validate_unique=False, validate_constraints=False)
+        moved.append((alias, before))
+    # bulk_create fills in the primary keys (RETURNING on PostgreSQL and SQLite), which the audit entries name.
+    Alias.objects.bulk_create(to_create, batch_size=SYNC_BATCH)
+    now = timezone.now()
+    for alias, _before in moved:
+        alias.updated_at = now  # auto_now is not applied by bulk_update
+    Alias.objects.bulk_update(
+        [alias for alias, _before in moved], ["filename", "snapshot", "version", "updated_at"], batch_size=SYNC_BATCH
+    )
+    gone = _aliases_by_pk([pk for pk, _filename, _snapshot in existing.values()])
+    records = [AuditRecord(kind="alias", action="create", object_id=a.pk, object_repr=a.alias, after=a.values())
+               for a in to_create]  # fmt: skip
+    records += [AuditRecord(kind="alias", action="update", object_id=a.pk, object_repr=a.alias, before=before,
+                            after=a.values()) for a, before in moved]  # fmt: skip
+    # Recorded before the delete, while the rows still have their primary keys.
+    records += [AuditRecord(kind="alias", action="delete", object_id=a.pk, object_repr=a.alias, before=a.values())
+                for a in gone]  # fmt: skip
+    audit_record_many(records)
+    pks = [alias.pk for alias in gone]
+    for start in range(0, len(pks), SYNC_BATCH):
+        Alias.objects.filter(pk__in=pks[start : start + SYNC_BATCH]).delete()
+    return {"created": len(to_create), "removed": len(gone)}

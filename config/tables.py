@@ -3,13 +3,21 @@ page-size choice, and an htmx fragment instead of the whole page when htmx asks.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
+import django_tables2 as tables
+from django.core.exceptions import FieldDoesNotExist
 from django.core.paginator import EmptyPage, PageNotAnInteger
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
+from django.utils.formats import localize
+from django.utils.html import conditional_escape, format_html
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import SafeString
+from django.utils.timezone import template_localtime
 from django_filters.views import FilterView
 from django_tables2 import RequestConfig, SingleTableMixin
 
@@ -93,3 +101,91 @@ class TableListView(RoleRequiredMixin, SingleTableMixin, FilterView):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return vary_on_htmx(super().get(request, *args, **kwargs))
+
+
+# --- a table body rendered in Python -------------------------------------------------------------------------------
+
+# TABLE_TEMPLATE with its body rows taken from `table.body_rows` (FastBodyMixin): same markup, a fraction of the cost.
+FAST_BODY_TABLE_TEMPLATE = "includes/table_fast_body.html"
+
+
+class FastBodyMixin:
+    """Renders a django-tables2 table's body rows in Python, for tables of many rows (the model files page).
+
+    django-tables2 renders each cell through the template engine, computing the column's attributes and
+    inspecting the render method's signature again for every cell: about 0.8 ms a row, so 100 rows cost more than
+    the Django admin's whole changelist. Here the per-column work is done once per table and each cell is the
+    same `render_<column>` call and the same `<td>` as django-tables2 would make. Columns that need more than a
+    plain accessor (links, dotted accessors, choices, localize, computed attributes) are rendered by django-tables2
+    itself, cell by cell, so any column still works; tests/test_fast_table_body.py compares the two outputs.
+    """
+
+    def body_rows(self) -> list[SafeString]:
+        plans = [self._cell_plan(bound) for bound in self.columns]
+        rows = []
+        for row in self.paginated_rows:
+            cells = [
+                format_html("<td {}>{}</td>", td, fast(row)) if fast is not None else self._slow_cell(row, bound)
+                for bound, td, fast in plans
+            ]
+            rows.append(format_html("<tr {}>{}</tr>", row.attrs.as_html(), SafeString("".join(cells))))
+        return rows
+
+    def _cell_plan(self, bound) -> tuple[Any, SafeString, Callable | None]:
+        column = bound.column
+        td_attrs = [attrs.get(key) or {} for attrs in (dict(self.attrs), column.attrs) for key in ("td", "cell")]
+        simple = (
+            type(column) is tables.Column
+            and not column.link
+            and column.localize is None
+            and str(bound.accessor) == bound.name
+            and not any(callable(value) for attrs in td_attrs for value in attrs.values())
+            and not getattr(self._model_field(bound.name), "choices", None)
+        )
+        td = bound.attrs["td"].as_html()
+        if not simple:
+            return bound, td, None
+        render = getattr(self, f"render_{bound.name}", None) or column.render
+        accepted = _accepted_arguments(render)
+        empty, default, name = column.empty_values, bound.default, bound.name
+
+        def fast(row) -> SafeString:
+            record = row.record
+            value = getattr(record, name, None)
+            if callable(value) and not getattr(value, "do_not_call_in_templates", False):
+                value = value()
+            if value in empty:
+                return conditional_escape(default)
+            offered = {"value": value, "record": record, "column": column, "bound_column": bound, "bound_row": row,
+                       "table": self}  # fmt: skip
+            return _shown(render(**{key: offered[key] for key in accepted}))
+
+        return bound, td, fast
+
+    @staticmethod
+    def _slow_cell(row, bound) -> SafeString:
+        # As BoundRow.items does: the column's attributes may be computed from the record and the cell.
+        cell = row.get_cell(bound.name)
+        bound.current_value, bound.current_record = cell, row.record
+        return format_html("<td {}>{}</td>", bound.attrs["td"].as_html(), _shown(cell))
+
+    def _model_field(self, name: str):
+        model = getattr(self._meta, "model", None)
+        try:
+            return model._meta.get_field(name) if model is not None else None
+        except FieldDoesNotExist:
+            return None
+
+
+def _shown(cell: Any) -> SafeString:
+    """A cell as `{{ cell }}` shows it: dates in the current time zone, numbers localized, escaped unless safe."""
+    if not isinstance(cell, str):
+        cell = localize(template_localtime(cell))
+    return conditional_escape(cell)
+
+
+def _accepted_arguments(function: Callable) -> tuple[str, ...]:
+    parameters = inspect.signature(function).parameters.values()
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+        return ("value", "record", "column", "bound_column", "bound_row", "table")
+    return tuple(parameter.name for parameter in parameters)

@@ -300,9 +300,12 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+_TRAILING_JUNK = "".join(chr(code) for code in range(33)) + "\x7f"
+
+
 def _is_gguf_name(name: str) -> bool:
     # Lenient on purpose: `x.gguf\n` or `x.GGUF ` are GGUF files someone meant to keep, so they are reported.
-    return name.rstrip("".join(chr(code) for code in range(33)) + "\x7f").lower().endswith(".gguf")
+    return name.rstrip(_TRAILING_JUNK).lower().endswith(".gguf")
 
 
 def scan_gguf(*, repo: str | None = None) -> GgufScan:
@@ -399,13 +402,17 @@ def _read_refs(folder: Path, where: str, scan: GgufScan) -> dict[str, set[str]]:
 
 
 def _scan_snapshot(repo_id: str, commit: str, folder: Path, refs: tuple[str, ...], where: str, scan: GgufScan) -> None:
-    for parent, dirs, files in os.walk(folder):
+    # Plain strings and os calls, not pathlib, in this loop: it runs once per file of the cache, and Path objects
+    # cost more than the system calls (`relative` is what Path.relative_to(...).as_posix() gives on POSIX).
+    top = os.fspath(folder)
+    cut = len(top) + 1
+    for parent, dirs, files in os.walk(top):
         dirs.sort()
         for file in sorted(files):
             if file.startswith(_TEMPORARY_PREFIX) or not _is_gguf_name(file):
                 continue
-            path = Path(parent, file)
-            relative = path.relative_to(folder).as_posix()
+            path = os.path.join(parent, file)
+            relative = path[cut:]
             shown_path = f"{where}/snapshots/{commit}/{shown(relative)}"
             problem = name_problem(relative)
             if problem is None and not relative.lower().endswith(".gguf"):
@@ -415,12 +422,14 @@ def _scan_snapshot(repo_id: str, commit: str, folder: Path, refs: tuple[str, ...
                 continue
             blob = path
             try:
-                if path.is_symlink():
+                info = os.lstat(path)
+                if stat.S_ISLNK(info.st_mode):
                     # The first hop, as huggingface_hub's scanner: the blob this snapshot entry names.
-                    blob = Path(os.path.abspath(path.parent / os.readlink(path)))
-                info = blob.stat()
+                    blob = os.path.abspath(os.path.join(parent, os.readlink(path)))
+                    info = os.stat(blob)
             except FileNotFoundError:
-                scan.skipped.append(Skipped(shown_path, f"broken link: its blob {shown(blob.name)} is missing"))
+                name = os.path.basename(blob)
+                scan.skipped.append(Skipped(shown_path, f"broken link: its blob {shown(name)} is missing"))
                 continue
             except OSError as exc:
                 scan.skipped.append(Skipped(shown_path, f"its blob cannot be read ({exc.strerror or exc})"))
@@ -428,6 +437,7 @@ def _scan_snapshot(repo_id: str, commit: str, folder: Path, refs: tuple[str, ...
             if not stat.S_ISREG(info.st_mode):
                 scan.skipped.append(Skipped(shown_path, "its blob is not a regular file"))
                 continue
+            etag = os.path.basename(blob)
             scan.files.append(
                 CachedGguf(
                     repo=repo_id,
@@ -435,7 +445,7 @@ def _scan_snapshot(repo_id: str, commit: str, folder: Path, refs: tuple[str, ...
                     snapshot=commit,
                     refs=refs,
                     size=info.st_size,
-                    etag=blob.name if _ETAG_RE.fullmatch(blob.name) else "",
+                    etag=etag if _ETAG_RE.fullmatch(etag) else "",
                     modified_at=datetime.fromtimestamp(info.st_mtime, tz=UTC),
                 )
             )

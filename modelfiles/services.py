@@ -451,15 +451,21 @@ def _reload(download: Download) -> Download | None:
     return Download.objects.filter(pk=download.pk).first()
 
 
-def _modelfile_problem(item: cache.CachedGguf) -> str | None:
+def _modelfile_problem(item: cache.CachedGguf, *, seen: dict[tuple[str, str], str | None] | None = None) -> str | None:
     """Why a cached file cannot be a ModelFile row and its read-only alias, or None.
 
     The alias rules are run here, before anything is written: one file they refuse must not roll the scan back.
+    `seen` keeps the answers of one scan by (repo, filename): the same file in another snapshot gets the same
+    answer, as every snapshot the scanner reports is a 40-hex commit, which the snapshot rule always accepts.
     """
     for name, value in (("repo", item.repo), ("filename", item.filename), ("etag", item.etag)):
         limit = ModelFile._meta.get_field(name).max_length
         if len(value) > limit:
             return f"the {name} is longer than {limit} characters"
+    memo = seen is not None and cache.COMMIT_RE.fullmatch(item.snapshot) is not None
+    key = (item.repo, item.filename)
+    if memo and key in seen:
+        return seen[key]
     alias = Alias(
         alias=model_alias_name(item.repo, item.filename),
         source=Alias.Source.MODEL,
@@ -467,11 +473,14 @@ def _modelfile_problem(item: cache.CachedGguf) -> str | None:
         filename=item.filename,
         snapshot=item.snapshot,
     )
+    problem = None
     try:
         alias.full_clean(validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
-        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
-    return None
+        problem = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+    if memo:
+        seen[key] = problem
+    return problem
 
 
 def _scan_report_save(*, repo: str | None, counts: dict[str, int], skipped: list[cache.Skipped]) -> None:
@@ -507,19 +516,65 @@ def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = Non
     scan = cache.scan_gguf(repo=repo)
     skipped = list(scan.skipped)
     found: dict[tuple[str, str, str], cache.CachedGguf] = {}
+    seen: dict[tuple[str, str], str | None] = {}
     for item in scan.files:
-        problem = _modelfile_problem(item)
+        problem = _modelfile_problem(item, seen=seen)
         if problem:
             skipped.append(cache.Skipped(item.path, problem))
         else:
             found[(item.repo, item.filename, item.snapshot)] = item
     if skipped:
         logger.warning("cache scan skipped %s entr%s", len(skipped), "y" if len(skipped) == 1 else "ies")
+    counts, existing, gone = _modelfile_rows_sync(repo=repo, found=found)
+    # Generated aliases only for files that can load, which the headers tell: read them first.
+    modelfile_read_metadata(repo=repo)
+    alias_sync_model_files(
+        files=modelfile_loadable(repo=repo),
+        repo=repo,
+        validated=True,  # every loadable row is in `found`, whose files _modelfile_problem checked
+    )
+    _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=counts["updated"], by=by)
+    _scan_report_save(repo=repo, counts=counts, skipped=skipped)
+    return {**counts, "skipped": [entry.as_dict() for entry in skipped]}
+
+
+# Rows per INSERT / UPDATE statement of the sync.
+SYNC_BATCH = 500
+_SYNCED_FIELDS = ("refs", "size", "etag", "modified_at", "present")
+
+
+@dataclass(frozen=True)
+class _StoredFile:
+    """What the sync compares of a stored row: read as plain values, not as model instances."""
+
+    pk: int
+    refs: list
+    size: int
+    etag: str
+    modified_at: object
+    present: bool
+
+
+def _modelfile_rows_sync(
+    *, repo: str | None, found: dict[tuple[str, str, str], cache.CachedGguf]
+) -> tuple[dict[str, int], dict[tuple[str, str, str], _StoredFile], list[int]]:
+    """The ModelFile rows brought in step with `found`: one query reads the stored rows (locked), then batched
+    INSERTs for new files, batched UPDATEs for changed ones and one UPDATE marks the vanished ones gone.
+
+    Answers the counts, the stored rows as they were ({key: row}) and the primary keys of the rows marked gone.
+    """
     rows = ModelFile.objects.select_for_update()
     if repo is not None:
         rows = rows.filter(repo=repo)
-    existing = {(row.repo, row.filename, row.snapshot): row for row in rows}
-    created = updated = removed = 0
+    existing = {
+        (row_repo, filename, snapshot): _StoredFile(*values)
+        for row_repo, filename, snapshot, *values in rows.values_list(
+            "repo", "filename", "snapshot", "pk", *_SYNCED_FIELDS
+        )
+    }
+    now = timezone.now()
+    new: list[ModelFile] = []
+    changed: list[ModelFile] = []
     for key, item in found.items():
         fields = {
             "refs": list(item.refs),
@@ -530,23 +585,18 @@ def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = Non
         }
         row = existing.get(key)
         if row is None:
-            ModelFile.objects.create(repo=item.repo, filename=item.filename, snapshot=item.snapshot, **fields)
-            created += 1
+            new.append(ModelFile(repo=item.repo, filename=item.filename, snapshot=item.snapshot, **fields))
         elif any(getattr(row, name) != value for name, value in fields.items()):
-            for name, value in fields.items():
-                setattr(row, name, value)
-            row.save()
-            updated += 1
+            # bulk_update does not apply auto_now: scanned_at is set here, as save() would.
+            changed.append(ModelFile(pk=row.pk, scanned_at=now, **fields))
+    ModelFile.objects.bulk_create(new, batch_size=SYNC_BATCH)
+    ModelFile.objects.bulk_update(changed, [*_SYNCED_FIELDS, "scanned_at"], batch_size=SYNC_BATCH)
     gone = [row.pk for key, row in existing.items() if key not in found and row.present]
-    if gone:
-        removed = ModelFile.objects.filter(pk__in=gone).update(present=False)
-    # Generated aliases only for files that can load, which the headers tell: read them first.
-    modelfile_read_metadata(repo=repo)
-    alias_sync_model_files(files=modelfile_loadable(repo=repo), repo=repo)
-    _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=updated, by=by)
-    counts = {"created": created, "updated": updated, "removed": removed, "present": len(found)}
-    _scan_report_save(repo=repo, counts=counts, skipped=skipped)
-    return {**counts, "skipped": [entry.as_dict() for entry in skipped]}
+    removed = 0
+    for start in range(0, len(gone), SYNC_BATCH):
+        removed += ModelFile.objects.filter(pk__in=gone[start : start + SYNC_BATCH]).update(present=False)
+    counts = {"created": len(new), "updated": len(changed), "removed": removed, "present": len(found)}
+    return counts, existing, gone
 
 
 # --- pre-flight and source rules -------------------------------------------------------------------------------------

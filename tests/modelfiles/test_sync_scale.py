@@ -1,0 +1,203 @@
+"""The cache sync costs a bounded number of queries whatever the number of files (issue 8, item 11).
+
+Rows, generated aliases and audit entries are written in batched statements, the stored rows and the alias names
+are read in one query each, and the sync after a pull walks only that repo's folder. The figures against
+huggingface_hub's scan_cache_dir are in docs/PERFORMANCE.md (bench/cache_sync.py).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from aliases.models import Alias
+from config.audit.models import AuditEntry
+from modelfiles import cache
+from modelfiles.models import ModelFile
+from modelfiles.services import modelfile_sync
+from tests.modelfiles import COMMIT, OTHER_COMMIT, cache_file
+
+pytestmark = pytest.mark.django_db
+
+# A first sync of 200 files: the scan report (2), the stored rows (1), the generated aliases and the names taken
+# (2), a savepoint pair for the alias sync (2), and batched INSERTs of rows, aliases and audit entries (SQLite
+# takes at most 999 parameters per statement: 99 files, 35 aliases or 99 audit entries per INSERT). Before the
+# batching it was about 5 queries per file, over 1,000 for these 200.
+FIRST_SYNC_MAX_QUERIES = 25
+
+
+def fill_cache(hf_home: Path, files: int, *, commit: str = COMMIT, start: int = 0) -> None:
+    """`files` GGUF files over ten repos, each with a name of its own and so an alias of its own (`repo:model-N`)."""
+    for number in range(start, start + files):
+        cache_file(hf_home, repo_of(number), f"model-{number}.gguf", commit=commit,
+                   content=b"GGUF" + number.to_bytes(4, "big"))  # fmt: skip
+
+
+def repo_of(number: int) -> str:
+    return f"acme/Model-{number % 10}-GGUF"
+
+
+def queries_of(action) -> list[str]:
+    with CaptureQueriesContext(connection) as context:
+        action()
+    return [query["sql"] for query in context.captured_queries]
+
+
+def test_a_first_sync_of_200_files_costs_a_bounded_number_of_queries(hf_home, django_assert_max_num_queries):
+    fill_cache(hf_home, 200)
+
+    with django_assert_max_num_queries(FIRST_SYNC_MAX_QUERIES):
+        counts = modelfile_sync()
+
+    assert (counts["created"], counts["present"], counts["skipped"]) == (200, 200, [])
+    assert ModelFile.objects.filter(present=True).count() == 200
+    assert Alias.objects.filter(source=Alias.Source.MODEL).count() == 200
+    # Still one audit entry for the scan, and one per generated alias, as before the batching.
+    assert AuditEntry.objects.filter(kind="modelfile", action="scan").count() == 1
+    assert AuditEntry.objects.filter(kind="alias", action="create").count() == 200
+    created = AuditEntry.objects.filter(kind="alias", object_repr="acme/Model-3-GGUF:model-3").get()
+    assert created.object_id == str(Alias.objects.get(alias="acme/Model-3-GGUF:model-3").pk)
+
+
+def test_the_query_count_does_not_grow_with_the_files_beyond_the_batches(hf_home):
+    fill_cache(hf_home, 20)
+    few = len(queries_of(modelfile_sync))
+    fill_cache(hf_home, 180, start=20)
+    ModelFile.objects.all().delete()
+    Alias.objects.all().delete()
+
+    many = len(queries_of(modelfile_sync))
+
+    # Ten times the files: only the extra INSERT batches (99 files, 35 aliases, 99 audit entries each) on top.
+    assert many <= few + 2 + 5 + 2, (few, many)
+
+
+def test_an_unchanged_rescan_reads_and_writes_almost_nothing(hf_home, django_assert_max_num_queries):
+    fill_cache(hf_home, 200)
+    modelfile_sync()
+    entries = AuditEntry.objects.count()
+
+    with django_assert_max_num_queries(8):
+        counts = modelfile_sync()
+
+    assert (counts["created"], counts["updated"], counts["removed"]) == (0, 0, 0)
+    assert AuditEntry.objects.count() == entries
+
+
+def test_changed_and_vanished_files_are_written_in_batches(hf_home, django_assert_max_num_queries):
+    fill_cache(hf_home, 200)
+    modelfile_sync()
+    # `main` moves to a new commit holding the first hundred files: their aliases follow it; the old snapshot
+    # loses its other hundred files, whose aliases go.
+    fill_cache(hf_home, 100, commit=OTHER_COMMIT)
+    for number in range(200):
+        (
+            hf_home / "hub" / cache.repo_folder_name(repo_of(number)) / "snapshots" / COMMIT / f"model-{number}.gguf"
+        ).unlink()
+    before = Alias.objects.get(alias="acme/Model-3-GGUF:model-3")
+
+    with django_assert_max_num_queries(40):
+        counts = modelfile_sync()
+
+    assert (counts["created"], counts["removed"], counts["present"]) == (100, 200, 100)
+    moved = Alias.objects.get(alias="acme/Model-3-GGUF:model-3")
+    assert (moved.pk, moved.snapshot, moved.version) == (before.pk, OTHER_COMMIT, before.version + 1)
+    assert moved.updated_at > before.updated_at
+    assert Alias.objects.filter(source=Alias.Source.MODEL).count() == 100
+    assert AuditEntry.objects.filter(kind="alias", action="update").count() == 100
+    gone = AuditEntry.objects.filter(kind="alias", action="delete")
+    assert gone.count() == 100 and all(entry.before["snapshot"] == COMMIT for entry in gone)
+
+
+def test_a_file_whose_blob_changes_is_updated_in_place(hf_home):
+    link = cache_file(hf_home, "acme/Tiny-GGUF", "tiny.Q4_K_M.gguf")
+    modelfile_sync()
+    row = ModelFile.objects.get()
+    blob = link.parent.parent.parent / "blobs" / link.readlink().name
+    blob.write_bytes(b"GGUF" + b"\x00" * 100)
+    os.utime(blob, (1_700_000_000, 1_700_000_000))
+
+    counts = modelfile_sync()
+
+    assert counts["updated"] == 1
+    changed = ModelFile.objects.get()
+    assert (changed.pk, changed.size, changed.modified_at.timestamp()) == (row.pk, 104, 1_700_000_000)
+    assert changed.scanned_at > row.scanned_at
+
+
+def test_alias_names_are_looked_up_in_one_query_through_the_case_insensitive_index(hf_home):
+    # Repo ids on disk are case-sensitive, alias names are not: the first repo's alias keeps the name.
+    cache_file(hf_home, "ACME/MODEL-3-GGUF", "MODEL-3.gguf", content=b"GGUF upper")
+    modelfile_sync(repo="ACME/MODEL-3-GGUF")
+    fill_cache(hf_home, 20)
+
+    sql = queries_of(lambda: modelfile_sync(repo="acme/Model-3-GGUF"))
+
+    lookups = [query for query in sql if 'LOWER("aliases_alias"."alias") IN' in query]
+    assert len(lookups) == 1, sql
+    assert not [query for query in sql if "UPPER(" in query or " LIKE " in query]
+    generated = Alias.objects.filter(source=Alias.Source.MODEL)
+    assert sorted(generated.values_list("alias", flat=True)) == [
+        "ACME/MODEL-3-GGUF:MODEL-3",
+        "acme/Model-3-GGUF:model-13",
+    ]
+
+
+def test_two_files_whose_alias_names_differ_only_in_case_get_one_alias(hf_home):
+    cache_file(hf_home, "acme/Tiny-GGUF", "a/tiny.Q4_K_M.gguf", content=b"GGUF1")
+    cache_file(hf_home, "acme/Tiny-GGUF", "b/tiny.q4_k_m.gguf", content=b"GGUF2")
+
+    modelfile_sync()
+
+    assert list(Alias.objects.filter(source=Alias.Source.MODEL).values_list("alias", "filename")) == [
+        ("acme/Tiny-GGUF:Q4_K_M", "a/tiny.Q4_K_M.gguf")
+    ]
+
+
+def query_plan(queryset) -> str:
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)  # the tests run on SQLite
+        return " ".join(str(row[-1]) for row in cursor.fetchall())
+
+
+def test_by_name_ignores_case_and_is_served_by_the_unique_index(alias_factory):
+    alias = alias_factory(alias="Llama3:Instruct")
+
+    assert Alias.objects.by_name("llama3:INSTRUCT").get() == alias
+    # `alias__iexact` (LIKE here, UPPER() on PostgreSQL) made this a scan of every alias.
+    assert "USING INDEX alias_name_unique_ci" in query_plan(Alias.objects.by_name("x").order_by())
+
+
+def test_the_names_look_up_of_the_sync_is_served_by_the_unique_index(hf_home):
+    fill_cache(hf_home, 20)
+    lookups = [sql for sql in queries_of(modelfile_sync) if 'LOWER("aliases_alias"."alias") IN' in sql]
+
+    assert len(lookups) == 1
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + lookups[0])
+        assert "USING INDEX alias_name_unique_ci" in " ".join(str(row[-1]) for row in cursor.fetchall())
+
+
+def test_the_sync_after_a_pull_walks_only_that_repo(hf_home, django_assert_max_num_queries):
+    fill_cache(hf_home, 50)
+    modelfile_sync()
+    # Another repo with an entry the walker would report, if it looked there.
+    other = hf_home / "hub" / "models--acme--Other-GGUF" / "snapshots" / COMMIT
+    other.mkdir(parents=True)
+    os.symlink("../../blobs/" + "0" * 64, other / "broken.Q4_K_M.gguf")
+    cache_file(hf_home, "acme/Model-3-GGUF", "pulled.Q4_K_M.gguf", content=b"GGUF pulled")
+
+    scan = cache.scan_gguf(repo="acme/Model-3-GGUF")
+    # The queries of a first sync of one file, and the savepoints of the test's own transaction.
+    with django_assert_max_num_queries(14):
+        counts = modelfile_sync(repo="acme/Model-3-GGUF")
+
+    assert scan.skipped == [] and {item.repo for item in scan.files} == {"acme/Model-3-GGUF"}
+    assert (counts["created"], counts["present"], counts["skipped"]) == (1, 6, [])
+    assert ModelFile.objects.filter(present=True).count() == 51
+    assert "broken.Q4_K_M.gguf" in str(modelfile_sync()["skipped"])  # the whole-cache scan does look there

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.test import Client
 
@@ -82,7 +84,9 @@ def empty_task_queue():
 def unreachable_hub(monkeypatch):
     """No test asks the real Hub: a pull's pre-flight finds nothing listening (and queues, noting it), unless
     the test points HF_ENDPOINT at the test Hub (tests/hub/server.py)."""
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    # A module-wide test Hub set up before this function fixture (the browser journeys') is kept: it is local.
+    if not os.environ.get("HF_ENDPOINT", "").startswith("http://127.0.0.1:"):
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
 
 
 @pytest.fixture(autouse=True)

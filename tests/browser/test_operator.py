@@ -92,7 +92,7 @@ def pull(page: Page, repo: str, filename: str) -> None:
     page.goto("/files/pull/")
     page.get_by_label("Repository*", exact=True).fill(repo)
     page.get_by_label("File*", exact=True).fill(filename)
-    page.get_by_role("button", name="Pull", exact=True).click()
+    page.locator("#pull-form").get_by_role("button", name="Pull", exact=True).click()
     expect(flash(page)).to_have_text(f"Queued {repo}/{filename}@main.")
     assert_titled(page, "Downloads")
 
@@ -117,7 +117,8 @@ def test_operator_lists_picks_pulls_and_watches_the_progress(page, operator, hub
     expect(page.get_by_label("File*", exact=True)).to_have_value(WATCHED)
     expect(page.get_by_label("File*", exact=True)).to_be_focused()
     shot(page, "repo-files-listed-and-picked")
-    page.get_by_role("button", name="Pull", exact=True).click()
+    # The form's own Pull (each listed file also has a one-click Pull of its own).
+    page.locator("#pull-form").get_by_role("button", name="Pull", exact=True).click()
     expect(flash(page)).to_have_text(f"Queued {REPO}/{WATCHED}@main.")
 
     # The page is never reloaded while the numbers move: a marker set now must still be there at the end.
@@ -170,17 +171,18 @@ def test_operator_lists_picks_pulls_and_watches_the_progress(page, operator, hub
 def test_a_gated_repo_says_what_to_do(page, operator, hub, shot):
     hub.add_repo("acme/Gated-GGUF", files={"gated.Q4_K_M.gguf": Generated(MIB)}, gated=True)
     login(page, operator)
-    pull(page, "acme/Gated-GGUF", "gated.Q4_K_M.gguf")
-    row = history_row(page, "gated.Q4_K_M.gguf")
-    expect(row.locator(".badge")).to_have_text(["failed", "gated_repo"])
-    expect(row).to_contain_text(
+    page.goto("/files/pull/")
+    page.get_by_label("Repository*", exact=True).fill("acme/Gated-GGUF")
+    page.get_by_label("File*", exact=True).fill("gated.Q4_K_M.gguf")
+    page.locator("#pull-form").get_by_role("button", name="Pull", exact=True).click()
+    # Asked of the Hub before anything is queued: the form comes back with what to do, and nothing waits in line.
+    assert_titled(page, "Pull a model file")
+    expect(page.locator("#pull-form")).to_contain_text(
         "acme/Gated-GGUF is gated: accept its licence on the Hub with your account, then set HF_TOKEN"
     )
-    expect(page.get_by_test_id("no-active-downloads")).to_be_visible()
-    shot(page, "gated-failed-with-advice")
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
-    expect(page.get_by_test_id("recent-failures")).to_contain_text("is gated: accept its licence")
-    shot(page, "dashboard-recent-failure")
+    expect(page.get_by_label("Repository*", exact=True)).to_have_value("acme/Gated-GGUF")
+    shot(page, "gated-refused-with-advice")
+    assert not Download.objects.filter(repo="acme/Gated-GGUF").exists()
 
 
 def test_operator_cancels_a_slow_pull(page, operator, hub, shot):

@@ -198,6 +198,8 @@ SPECTACULAR_SETTINGS = {
 # Celery: the on-disk broker needs no service; CELERY_BROKER_URL=redis://... for production and CI.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's own transport, with messages renamed into place whole (config/broker.py says why).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),

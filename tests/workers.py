@@ -101,12 +101,19 @@ def use_broker(url: str) -> Iterator[None]:
     put back afterwards."""
     from config.celery import app
 
-    saved = (app.conf.broker_url, app.conf.broker_transport_options, app._pool, app.amqp._producer_pool)
+    saved = (
+        app.conf.broker_url,
+        app.conf.broker_transport,
+        app.conf.broker_transport_options,
+        app._pool,
+        app.amqp._producer_pool,
+    )
     # Celery reads CELERY_BROKER_URL from the environment before its own setting (CI sets it for Redis), so
     # both must point at the test's broker, or publishes would still go to the configured one.
     saved_env = os.environ.get("CELERY_BROKER_URL")
     os.environ["CELERY_BROKER_URL"] = url
     app.conf.broker_url = url
+    app.conf.broker_transport = None  # the embedded default names its own transport class; the URL decides here
     # The same bounded timeouts as settings give a worker on Redis (config/settings.py).
     timeout = settings.BROKER_TIMEOUT_SECONDS
     app.conf.broker_transport_options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
@@ -117,7 +124,13 @@ def use_broker(url: str) -> Iterator[None]:
     finally:
         if app._pool is not None:
             app._pool.force_close_all()
-        app.conf.broker_url, app.conf.broker_transport_options, app._pool, app.amqp._producer_pool = saved
+        (
+            app.conf.broker_url,
+            app.conf.broker_transport,
+            app.conf.broker_transport_options,
+            app._pool,
+            app.amqp._producer_pool,
+        ) = saved
         if saved_env is None:
             os.environ.pop("CELERY_BROKER_URL", None)
         else:

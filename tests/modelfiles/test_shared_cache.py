@@ -2,7 +2,7 @@
 
 The suite runs as root; the reader runs as `nobody` in a subprocess, on a cache in a temp folder of its own
 (pytest's tmp_path is 0700, which no other user can enter). It runs the venv's python when that user may start it;
-where the venv's interpreter lives in a folder only root can enter (a pyenv build under /root), it runs the
+where the venv's interpreter lives in a folder only root can enter (root's home, for one), it runs the
 system python of the same version with the venv's site-packages, so it is still the venv's huggingface_hub.
 """
 

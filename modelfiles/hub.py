@@ -64,7 +64,7 @@ def classify(error: BaseException, *, repo: str, filename: str, revision: str) -
         return HubError(
             "gated_repo",
             f"{repo} is gated: accept its licence on the Hub with your account, then set HF_TOKEN to a token of "
-            "that account for the workers and retry.",
+            "that account for ModelDesk (the web server checks pulls too, the workers fetch them) and retry.",
             transient=False,
         )
     if isinstance(error, RepositoryNotFoundError):

@@ -16,6 +16,7 @@ from django.utils import timezone
 from aliases.file_status import alias_file_problems
 from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
 from config.audit.services import AuditRecord, audit_record, audit_record_many
+from config.bulk import bulk_insert
 
 
 class AliasReadOnlyError(Exception):
@@ -221,20 +222,20 @@ class LocalModelFile:
 SYNC_BATCH = 500
 
 
-def _names_taken(names: list[str]) -> set[str]:
-    """The lower-cased names, among `names`, that some alias (user or generated) already has.
+def _names_taken(names: list[str]) -> dict[str, int]:
+    """The lower-cased names, among `names`, that some alias (user or generated) already has, with its key.
 
     One query per SYNC_BATCH names, filtered on LOWER(alias) so the case-insensitive unique index serves it (an
     `alias__iexact` look-up compiles to UPPER() or LIKE, which that index cannot serve: a scan of every alias).
     """
-    taken: set[str] = set()
+    taken: dict[str, int] = {}
     lowered = sorted({name.lower() for name in names})
     for start in range(0, len(lowered), SYNC_BATCH):
         batch = lowered[start : start + SYNC_BATCH]
         taken.update(
             Alias.objects.annotate(name_lower=Lower("alias"))
             .filter(name_lower__in=batch)
-            .values_list("name_lower", flat=True)
+            .values_list("name_lower", "pk")
         )
     return taken
 
@@ -270,7 +271,7 @@ def alias_sync_model_files(
     # move or go (their audit entries carry every field), so an unchanged rescan builds no model instances.
     existing = {name: (pk, filename, snapshot) for name, pk, filename, snapshot in
                 generated.values_list("alias", "pk", "filename", "snapshot")}  # fmt: skip
-    taken = _names_taken([name for name in wanted if name not in existing])
+    taken = set(_names_taken([name for name in wanted if name not in existing]))
     to_create: list[Alias] = []
     moving: dict[int, LocalModelFile] = {}
     for name, file in wanted.items():
@@ -298,8 +299,12 @@ def alias_sync_model_files(
         if not validated:
             alias.full_clean(validate_unique=False, validate_constraints=False)
         moved.append((alias, before))
-    # bulk_create fills in the primary keys (RETURNING on PostgreSQL and SQLite), which the audit entries name.
-    Alias.objects.bulk_create(to_create, batch_size=SYNC_BATCH)
+    # One prepared INSERT for all of them (config/bulk.py), then their keys by name (the audit entries name them).
+    columns = [field for field in Alias._meta.concrete_fields if not field.primary_key]
+    bulk_insert(Alias, [{field.name: getattr(alias, field.attname) for field in columns} for alias in to_create])
+    keys = _names_taken([alias.alias for alias in to_create])
+    for alias in to_create:
+        alias.pk = keys[alias.alias.lower()]
     now = timezone.now()
     for alias, _before in moved:
         alias.updated_at = now  # auto_now is not applied by bulk_update

@@ -1,12 +1,14 @@
 """Cache-sync benchmark: ModelDesk's scan and sync against huggingface_hub's scan_cache_dir, same cache, same run.
 
     .venv/bin/python bench/cache_sync.py [--files 10000] [--repos 300] [--revisions 3] [--runs 3]
-                                         [--aliases 100000] [--write docs/PERFORMANCE.md]
+                                         [--aliases 100000] [--vocab 1000] [--write docs/PERFORMANCE.md]
 
 A synthetic Hugging Face cache is built in a temporary folder the way huggingface_hub lays one out
 (`models--owner--name/{blobs/<sha256>, snapshots/<commit>/<file> -> ../../blobs/<sha256>, refs/main}`), with
-sparse blobs (sizes without the bytes), a README and a config.json beside the GGUF files of each snapshot, and
-files kept unchanged from one revision to the next sharing their blob. Then, each median of `--runs`:
+blobs that start with a real GGUF header (written by the `gguf` package: the usual general, llama and tokenizer
+keys, a vocabulary of --vocab tokens, a chat template on every other quantisation, one tensor description) and
+are sparse after it (real sizes, no bytes written), a README and a config.json beside the GGUF files of each
+snapshot, and files kept unchanged from one revision to the next sharing their blob. Then, each median of `--runs`:
 
 - scan_cache_dir:       huggingface_hub's own scan of the whole cache (the baseline every ratio is against);
 - scan_gguf:            our walker alone (modelfiles/cache.py), no database;
@@ -14,6 +16,8 @@ files kept unchanged from one revision to the next sharing their blob. Then, eac
 - unchanged rescan:     modelfile_sync() again, nothing changed on disk;
 - sync after a pull:    one new file in one repo, then modelfile_sync(repo=...), as the worker does after a pull;
 - the last two again with `--aliases` user aliases present (the first sync too);
+- header read:          one read_header() of a header holding a 151,936-token vocabulary (a current model's), for
+                        scale: the cache's own headers hold --vocab tokens;
 - pages at N files:     the model files page (/files/?per_page=100) and /api/modelfiles?page_size=100 against the
                         Django admin's changelist of the same rows (100 per page), signed in with a test client.
 
@@ -49,6 +53,36 @@ def sha256_of(*parts: object) -> str:
     return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
 
 
+def gguf_head(quant: str, *, vocab: int, template: bool, tokens: int | None = None) -> bytes:
+    """The header of a GGUF file of this quantisation, written by the `gguf` package (no tensor data)."""
+    import numpy as np
+    from gguf import GGUFWriter, LlamaFileType
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "head.gguf"
+        writer = GGUFWriter(path, "llama")
+        writer.add_name(f"Bench {quant}")
+        writer.add_size_label("8B")
+        file_type = getattr(LlamaFileType, f"MOSTLY_{quant}", None) or getattr(LlamaFileType, f"ALL_{quant}", None)
+        writer.add_file_type(int(file_type if file_type is not None else LlamaFileType.MOSTLY_Q4_K_M))
+        writer.add_context_length(8192)
+        writer.add_embedding_length(4096)
+        writer.add_block_count(32)
+        writer.add_head_count(32)
+        writer.add_rope_freq_base(500000.0)
+        writer.add_tokenizer_model("gpt2")
+        writer.add_token_list([f"tok{i}" for i in range(tokens or vocab)])
+        writer.add_token_types([1] * (tokens or vocab))
+        if template:
+            writer.add_chat_template("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}")
+        writer.add_tensor_info("token_embd.weight", (4096, 64), np.dtype(np.float32), 4096 * 64 * 4)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        writer.close()
+        return path.read_bytes()
+
+
 def write_blob(path: Path, size: int, head: bytes = b"GGUF") -> None:
     if path.exists():
         return
@@ -64,8 +98,9 @@ def link(snapshot: Path, filename: str, etag: str) -> None:
     os.symlink("/".join([".."] * (2 + depth) + ["blobs", etag]), target)
 
 
-def build_cache(hub: Path, *, files: int, repos: int, revisions: int) -> dict[str, str]:
+def build_cache(hub: Path, *, files: int, repos: int, revisions: int, vocab: int = 1000) -> dict[str, str]:
     """`files` GGUF snapshot entries over `repos` repos of `revisions` commits each; {repo: latest commit}."""
+    heads = {quant: gguf_head(quant, vocab=vocab, template=number % 2 == 0) for number, quant in enumerate(QUANTS)}
     per_snapshot = [0] * (repos * revisions)
     for index in range(files):
         per_snapshot[index % len(per_snapshot)] += 1
@@ -89,7 +124,7 @@ def build_cache(hub: Path, *, files: int, repos: int, revisions: int) -> dict[st
                 filename = f"{stem}.{quant}.gguf" if slot % 7 else f"gguf/{stem}.{quant}.gguf"
                 # Half of the files keep their bytes from one revision to the next, so they share the blob.
                 etag = sha256_of(repo, filename, 0 if slot % 2 else revision)
-                write_blob(blobs / etag, 1_000_000 + slot * 4096 + revision)
+                write_blob(blobs / etag, 2_000_000 + slot * 4096 + revision, heads[quant])
                 link(snapshot, filename, etag)
             latest[repo] = commit
         (root / "refs").mkdir()
@@ -137,6 +172,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--aliases", type=int, default=100_000, help="user aliases present in the second part")
     parser.add_argument("--page-runs", type=int, default=7)
+    parser.add_argument("--vocab", type=int, default=1000, help="tokens in the vocabulary of each synthetic header")
     parser.add_argument("--write", help="append the results to this Markdown file")
     args = parser.parse_args()
 
@@ -144,7 +180,7 @@ def main() -> None:
     hf_home = work / "hf_home"
     hub = hf_home / "hub"
     started = time.perf_counter()
-    latest = build_cache(hub, files=args.files, repos=args.repos, revisions=args.revisions)
+    latest = build_cache(hub, files=args.files, repos=args.repos, revisions=args.revisions, vocab=args.vocab)
     print(f"cache of {args.files:,} GGUF files in {args.repos} repos × {args.revisions} revisions built in "
           f"{time.perf_counter() - started:.1f} s under {work}", flush=True)  # fmt: skip
 
@@ -184,11 +220,13 @@ def main() -> None:
         report = scan_cache_dir(hub)
         assert not report.warnings, report.warnings[:3]
 
+    pulled_head = gguf_head("Q4_K_M", vocab=args.vocab, template=True)
+
     def one_pull(run: int) -> tuple[float, int]:
         # A new file lands in the pulled repo's snapshot, as a pull leaves it; removed again (untimed) after.
         filename = f"pulled-{run}.Q4_K_M.gguf"
         etag = sha256_of(pulled_repo, filename, run)
-        write_blob(pulled_snapshot.parent.parent / "blobs" / etag, 2_000_000)
+        write_blob(pulled_snapshot.parent.parent / "blobs" / etag, 2_000_000, pulled_head)
         link(pulled_snapshot, filename, etag)
         seconds, count = queries.count(lambda: modelfile_sync(repo=pulled_repo))
         assert ModelFile.objects.filter(repo=pulled_repo, filename=filename, present=True).exists()
@@ -214,6 +252,10 @@ def main() -> None:
             reset()
             seconds, count = queries.count(modelfile_sync)
             assert ModelFile.objects.filter(present=True).count() == args.files
+            # Every header was read whole (none refused early): the sync measured what a real shelf costs.
+            assert ModelFile.objects.filter(present=True, state="ok").exclude(gguf_architecture="").count() == (
+                args.files
+            )
             note("first sync" + suffix, seconds, count)
             answer = None
 
@@ -256,6 +298,15 @@ def main() -> None:
                 page_counts[name + suffix] = count
 
     page_rounds("")
+
+    from modelfiles.gguf_header import read_header
+
+    big_header = work / "big-vocab.gguf"
+    write_blob(big_header, 5_000_000_000, gguf_head("Q4_K_M", vocab=0, template=True, tokens=151_936))
+    header_times = []
+    for _ in range(args.page_runs):
+        header_times.append(timed(lambda: read_header(big_header)))
+    assert read_header(big_header).state == "ok"
 
     alias_suffix = f", {args.aliases:,} user aliases"
     if args.aliases:
@@ -302,13 +353,18 @@ def main() -> None:
             lines.append(
                 f"| {name}{suffix} | {median * 1000:.1f} | {median / admin:.2f}× | {page_counts[name + suffix]} |"
             )
+    lines += [
+        "",
+        f"One header with a 151,936-token vocabulary ({big_header.stat().st_size:,}-byte file, sparse after its "
+        f"header): read_header() median {statistics.median(header_times) * 1000:.1f} ms of {args.page_runs}.",
+    ]
     lines += ["", "All times (s): " + "; ".join(f"{k} {[round(t, 3) for t in v]}" for k, v in results.items()) + "."]
     report = "\n".join(lines)
     print(report)
     if args.write:
         command = "bench/cache_sync.py" + "".join(
             f" --{name.replace('_', '-')} {getattr(args, name)}"
-            for name in ("files", "repos", "revisions", "runs", "aliases")
+            for name in ("files", "repos", "revisions", "runs", "aliases", "vocab")
         )
         with open(args.write, "a") as handle:
             handle.write(

@@ -26,6 +26,7 @@ from aliases.models import Alias
 from aliases.services import LocalModelFile, alias_sync_model_files, model_alias_name
 from aliases.validators import segment_too_long, validate_filename, validate_repo, validate_snapshot
 from config.audit.services import audit_record
+from config.bulk import bulk_insert
 from modelfiles import cache, cleanup, downloader, gguf_header, hub
 from modelfiles.models import CacheScan, Download, ModelFile, Verification
 
@@ -451,6 +452,10 @@ def _reload(download: Download) -> Download | None:
     return Download.objects.filter(pk=download.pk).first()
 
 
+_FILE_ALIAS_FIELDS = ("alias", "source", "repo", "filename", "snapshot")
+_DEFAULTED_ALIAS_FIELDS = [field.name for field in Alias._meta.fields if field.name not in _FILE_ALIAS_FIELDS]
+
+
 def _modelfile_problem(item: cache.CachedGguf, *, seen: dict[tuple[str, str], str | None] | None = None) -> str | None:
     """Why a cached file cannot be a ModelFile row and its read-only alias, or None.
 
@@ -475,7 +480,8 @@ def _modelfile_problem(item: cache.CachedGguf, *, seen: dict[tuple[str, str], st
     )
     problem = None
     try:
-        alias.full_clean(validate_unique=False, validate_constraints=False)
+        # Only the fields taken from the file: the others hold the model's defaults, the same for every file.
+        alias.full_clean(exclude=_DEFAULTED_ALIAS_FIELDS, validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
         problem = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
     if memo:
@@ -505,13 +511,15 @@ def _scan_report_save(*, repo: str | None, counts: dict[str, int], skipped: list
         CacheScan.objects.filter(pk=report.pk).update(**values)
 
 
-@transaction.atomic
 def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = None) -> dict:
     """Bring ModelFile rows in step with the cache (all repos, or one): new files appear, gone ones vanish.
 
     An entry that cannot be listed (an odd or undecodable name, a broken link, a missing blob, a folder that is
     not a commit or a repo id) is skipped and reported; the rest lands. The answer, also kept as the latest
     CacheScan: {"created", "updated", "removed", "present", "skipped": [{"path", "reason"}]}.
+
+    The walk and the header reads happen before the transaction: on SQLite a write transaction holds the
+    database's one write lock, and a first scan of a large shelf must not keep every other writer waiting.
     """
     scan = cache.scan_gguf(repo=repo)
     skipped = list(scan.skipped)
@@ -525,22 +533,30 @@ def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = Non
             found[(item.repo, item.filename, item.snapshot)] = item
     if skipped:
         logger.warning("cache scan skipped %s entr%s", len(skipped), "y" if len(skipped) == 1 else "ies")
-    counts, existing, gone = _modelfile_rows_sync(repo=repo, found=found)
-    # Generated aliases only for files that can load, which the headers tell: read them first.
-    modelfile_read_metadata(repo=repo)
-    alias_sync_model_files(
-        files=modelfile_loadable(repo=repo),
-        repo=repo,
-        validated=True,  # every loadable row is in `found`, whose files _modelfile_problem checked
+    headers = _HeaderValues(repo=repo)
+    headers.read_new(found.values())
+    with transaction.atomic():
+        counts, existing, gone, loadable = _modelfile_rows_sync(repo=repo, found=found, headers=headers)
+        # Generated aliases only for files that can load, which the headers told.
+        alias_sync_model_files(
+            files=loadable,
+            repo=repo,
+            validated=True,  # every loadable file is in `found`, whose files _modelfile_problem checked
+        )
+        _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=counts["updated"], by=by)
+        _scan_report_save(repo=repo, counts=counts, skipped=skipped)
+    logger.info(
+        "cache scan: %s GGUF header(s) read, %s copied from rows of the same blob", headers.read, headers.copied
     )
-    _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=counts["updated"], by=by)
-    _scan_report_save(repo=repo, counts=counts, skipped=skipped)
     return {**counts, "skipped": [entry.as_dict() for entry in skipped]}
 
 
 # Rows per INSERT / UPDATE statement of the sync.
 SYNC_BATCH = 500
 _SYNCED_FIELDS = ("refs", "size", "etag", "modified_at", "present")
+_SET_FIELDS = ("split_no", "split_count", "split_present", "split_total_size")
+# What the sync reads of each stored row, besides its key.
+_STORED_FIELDS = ("pk", *_SYNCED_FIELDS, "gguf_read_key", "state", *_SET_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -553,50 +569,86 @@ class _StoredFile:
     etag: str
     modified_at: object
     present: bool
+    gguf_read_key: str
+    state: str
+    split_no: int | None
+    split_count: int | None
+    split_present: int | None
+    split_total_size: int | None
 
 
 def _modelfile_rows_sync(
-    *, repo: str | None, found: dict[tuple[str, str, str], cache.CachedGguf]
-) -> tuple[dict[str, int], dict[tuple[str, str, str], _StoredFile], list[int]]:
+    *, repo: str | None, found: dict[tuple[str, str, str], cache.CachedGguf], headers: _HeaderValues
+) -> tuple[dict[str, int], dict[tuple[str, str, str], _StoredFile], list[int], list[LocalModelFile]]:
     """The ModelFile rows brought in step with `found`: one query reads the stored rows (locked), then batched
-    INSERTs for new files, batched UPDATEs for changed ones and one UPDATE marks the vanished ones gone.
+    INSERTs for new files (with their header values and states), batched UPDATEs for changed ones and one UPDATE
+    marks the vanished ones gone.
 
-    Answers the counts, the stored rows as they were ({key: row}) and the primary keys of the rows marked gone.
+    Answers the counts, the stored rows as they were ({key: row}), the primary keys of the rows marked gone, and
+    the files an alias can load as they are now.
     """
     rows = ModelFile.objects.select_for_update()
     if repo is not None:
         rows = rows.filter(repo=repo)
     existing = {
         (row_repo, filename, snapshot): _StoredFile(*values)
-        for row_repo, filename, snapshot, *values in rows.values_list(
-            "repo", "filename", "snapshot", "pk", *_SYNCED_FIELDS
-        )
+        for row_repo, filename, snapshot, *values in rows.values_list("repo", "filename", "snapshot", *_STORED_FIELDS)
     }
-    now = timezone.now()
-    new: list[ModelFile] = []
-    changed: list[ModelFile] = []
+    wanted: dict[tuple[str, str, str], dict] = {}
+    read_anew: set[tuple[str, str, str]] = set()
     for key, item in found.items():
-        fields = {
+        row = existing.get(key)
+        read_key = _read_key(item)
+        values = {
             "refs": list(item.refs),
             "size": item.size,
             "etag": item.etag,
             "modified_at": item.modified_at,
             "present": True,
         }
+        if row is not None and row.gguf_read_key and row.gguf_read_key == read_key:
+            # The same blob as last time: its header values stand; only its state and set may move.
+            values["state"] = row.state
+            values["split_no"], values["split_count"] = row.split_no, row.split_count
+        else:
+            read_anew.add(key)
+        wanted[key] = values
+    headers.copy_from_stored({(key[0], _read_key(found[key])) for key in read_anew})
+    for key in read_anew:
+        item = found[key]
+        wanted[key].update(headers.values(item, _read_key(item)))
+    _split_sets(wanted)
+    now = timezone.now()
+    new: list[dict] = []
+    changed: dict[tuple[str, ...], list[ModelFile]] = {}
+    for key, values in wanted.items():
         row = existing.get(key)
         if row is None:
-            new.append(ModelFile(repo=item.repo, filename=item.filename, snapshot=item.snapshot, **fields))
-        elif any(getattr(row, name) != value for name, value in fields.items()):
+            new.append({"repo": key[0], "filename": key[1], "snapshot": key[2], **values})
+            continue
+        fields = tuple(name for name, value in values.items() if key in read_anew or getattr(row, name) != value)
+        if fields:
             # bulk_update does not apply auto_now: scanned_at is set here, as save() would.
-            changed.append(ModelFile(pk=row.pk, scanned_at=now, **fields))
-    ModelFile.objects.bulk_create(new, batch_size=SYNC_BATCH)
-    ModelFile.objects.bulk_update(changed, [*_SYNCED_FIELDS, "scanned_at"], batch_size=SYNC_BATCH)
+            changed.setdefault(fields, []).append(ModelFile(pk=row.pk, scanned_at=now, **values))
+    bulk_insert(ModelFile, new)  # nothing reads their keys back: the gone list and the audit use the stored rows
+    for fields, group in changed.items():
+        ModelFile.objects.bulk_update(group, [*fields, "scanned_at"], batch_size=SYNC_BATCH)
     gone = [row.pk for key, row in existing.items() if key not in found and row.present]
     removed = 0
     for start in range(0, len(gone), SYNC_BATCH):
         removed += ModelFile.objects.filter(pk__in=gone[start : start + SYNC_BATCH]).update(present=False)
-    counts = {"created": len(new), "updated": len(changed), "removed": removed, "present": len(found)}
-    return counts, existing, gone
+    counts = {
+        "created": len(new),
+        "updated": sum(len(group) for group in changed.values()),
+        "removed": removed,
+        "present": len(found),
+    }
+    loadable = [
+        LocalModelFile(key[0], key[1], key[2], tuple(values["refs"]))
+        for key, values in wanted.items()
+        if values["state"] == ModelFile.State.OK and (not values["split_count"] or values["split_no"] == 1)
+    ]
+    return counts, existing, gone, loadable
 
 
 # --- pre-flight and source rules -------------------------------------------------------------------------------------
@@ -740,120 +792,110 @@ _HEADER_FIELDS = {
     "gguf_tokenizer_model": "tokenizer_model",
     "gguf_chat_template": "chat_template",
 }
-_SET_FIELDS = ("split_no", "split_count", "split_present", "split_total_size")
 
 
-def _read_key(row: ModelFile) -> str:
-    """The blob behind a row: its name is its hash, so the same name and size is the same content."""
-    return f"{row.etag or row.modified_at.timestamp()}/{row.size}"
+def _read_key(item: cache.CachedGguf | ModelFile) -> str:
+    """The blob behind a file: its name is its hash, so the same name and size is the same content."""
+    return f"{item.etag or item.modified_at.timestamp()}/{item.size}"
 
 
 def _header_values(header: gguf_header.GgufHeader) -> dict:
     values = {field: getattr(header, name) for field, name in _HEADER_FIELDS.items()}
     values["gguf_error"] = values["gguf_error"][:255]
     values["gguf_chat_template"] = values["gguf_chat_template"] or ""
+    values["state"] = header.state
+    values["split_no"], values["split_count"] = header.split_no, header.split_count
     return values
 
 
-def modelfile_read_metadata(*, repo: str | None = None) -> dict[str, int]:
-    """Read the GGUF header of each present file whose blob was not read yet, then work out every file's state
-    (ok / incomplete / corrupt / unreadable) and its split set; called at the end of `modelfile_sync`.
+class _HeaderValues:
+    """The GGUF header values of the files a sync found, cached by blob (see `_read_key`).
 
-    Cached by blob: a row whose blob was read keeps its metadata, and a blob another snapshot's row already read
-    is copied from that row, so an unchanged file is never opened twice. A file that cannot be opened at all
-    (permissions) is not cached: the next scan tries again. A `corrupt` set by verification stays until the blob
-    changes. Answers {"read", "copied"}.
+    A blob some stored row of the same repo has read is never opened again: its values are copied from that row,
+    so an unchanged file costs nothing and the same file in another snapshot costs one look-up. `read_new` opens
+    the blobs no row has read yet, before the sync's transaction; `values` answers for one file inside it (and
+    reads it then, should it have appeared in between). A file that cannot be opened at all (permissions) gets
+    an empty key: not the file's fault, so the next scan tries again. A `corrupt` set by verification travels
+    with the blob's values until the blob changes.
     """
-    rows = ModelFile.objects.filter(present=True)
-    if repo is not None:
-        rows = rows.filter(repo=repo)
-    rows = list(rows.order_by("repo", "filename", "snapshot", "pk"))
-    known: dict[tuple[str, str], ModelFile] = {}
-    for row in rows:
-        if row.gguf_read_key and row.gguf_read_key == _read_key(row):
-            known.setdefault((row.repo, row.gguf_read_key), row)
-    read = copied = 0
-    changed: dict[int, ModelFile] = {}
-    for row in rows:
-        key = _read_key(row)
-        if row.gguf_read_key == key:
-            continue
-        source = known.get((row.repo, key))
-        if source is not None:
-            values = {field: getattr(source, field) for field in _HEADER_FIELDS}
-            values["state"] = source.state if source.state != ModelFile.State.INCOMPLETE else ModelFile.State.OK
-            values["split_no"], values["split_count"] = source.split_no, source.split_count
-            copied += 1
-        else:
-            header = gguf_header.read_header(
-                cache.RepoPaths.for_repo(row.repo).snapshot_file(row.snapshot, row.filename)
-            )
-            values = _header_values(header)
-            values["state"] = header.state
-            values["split_no"], values["split_count"] = header.split_no, header.split_count
-            read += 1
-            if header.error.startswith("cannot be opened"):
-                key = ""  # not the file's fault: read it again next time
-        values["gguf_read_key"] = key
-        for field, value in values.items():
-            setattr(row, field, value)
-        changed[row.pk] = row
-        if key:
-            known.setdefault((row.repo, key), row)
-    changed.update(_modelfile_split_sets(rows))
-    if changed:
-        fields = ["state", "gguf_read_key", *_HEADER_FIELDS, *_SET_FIELDS]
-        ModelFile.objects.bulk_update(list(changed.values()), fields, batch_size=500)
-    return {"read": read, "copied": copied}
+
+    def __init__(self, *, repo: str | None) -> None:
+        self.repo = repo
+        self.read = 0
+        self.copied = 0
+        self._fresh: dict[tuple[str, str], dict] = {}
+        self._stored: dict[tuple[str, str], dict] = {}
+        self._hub = os.fspath(cache.hub_dir())
+
+    def _known_keys(self) -> set[tuple[str, str]]:
+        rows = ModelFile.objects.exclude(gguf_read_key="")
+        if self.repo is not None:
+            rows = rows.filter(repo=self.repo)
+        return set(rows.values_list("repo", "gguf_read_key").distinct())
+
+    def _read(self, item: cache.CachedGguf, read_key: str) -> dict:
+        # Joined as text: pathlib's parsing per file costs a tenth of a header read.
+        header = gguf_header.read_header(os.path.join(self._hub, item.path))
+        self.read += 1
+        values = _header_values(header)
+        values["gguf_read_key"] = "" if header.error.startswith("cannot be opened") else read_key
+        return values
+
+    def read_new(self, items: Iterable[cache.CachedGguf]) -> None:
+        known = self._known_keys()
+        for item in items:
+            key = (item.repo, _read_key(item))
+            if key not in known and key not in self._fresh:
+                self._fresh[key] = self._read(item, key[1])
+
+    def copy_from_stored(self, keys: set[tuple[str, str]]) -> None:
+        """Fetch the header values stored rows hold for these blobs (those not read just now), one query per
+        SYNC_BATCH keys."""
+        wanted = sorted(keys - self._fresh.keys())
+        fields = ("repo", "gguf_read_key", "state", "split_no", "split_count", *_HEADER_FIELDS)
+        for start in range(0, len(wanted), SYNC_BATCH):
+            batch = wanted[start : start + SYNC_BATCH]
+            rows = ModelFile.objects.filter(
+                repo__in={repo for repo, _key in batch}, gguf_read_key__in={key for _repo, key in batch}
+            ).order_by("pk")
+            for values in rows.values(*fields):
+                self._stored.setdefault((values.pop("repo"), values["gguf_read_key"]), values)
+
+    def values(self, item: cache.CachedGguf, read_key: str) -> dict:
+        key = (item.repo, read_key)
+        if key in self._fresh:
+            values = self._fresh[key]
+        elif key in self._stored:
+            values = self._stored[key]
+            self.copied += 1
+        else:  # appeared since `read_new` (another scan's rows went in between): read it now
+            values = self._fresh[key] = self._read(item, read_key)
+        values = dict(values)
+        if values["state"] == ModelFile.State.INCOMPLETE:  # the set decides that, for this snapshot
+            values["state"] = ModelFile.State.OK
+        return values
 
 
-def _modelfile_split_sets(rows: list[ModelFile]) -> dict[int, ModelFile]:
-    """Group split parts (`x-00001-of-00003.gguf`) by snapshot; a set with a part missing or damaged is
-    `incomplete` on each of its readable parts (and so never loads); returns the rows whose values changed."""
-    sets: dict[tuple[str, str, str, int], dict[int, ModelFile]] = {}
-    singles: list[ModelFile] = []
-    for row in rows:
-        name = gguf_header.split_name(row.filename)
+def _split_sets(wanted: dict[tuple[str, str, str], dict]) -> None:
+    """Group split parts (`x-00001-of-00003.gguf`) by snapshot and set each file's set values; a set with a part
+    missing or damaged is `incomplete` on each of its readable parts (and so never loads)."""
+    sets: dict[tuple[str, str, str, int], dict[int, dict]] = {}
+    for (repo, filename, snapshot), values in wanted.items():
+        name = gguf_header.split_name(filename)
         if name is None:
-            singles.append(row)
+            if values["state"] == ModelFile.State.INCOMPLETE:  # was a part once (a renamed file): judge it alone
+                values["state"] = ModelFile.State.OK
+            values["split_present"] = values["split_total_size"] = None
         else:
-            sets.setdefault((row.repo, row.snapshot, name.prefix, name.count), {})[name.number] = row
-    changed: dict[int, ModelFile] = {}
-
-    def put(row: ModelFile, **values) -> None:
-        if any(getattr(row, field) != value for field, value in values.items()):
-            for field, value in values.items():
-                setattr(row, field, value)
-            changed[row.pk] = row
-
-    for row in singles:
-        if row.state == ModelFile.State.INCOMPLETE:  # was a part once (a renamed file): judge it on its own
-            put(row, state=ModelFile.State.OK)
-        put(row, split_present=None, split_total_size=None)
+            sets.setdefault((repo, snapshot, name.prefix, name.count), {})[name.number] = values
+    readable = (ModelFile.State.OK, ModelFile.State.INCOMPLETE)
     for (_repo, _snapshot, _prefix, count), parts in sets.items():
-        loadable = len(parts) == count and all(
-            part.state in (ModelFile.State.OK, ModelFile.State.INCOMPLETE) for part in parts.values()
-        )
-        total = sum(part.size for part in parts.values())
+        loadable = len(parts) == count and all(part["state"] in readable for part in parts.values())
+        total = sum(part["size"] for part in parts.values())
         for number, part in parts.items():
-            values = {"split_no": number, "split_count": count, "split_present": len(parts), "split_total_size": total}
-            if part.state in (ModelFile.State.OK, ModelFile.State.INCOMPLETE):
-                values["state"] = ModelFile.State.OK if loadable else ModelFile.State.INCOMPLETE
-            put(part, **values)
-    return changed
-
-
-def modelfile_loadable(*, repo: str | None = None) -> list[LocalModelFile]:
-    """The files an alias can load as they are: readable, complete, the first part of a split set."""
-    rows = ModelFile.objects.filter(present=True, state=ModelFile.State.OK).filter(
-        Q(split_count__isnull=True) | Q(split_no=1)
-    )
-    if repo is not None:
-        rows = rows.filter(repo=repo)
-    return [
-        LocalModelFile(repo_name, filename, snapshot, tuple(refs or ()))
-        for repo_name, filename, snapshot, refs in rows.values_list("repo", "filename", "snapshot", "refs")
-    ]
+            part.update(split_no=number, split_count=count, split_present=len(parts), split_total_size=total)
+            if part["state"] in readable:
+                part["state"] = ModelFile.State.OK if loadable else ModelFile.State.INCOMPLETE
 
 
 # --- delete and cleanup (issue 8, items 4 and 5) -------------------------------------------------------------------

@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 
 from config.audit.models import AuditEntry
+from config.bulk import bulk_insert
 
 
 def _plain(values: Mapping[str, Any] | None) -> dict | None:
@@ -72,5 +73,10 @@ AUDIT_BATCH = 500
 def audit_record_many(records: Iterable[AuditRecord]) -> int:
     """Record many changes at once (the entries audit_record would write, in batched INSERTs); how many."""
     entries = [_entry(record) for record in records]
-    AuditEntry.objects.bulk_create(entries, batch_size=AUDIT_BATCH)
-    return len(entries)
+    fields = [field for field in AuditEntry._meta.concrete_fields if not field.primary_key]
+    # Plain rows for one prepared INSERT (config/bulk.py): a first scan writes thousands of entries.
+    return bulk_insert(
+        AuditEntry,
+        [{field.name: getattr(entry, field.attname) for field in fields if field.name != "at"} for entry in entries],
+        batch_size=AUDIT_BATCH,
+    )

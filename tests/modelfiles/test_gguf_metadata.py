@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.urls import reverse
-from gguf import GGUFWriter, LlamaFileType
+from gguf import GGUFEndian, GGUFReader, GGUFWriter, LlamaFileType
 
 from aliases.models import Alias
 from modelfiles import gguf_header, services
@@ -96,16 +96,25 @@ def test_the_api_sorts_by_size_parameters_quantisation_and_context_length(hf_hom
     assert order("state", "desc")[0] == "c.gguf"
 
 
-def test_an_unchanged_blob_is_never_read_twice(hf_home):
+def test_an_unchanged_blob_is_never_read_twice(hf_home, monkeypatch):
+    opened: list[str] = []
+    real_read = gguf_header.read_header
+
+    def read_header(path):
+        opened.append(str(path))
+        return real_read(path)
+
+    monkeypatch.setattr(gguf_header, "read_header", read_header)
     link = cache_file(hf_home, REPO, "tiny.Q4_K_M.gguf", content=tiny_gguf(context_length=2048))
     services.modelfile_sync()
+    assert opened == [str(link)]
+    opened.clear()
     # Same name, same size, other bytes: were it read again it would be unreadable.
     blob = blob_of(link)
     blob.write_bytes(b"\0" * blob.stat().st_size)
 
-    assert services.modelfile_read_metadata() == {"read": 0, "copied": 0}
     services.modelfile_sync()
-    assert row("tiny.Q4_K_M.gguf").state == "ok"
+    assert opened == [] and row("tiny.Q4_K_M.gguf").state == "ok"
 
     # The same blob in a second snapshot is copied from the first row, not opened.
     cache_file(hf_home, REPO, "tiny.Q4_K_M.gguf", commit=OTHER_COMMIT, content=tiny_gguf(context_length=2048))
@@ -113,6 +122,7 @@ def test_an_unchanged_blob_is_never_read_twice(hf_home):
     assert other == blob
     blob.write_bytes(b"\0" * blob.stat().st_size)
     services.modelfile_sync()
+    assert opened == []
     copies = ModelFile.objects.filter(repo=REPO, filename="tiny.Q4_K_M.gguf", present=True)
     assert sorted(copies.values_list("state", "gguf_context_length")) == [("ok", 2048), ("ok", 2048)]
 
@@ -270,3 +280,88 @@ def test_the_files_page_shows_quantisation_parameters_context_and_state(hf_home,
     assert ">2,048<" in html and ">Q4_K_M<" in html and 'data-state="corrupt"' in html
     assert "part 1 of 3" in html and "in all" in html
     assert reverse("modelfiles:detail", args=[row("chat.Q4_K_M.gguf").pk]) in html
+
+
+def reference_header(path: Path) -> dict:
+    """What the `gguf` package's own GGUFReader says about the fields read_header keeps."""
+    reader = GGUFReader(path)
+
+    def value(key: str):
+        field = reader.get_field(key)
+        return None if field is None else field.contents()
+
+    architecture = value("general.architecture")
+    return {
+        "architecture": architecture,
+        "name": value("general.name"),
+        "context_length": value(f"{architecture}.context_length"),
+        "embedding_length": value(f"{architecture}.embedding_length"),
+        "block_count": value(f"{architecture}.block_count"),
+        "tokenizer_model": value("tokenizer.ggml.model"),
+        "chat_template": value("tokenizer.chat_template"),
+        "parameters": sum(int(tensor.n_elements) for tensor in reader.tensors),
+        "tensor_count": len(reader.tensors),
+        "split": (value("split.no"), value("split.count")),
+        "data_end": max(int(tensor.data_offset) + int(tensor.n_bytes) for tensor in reader.tensors),
+    }
+
+
+@pytest.mark.parametrize("endian", [GGUFEndian.LITTLE, GGUFEndian.BIG])
+def test_the_header_walk_agrees_with_the_gguf_packages_reader(tmp_path, endian):
+    # A vocabulary well past the first read (64 KiB), a template and split keys after it, arrays of every kind.
+    path = tmp_path / "model.gguf"
+    writer = GGUFWriter(path, "qwen2", endianess=endian)
+    writer.add_name("agreement test")
+    writer.add_context_length(32768)
+    writer.add_embedding_length(64)
+    writer.add_block_count(2)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([f"tok-{i}-{'x' * (i % 13)}" for i in range(20_000)])
+    writer.add_token_scores([float(i) for i in range(20_000)])
+    writer.add_array("test.nested", [[1, 2], [3, 4, 5]])
+    writer.add_chat_template(TEMPLATE)
+    writer.add_uint16("split.no", 1)
+    writer.add_uint16("split.count", 4)
+    writer.add_uint32("general.alignment", 64)
+    for number in range(3):
+        writer.add_tensor(f"blk.{number}.weight", np.full((8, 16 + number), number, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert path.stat().st_size > 4 * gguf_header.READ_CHUNK
+
+    header = gguf_header.read_header(path)
+    expected = reference_header(path)
+
+    assert header.state == "ok" and header.error == ""
+    assert (header.architecture, header.name, header.context_length) == ("qwen2", "agreement test", 32768)
+    assert {
+        "architecture": header.architecture,
+        "name": header.name,
+        "context_length": header.context_length,
+        "embedding_length": header.embedding_length,
+        "block_count": header.block_count,
+        "tokenizer_model": header.tokenizer_model,
+        "chat_template": header.chat_template,
+        "parameters": header.parameters,
+        "tensor_count": header.tensor_count,
+        "split": (header.split_no - 1, header.split_count),
+    } == {key: value for key, value in expected.items() if key != "data_end"}
+    # One byte short of where the reader says the last tensor ends is truncated; the whole file is not.
+    os.truncate(path, expected["data_end"] - 1)
+    assert gguf_header.read_header(path).state == "corrupt"
+    os.truncate(path, expected["data_end"])
+    assert gguf_header.read_header(path).state == "ok"
+
+
+@pytest.mark.parametrize("cut", [6, 16, 30, 200, -1])
+def test_a_header_cut_anywhere_is_reported_not_raised(tmp_path, cut):
+    path = tmp_path / "cut.gguf"
+    content = tiny_gguf(chat_template=TEMPLATE)
+    assert len(content) > 300
+    path.write_bytes(content[:cut])
+
+    header = gguf_header.read_header(path)
+
+    assert header.state in ("unreadable", "corrupt") and header.error

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views import View
 
 from aliases.file_status import FileStatus, alias_file, split_parts
@@ -28,9 +31,13 @@ from aliases.services import (
 from aliases.tables import AliasTable, file_status_badge
 from aliases.validators import ALIAS_NAME_RE
 from config.mixins import RoleRequiredMixin
-from config.tables import TableListView, safe_next
+from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
+from modelfiles.models import Download
+from modelfiles.selectors import download_get
 
 HISTORY_LENGTH = 20
+# How long after its download completed an alias page keeps asking whether the file is listed yet.
+LISTING_GRACE = timedelta(seconds=30)
 
 
 def _back_to_list(request: HttpRequest) -> HttpResponseRedirect:
@@ -67,6 +74,10 @@ class AliasDetailView(RoleRequiredMixin, View):
 
     def get(self, request: HttpRequest, name: str) -> HttpResponse:
         alias = _get_alias(name)
+        if wants_fragment(request):
+            # The File section's own poll: the rest of the page does not change while a download runs.
+            context = {"alias": alias, **self.file_context(request, alias)}
+            return vary_on_htmx(render(request, "aliases/partials/_alias_file.html", context))
         sections = [
             (legend, [(sub_legend, [self.item(alias, field) for field in fields]) for sub_legend, fields in groups])
             for legend, groups in SECTIONS
@@ -78,6 +89,18 @@ class AliasDetailView(RoleRequiredMixin, View):
             )
             for change in AliasChange.objects.filter(alias=alias).select_related("changed_by")[:HISTORY_LENGTH]
         ]
+        context = {
+            "alias": alias,
+            "sections": sections,
+            "history": history,
+            "next_url": safe_next(request),
+            **self.file_context(request, alias),
+        }
+        return vary_on_htmx(render(request, "aliases/alias_detail.html", context))
+
+    @staticmethod
+    def file_context(request: HttpRequest, alias: Alias) -> dict[str, Any]:
+        """The File section: the file's status, "Pull this file" for those who may pull, and whether it polls."""
         found = alias_file(alias)
         # "Pull this file" (or each missing part of a split model) for those who may pull.
         pulls = []
@@ -86,17 +109,32 @@ class AliasDetailView(RoleRequiredMixin, View):
             FileStatus.INCOMPLETE,
         ):
             pulls = found.missing_parts if found.status == FileStatus.INCOMPLETE else split_parts(alias.filename)
-        context = {
-            "alias": alias,
-            "sections": sections,
-            "history": history,
-            "next_url": safe_next(request),
+        # The poll names the download it watches: the worker marks it completed a moment before it lists the file,
+        # and a poll in between must not stop on "missing"; one that failed says why.
+        ended = None
+        if found.download is None and found.status != FileStatus.LOCAL and (watched := request.GET.get("download")):
+            ended = download_get(download_id=watched)
+            ours = ended is not None and ended.repo == alias.repo and ended.filename in split_parts(alias.filename)
+            if not ours or ended.status in Download.ACTIVE:
+                ended = None
+        if ended is not None and ended.status == Download.Status.COMPLETED:
+            recently = ended.finished_at is not None and timezone.now() - ended.finished_at < LISTING_GRACE
+            ended = ended if recently else None
+        listing = ended if ended is not None and ended.status == Download.Status.COMPLETED else None
+        if listing is not None:
+            pulls = []  # it is here, just not listed yet
+        polled = found.download or listing
+        here_url = request.get_full_path()
+        if wants_fragment(request):
+            here_url = safe_url(request.htmx.current_url_abs_path, request) or request.path
+        return {
             "file": found,
             "file_badge": file_status_badge(found),
             "pulls": pulls,
-            "here_url": request.get_full_path(),
+            "here_url": here_url,
+            "ended": ended,
+            "poll_url": f"{request.path}?{urlencode({'download': polled.pk})}" if polled else "",
         }
-        return render(request, "aliases/alias_detail.html", context)
 
     @staticmethod
     def item(alias: Alias, field: str) -> dict[str, Any]:

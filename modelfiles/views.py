@@ -474,7 +474,12 @@ class ModelFileDeleteView(RoleRequiredMixin, View):
             removal = modelfile_delete(modelfile=modelfile, all_revisions=all_revisions, force=True, by=request.user)
         except ModelFileBusy as exc:
             return self.render_page(request, modelfile, all_revisions=all_revisions, busy=exc, status=409)
-        what = f"every revision of {modelfile.filename}" if all_revisions else str(modelfile)
+        # The repo is named once, after "from".
+        what = (
+            f"every revision of {modelfile.filename}"
+            if all_revisions
+            else f"{modelfile.filename}@{modelfile.snapshot[:8]}"
+        )
         messages.success(request, f"Deleted {what} from {modelfile.repo}; {human_size(removal.freed)} freed.")
         return HttpResponseRedirect(safe_next(request) or reverse("modelfiles:list"))
 

@@ -7,12 +7,14 @@ The cache holds real GGUF files written by the `gguf` package (tests/gguf_files.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from aliases.models import Alias
 from modelfiles.models import Download
@@ -220,3 +222,67 @@ def test_a_missing_split_model_offers_to_pull_every_part(client_for, operator, a
     html = client_for(operator).get(reverse("aliases:detail", args=["split-missing"])).content.decode()
 
     assert 'data-pull="huge-00001-of-00002.gguf"' in html and 'data-pull="huge-00002-of-00002.gguf"' in html
+
+
+HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/aliases/pulled/"}
+
+
+def test_the_file_section_polls_while_its_download_runs_and_until_the_file_is_listed(
+    hf_home, alias_factory, client_for, operator
+):
+    alias_factory(alias="pulled", repo=REPO, filename="here.Q4_K_M.gguf")
+    client = client_for(operator)
+    url = reverse("aliases:detail", args=["pulled"])
+    page = client.get(url).content.decode()
+    assert 'hx-trigger="every 1s"' not in page and 'data-pull="here.Q4_K_M.gguf"' in page  # nothing to watch yet
+    download = make_download(repo=REPO, filename="here.Q4_K_M.gguf", status=Download.Status.DOWNLOADING,
+                             bytes_total=1000, bytes_done=400)  # fmt: skip
+    page = client.get(url).content.decode()
+    poll = f'hx-get="{url}?download={download.pk}" hx-trigger="every 1s"'
+    assert poll in page and "Downloading: 40 %" in page
+
+    # The poll answers the section alone, with the progress of the moment.
+    Download.objects.filter(pk=download.pk).update(bytes_done=700)
+    fragment = client.get(url, {"download": download.pk}, **HTMX)
+    html = fragment.content.decode()
+    assert "<html" not in html and html.strip().startswith('<section class="mb-4" id="alias-file"')
+    assert "Downloading: 70 %" in html and poll in html and "HX-Request" in fragment["Vary"]
+
+    # The worker marks the download completed, then lists the file: the poll in between goes on asking.
+    Download.objects.filter(pk=download.pk).update(status=Download.Status.COMPLETED, finished_at=timezone.now())
+    html = client.get(url, {"download": download.pk}, **HTMX).content.decode()
+    assert 'data-file-status="missing"' in html and "adding the file to the list" in html and poll in html
+    assert "Pull this file" not in html
+    cache_file(hf_home, REPO, "here.Q4_K_M.gguf")
+    modelfile_sync(repo=REPO)
+    html = client.get(url, {"download": download.pk}, **HTMX).content.decode()
+    assert 'data-file-status="local"' in html and "hx-trigger" not in html and "adding the file" not in html
+
+
+def test_a_watched_download_that_failed_says_why_and_stops_polling(alias_factory, client_for, operator):
+    alias_factory(alias="pulled", repo=REPO, filename="gone.Q4_K_M.gguf")
+    download = make_download(repo=REPO, filename="gone.Q4_K_M.gguf", status=Download.Status.FAILED,
+                             error_message="gone.Q4_K_M.gguf is not in acme/Tiny-GGUF at main.")  # fmt: skip
+    url = reverse("aliases:detail", args=["pulled"])
+
+    html = client_for(operator).get(url, {"download": download.pk}, **HTMX).content.decode()
+
+    assert "The download failed: gone.Q4_K_M.gguf is not in acme/Tiny-GGUF at main." in html
+    assert "hx-trigger" not in html and 'data-pull="gone.Q4_K_M.gguf"' in html
+    # The Pull button comes back to the page the poll was made from.
+    assert 'name="next" value="/aliases/pulled/"' in html
+
+
+def test_a_completed_download_long_ago_or_of_another_file_does_not_keep_the_page_polling(
+    alias_factory, client_for, viewer
+):
+    alias_factory(alias="pulled", repo=REPO, filename="here.Q4_K_M.gguf")
+    url = reverse("aliases:detail", args=["pulled"])
+    client = client_for(viewer)
+    old = make_download(repo=REPO, filename="here.Q4_K_M.gguf", status=Download.Status.COMPLETED,
+                        finished_at=timezone.now() - timedelta(minutes=5))  # fmt: skip
+    other = make_download(repo=REPO, filename="other.Q4_K_M.gguf", status=Download.Status.COMPLETED,
+                          finished_at=timezone.now())  # fmt: skip
+    for watched in (old.pk, other.pk, "not-a-uuid"):
+        html = client.get(url, {"download": watched}, **HTMX).content.decode()
+        assert 'data-file-status="missing"' in html and "hx-trigger" not in html and "download" not in html.lower()

@@ -215,6 +215,15 @@ def test_plain_request_gets_the_full_page_with_htmx_wiring(client_for, viewer, s
     assert '<button type="submit" class="btn btn-outline-primary">Filter</button>' in content
 
 
+def test_the_filters_listen_to_their_selects_with_a_selector_htmx_reads(client_for, viewer, sample):
+    content = client_for(viewer).get(LIST_URL).content.decode()
+    # htmx reads `from:` up to the first space unless the selector is in parentheses; "from:#f select" made it
+    # listen on the whole form and log htmx:syntax:error for "select" on every list page.
+    assert 'hx-trigger="submit, change from:(#alias-filter select)"' in content
+    froms = re.findall(r'hx-trigger="[^"]*\bfrom:([^"]*)"', content)
+    assert froms and all(not re.match(r"[^({][^,]*\s\S", value) for value in froms), froms
+
+
 def _sortable_aliases(alias_factory):
     now = timezone.now()
     rows = [

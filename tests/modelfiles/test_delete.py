@@ -316,3 +316,26 @@ def test_a_fork_sharing_the_commit_keeps_its_copy(hf_home, admin_user):
     assert sorted(repo.repo_id for repo in info.repos) == forks
     for repo in info.repos:
         assert {revision.commit_hash for revision in repo.revisions} == {COMMIT, OTHER_COMMIT}
+
+
+def test_the_done_message_names_the_file_and_its_repo_once(hf_home, client_for, admin_user):
+    cache_file(hf_home, REPO, FILE, content=b"GGUF" + b"x" * 2044)
+    modelfile_sync()
+    response = client_for(admin_user).post(reverse("modelfiles:delete", args=[row().pk]), {"confirm": "1"}, follow=True)
+    shown = [str(message) for message in response.context["messages"]]
+    assert shown == [f"Deleted {FILE}@{COMMIT[:8]} from {REPO}; 2.0 KB freed."]
+
+
+def test_a_files_page_offers_delete_to_admins_only(hf_home, client_for, admin_user, operator, editor):
+    cache_file(hf_home, REPO, FILE)
+    modelfile_sync()
+    modelfile = row()
+    detail, delete = (
+        reverse("modelfiles:detail", args=[modelfile.pk]),
+        reverse("modelfiles:delete", args=[modelfile.pk]),
+    )
+    assert f'href="{delete}"' in client_for(admin_user).get(detail).content.decode()
+    for user in (operator, editor):
+        assert f'href="{delete}"' not in client_for(user).get(detail).content.decode()
+    ModelFile.objects.filter(pk=modelfile.pk).update(present=False)  # gone from the cache: nothing to delete
+    assert f'href="{delete}"' not in client_for(admin_user).get(detail).content.decode()

@@ -99,18 +99,18 @@ _SCALAR_SIZES = {int(kind): struct.calcsize("<" + code) for kind, code in _SCALA
 _SCALAR_CODES = {int(kind): code for kind, code in _SCALARS.items()}
 _STRING, _ARRAY = int(GGUFValueType.STRING), int(GGUFValueType.ARRAY)
 # Keys whose values are kept; every other value is stepped over without being decoded.
-_KEPT_SUFFIXES = (".context_length", ".embedding_length", ".block_count")
+_KEPT_SUFFIXES = (b".context_length", b".embedding_length", b".block_count")
 _KEPT_KEYS = frozenset(
     {
-        "general.architecture",
-        "general.name",
-        "general.size_label",
-        "general.file_type",
-        "general.alignment",
-        "tokenizer.ggml.model",
-        "tokenizer.chat_template",
-        "split.no",
-        "split.count",
+        b"general.architecture",
+        b"general.name",
+        b"general.size_label",
+        b"general.file_type",
+        b"general.alignment",
+        b"tokenizer.ggml.model",
+        b"tokenizer.chat_template",
+        b"split.no",
+        b"split.count",
     }
 )
 
@@ -176,7 +176,7 @@ class _HeaderWalk:
             raise DamagedHeader(f"unknown value type {kind}")
         end = self.offset + _SCALAR_SIZES[kind]
         self.buffer.need(end)
-        (value,) = struct.unpack_from(self.order + code, self.buffer.data, self.offset)
+        value = struct.unpack_from(self.order + code, self.buffer.data, self.offset)[0] if keep else None
         self.offset = end
         return value
 
@@ -218,13 +218,13 @@ class _HeaderWalk:
             end = offset + 8 + length
             self.buffer.need(end + 4)
             data = self.buffer.data
-            key = data[offset + 8 : end].decode("utf-8", errors="replace")
+            key = data[offset + 8 : end]  # compared as bytes: only the kept keys are decoded
             (kind,) = u32(data, end)
             self.offset = end + 4
             keep = key in _KEPT_KEYS or key.endswith(_KEPT_SUFFIXES)
             value = self._value(kind, keep)
             if keep and value is not None:
-                kept[key] = value
+                kept[key.decode("utf-8", errors="replace")] = value
         return kept
 
     def tensors(self, count: int) -> list[tuple[int, int, int]]:

@@ -33,24 +33,26 @@ def audit_record(
     after: Mapping[str, Any] | None = None,
 ) -> AuditEntry:
     """Record one change. `actor` None (or anonymous) means the system: a worker, a scan, a command without a user."""
-    entry = _entry(AuditRecord(kind=kind, action=action, actor=actor, object_id=object_id, object_repr=object_repr,
-                               before=before, after=after))  # fmt: skip
+    values = _entry_values(AuditRecord(kind=kind, action=action, actor=actor, object_id=object_id,
+                                       object_repr=object_repr, before=before, after=after))  # fmt: skip
+    entry = AuditEntry(actor_id=values.pop("actor"), **values)
     entry.save(force_insert=True)
     return entry
 
 
-def _entry(record: AuditRecord) -> AuditEntry:
+def _entry_values(record: AuditRecord) -> dict[str, Any]:
+    """The fields of the entry for `record` (the time is set where it is written)."""
     user = record.actor if record.actor is not None and record.actor.is_authenticated else None
-    return AuditEntry(
-        actor=user,
-        actor_name=user.get_username() if user is not None else "",
-        kind=AuditEntry.Kind(record.kind),
-        action=record.action[:32],
-        object_id=str(record.object_id)[:64],
-        object_repr=str(record.object_repr)[:255],
-        before=_plain(record.before),
-        after=_plain(record.after),
-    )
+    return {
+        "actor": user.pk if user is not None else None,
+        "actor_name": user.get_username() if user is not None else "",
+        "kind": AuditEntry.Kind(record.kind).value,
+        "action": record.action[:32],
+        "object_id": str(record.object_id)[:64],
+        "object_repr": str(record.object_repr)[:255],
+        "before": _plain(record.before),
+        "after": _plain(record.after),
+    }
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,5 @@ AUDIT_BATCH = 500
 
 def audit_record_many(records: Iterable[AuditRecord]) -> int:
     """Record many changes at once (the entries audit_record would write, in batched INSERTs); how many."""
-    entries = [_entry(record) for record in records]
-    fields = [field for field in AuditEntry._meta.concrete_fields if not field.primary_key]
     # Plain rows for one prepared INSERT (config/bulk.py): a first scan writes thousands of entries.
-    return bulk_insert(
-        AuditEntry,
-        [{field.name: getattr(entry, field.attname) for field in fields if field.name != "at"} for entry in entries],
-        batch_size=AUDIT_BATCH,
-    )
+    return bulk_insert(AuditEntry, [_entry_values(record) for record in records], batch_size=AUDIT_BATCH)

@@ -30,10 +30,9 @@ def bulk_insert(model: type[models.Model], rows: Sequence[dict], *, batch_size: 
     connection = connections[router.db_for_write(model)]
     quote = connection.ops.quote_name
     fields = [field for field in model._meta.concrete_fields if not (field.primary_key and field.db_returning)]
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(
-        quote(model._meta.db_table),
-        ", ".join(quote(field.column) for field in fields),
-        ", ".join(["%s"] * len(fields)),
+    placeholders = "({})".format(", ".join(["%s"] * len(fields)))
+    sql = "INSERT INTO {} ({}) VALUES {}".format(
+        quote(model._meta.db_table), ", ".join(quote(field.column) for field in fields), placeholders
     )
     now = timezone.now()
     defaults: dict[str, Any] = {}
@@ -45,6 +44,11 @@ def bulk_insert(model: type[models.Model], rows: Sequence[dict], *, batch_size: 
             defaults[field.name] = field.get_default()
     values_of = operator.itemgetter(*(field.name for field in fields))
     prepared = [(index, field) for index, field in enumerate(fields) if not isinstance(field, _PLAIN)]
+    # SQLite runs executemany in C, a row at a time; psycopg sends one statement per row, so on PostgreSQL the
+    # rows go as multi-row VALUES instead (under its 65,535 parameters a statement).
+    multi_row = connection.vendor == "postgresql"
+    if multi_row:
+        batch_size = min(batch_size, 10_000 // len(fields))
     with connection.cursor() as cursor:
         for start in range(0, len(rows), batch_size):
             batch = []
@@ -53,5 +57,8 @@ def bulk_insert(model: type[models.Model], rows: Sequence[dict], *, batch_size: 
                 for index, field in prepared:
                     values[index] = field.get_db_prep_save(values[index], connection)
                 batch.append(values)
-            cursor.executemany(sql, batch)
+            if multi_row:
+                cursor.execute(sql + (", " + placeholders) * (len(batch) - 1), [v for values in batch for v in values])
+            else:
+                cursor.executemany(sql, batch)
     return len(rows)

@@ -306,8 +306,17 @@ class DownloadSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "updated_at",
+            "parts",
+            "part",
         )
         read_only_fields = fields
+        extra_kwargs = {
+            "parts": {
+                "help_text": "Files the download brings: 1, or the number of parts of a split model (the "
+                "filename is then its part 1, and the sizes and progress are the whole set's)."
+            },
+            "part": {"help_text": "The part of a split model being fetched now (from 1); null otherwise."},
+        }
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="The commit the revision resolved to."))
     def get_commit(self, download: Download) -> str | None:

@@ -85,7 +85,8 @@ class AliasDetailView(RoleRequiredMixin, View):
             FileStatus.MISSING,
             FileStatus.INCOMPLETE,
         ):
-            pulls = found.missing_parts if found.status == FileStatus.INCOMPLETE else split_parts(alias.filename)
+            # A split model is one pull, whichever part is named: it brings the parts that are missing.
+            pulls = [split_parts(alias.filename)[0]]
         context = {
             "alias": alias,
             "sections": sections,

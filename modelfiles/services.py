@@ -59,13 +59,18 @@ def pull_parts(filename: str) -> list[str]:
     return [name.part(number) for number in range(1, name.count + 1)] if name else [filename]
 
 
+def pull_set_note(*, parts: int, size: int | None) -> str:
+    """ " (3 parts, 12.3 GB)" for a split set, to follow its name wherever a pull is shown; "" for one file."""
+    if parts <= 1:
+        return ""
+    if size is None:
+        return f" ({parts} parts)"
+    return f" ({parts} parts, {downloader.human_bytes(size)})"
+
+
 def pull_label(*, filename: str, parts: int, size: int | None) -> str:
     """How a pull is named to people: the file, or a split set as "x-00001-of-00003.gguf (3 parts, 12.3 GB)"."""
-    if parts <= 1:
-        return filename
-    if size is None:
-        return f"{filename} ({parts} parts)"
-    return f"{filename} ({parts} parts, {downloader.human_bytes(size)})"
+    return filename + pull_set_note(parts=parts, size=size)
 
 
 def _user(by: AbstractBaseUser | None) -> AbstractBaseUser | None:

@@ -7,16 +7,21 @@ Against the test Hub; the end-to-end test uses a real Celery worker, the others 
 from __future__ import annotations
 
 import hashlib
+import io
+import re
 import threading
 import time
 
 import pytest
+from django.core.management import call_command
+from django.urls import reverse
 from huggingface_hub import hf_hub_download
 
 from aliases.models import Alias
 from modelfiles import cache, services
 from modelfiles.cache import PARTIAL_SUFFIX, RepoPaths, local_file
 from modelfiles.models import Download, ModelFile
+from modelfiles.tables import human_size
 from tests.gguf_files import tiny_gguf
 from tests.modelfiles.hubfixtures import REPO, hf_env, hub, hub_cache, pseudo_random, sha256_of
 from tests.workers import celery_worker
@@ -28,6 +33,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PREFIX = "big.Q4_K_M"
 COUNT = 3
 PART_SIZE = 1_500_000
+PULL_URL = reverse("modelfiles:pull")
+FILES_URL = reverse("modelfiles:pull-files")
 
 
 def part_name(number: int, count: int = COUNT) -> str:
@@ -95,6 +102,10 @@ def test_a_pull_of_part_2_through_the_api_is_one_download_of_the_whole_set(hub, 
             if status["status"] not in ("queued", "downloading", "verifying"):
                 break
             time.sleep(0.1)
+        # The worker rescans the repo right after the row completes: let it finish before it is stopped.
+        deadline = time.monotonic() + 20
+        while not Alias.objects.filter(source=Alias.Source.MODEL).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert status["status"] == "completed", status
     assert (status["bytes_done"], status["bytes_total"], status["parts"], status["percent"]) == (
         total,
@@ -111,10 +122,6 @@ def test_a_pull_of_part_2_through_the_api_is_one_download_of_the_whole_set(hub, 
     assert any(PART_SIZE < value < total for value in done), seen
     for name, content in files.items():
         assert sha256_of(local_file(REPO, name, "main")) == hashlib.sha256(content).hexdigest()
-    # The worker rescans the repo right after the row completes: give it a moment.
-    deadline = time.monotonic() + 10
-    while not Alias.objects.filter(source=Alias.Source.MODEL).exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
     rows = {row.filename: row for row in ModelFile.objects.filter(repo=REPO, present=True)}
     assert {name: (row.state, row.split_present) for name, row in rows.items()} == {
         name: ("ok", COUNT) for name in files
@@ -242,3 +249,93 @@ def test_a_cancel_stops_the_set_and_a_retry_continues_it(hub, hf_env, enqueued):
     assert result.status == Download.Status.COMPLETED, result.error_message
     assert gets(hub, part_name(1)) == 1  # part 1 was whole before the cancel: not fetched again
     assert all(local_file(REPO, name, "main") is not None for name in files)
+
+
+# --- how the pages, the API and the command show a set ------------------------------------------------------------
+
+
+def repo_file_rows(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<tr data-repo-file="([^"]+)" data-state="([^"]+)"', html))
+
+
+def test_the_repo_file_list_shows_a_split_set_as_one_entry_with_its_total_size(hub, hf_env, operator_client):
+    files = add_set(hub)
+    hub.add_repo(REPO, files={"single.Q8_0.gguf": part_content(1, size=2000)})
+    hf_hub_download(REPO, part_name(2), cache_dir=hub_cache(hf_env), endpoint=hub.endpoint)
+    response = operator_client.get(FILES_URL, {"repo": REPO, "revision": "main"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    # One entry for the set, named by part 1; one part local is not the set local.
+    assert repo_file_rows(html) == {part_name(1): "remote", "single.Q8_0.gguf": "remote"}
+    assert 'data-split-parts="3"' in html and "split model, 3 parts" in html
+    total = sum(len(content) for content in files.values())
+    assert human_size(total) in html
+    assert f'data-pull-filename="{part_name(1)}"' in html
+
+    for number in (1, 3):
+        hf_hub_download(REPO, part_name(number), cache_dir=hub_cache(hf_env), endpoint=hub.endpoint)
+    html = operator_client.get(FILES_URL, {"repo": REPO}, HTTP_HX_REQUEST="true").content.decode()
+    assert repo_file_rows(html)[part_name(1)] == "local"
+
+
+def test_the_repo_file_list_says_when_a_part_is_missing_on_the_hub(hub, hf_env, operator_client):
+    add_set(hub, numbers=(1, 3))
+    html = operator_client.get(FILES_URL, {"repo": REPO}, HTTP_HX_REQUEST="true").content.decode()
+    assert list(repo_file_rows(html)) == [part_name(1)]
+    assert "Only 2 of its 3 parts are on the Hub" in html
+    assert "data-pull-filename" not in html  # nothing to pull whole
+
+
+def test_the_pull_form_queues_the_set_and_the_downloads_page_shows_it(hub, hf_env, enqueued, operator_client):
+    files = add_set(hub)
+    total = sum(len(content) for content in files.values())
+    response = operator_client.post(PULL_URL, {"repo": REPO, "filename": part_name(3), "revision": "main"},
+                                    follow=True)  # fmt: skip
+    html = response.content.decode()
+    assert f"Queued {REPO}/{part_name(1)}@main (3 parts, {human_size(total)})." in html
+    download = Download.objects.get()
+    assert (download.filename, download.parts, download.bytes_total) == (part_name(1), COUNT, total)
+    page = operator_client.get(reverse("modelfiles:downloads")).content.decode()
+    assert 'data-field="parts"' in page and "3 parts" in page
+    services.download_run(download_id=download.pk, worker="test")
+    history = operator_client.get(reverse("modelfiles:downloads")).content.decode()
+    assert f'{part_name(1)} <span class="badge text-bg-light border"' in history
+
+
+def test_the_file_page_of_an_incomplete_set_pulls_the_missing_parts(hub, hf_env, enqueued, client_for, operator,
+                                                                    viewer):  # fmt: skip
+    add_set(hub)
+    for number in (1, 3):
+        hf_hub_download(REPO, part_name(number), cache_dir=hub_cache(hf_env), endpoint=hub.endpoint)
+    services.modelfile_sync()
+    first = ModelFile.objects.get(filename=part_name(1))
+    assert first.state == ModelFile.State.INCOMPLETE
+    url = reverse("modelfiles:detail", args=[first.pk])
+    assert 'data-testid="pull-set"' not in client_for(viewer).get(url).content.decode()
+    client = client_for(operator)
+    assert 'data-testid="pull-set"' in client.get(url).content.decode()
+
+    response = client.post(PULL_URL, {"repo": REPO, "filename": first.filename, "revision": first.snapshot,
+                                      "next": url})  # fmt: skip
+    assert response.status_code == 302 and response["Location"] == url
+    download = Download.objects.get()
+    assert download.parts == COUNT
+    result = services.download_run(download_id=download.pk, worker="test")
+    assert result.status == Download.Status.COMPLETED, result.error_message
+    assert (gets(hub, part_name(1)), gets(hub, part_name(2)), gets(hub, part_name(3))) == (1, 1, 1)
+    first.refresh_from_db()
+    assert (first.state, first.split_present) == ("ok", COUNT)
+    assert Alias.objects.get(source=Alias.Source.MODEL).filename == part_name(1)
+
+
+def test_the_pull_command_pulls_the_set(hub, hf_env):
+    files = add_set(hub)
+    total = sum(len(content) for content in files.values())
+    out = io.StringIO()
+    call_command("pull", REPO, part_name(2), stdout=out)
+    text = out.getvalue()
+    assert f"Pulling {REPO}/{part_name(1)}@main (3 parts, {human_size(total)})" in text
+    assert f"Done: {human_size(total)} in 3 parts, sha256 verified." in text
+    assert all(local_file(REPO, name, "main") is not None for name in files)
+    out = io.StringIO()
+    call_command("pull", REPO, part_name(3), stdout=out)
+    assert "Already in the cache (all 3 parts of the split model)" in out.getvalue()

@@ -229,6 +229,33 @@ def test_progress_is_combined_across_the_parts(hub, hf_env, enqueued):
     assert result.bytes_done == total and result.part is None
 
 
+def test_a_dropped_connection_in_a_later_part_resumes_that_part_and_progress_never_goes_back(hub, hf_env, enqueued):
+    files = add_set(hub)
+    total = sum(len(content) for content in files.values())
+    hub.faults.set(drop_after_bytes=600_000, times=1, path=part_name(2))
+    download, _ = services.download_request(repo=REPO, filename=part_name(1), revision="main", by=None)
+    reports = []
+    result = services.download_run(download_id=download.pk, worker="test", on_progress=reports.append)
+    assert result.status == Download.Status.COMPLETED, result.error_message
+    assert result.attempts == 2
+    done = [report.bytes_done for report in reports]
+    assert done == sorted(done) and max(done) <= total
+    # The retry did not fetch part 1 again and continued part 2 from the bytes it had.
+    assert gets(hub, part_name(1)) == 1
+    assert hub.range_requests(part_name(2)) == ["bytes=600000-"]
+    assert sha256_of(local_file(REPO, part_name(2), "main")) == hashlib.sha256(files[part_name(2)]).hexdigest()
+
+
+def test_a_part_gone_from_the_hub_by_the_time_the_worker_runs_fails_the_row_naming_it(hub, hf_env, enqueued):
+    add_set(hub)
+    download, _ = services.download_request(repo=REPO, filename=part_name(1), revision="main", by=None)
+    hub.delete_files(REPO, [part_name(3)])
+    result = services.download_run(download_id=download.pk, worker="test")
+    assert (result.status, result.error_code) == (Download.Status.FAILED, "file_not_found")
+    assert result.error_message.startswith(f"Part 3 of 3 ({part_name(3)}): {part_name(3)} does not exist")
+    assert gets(hub, part_name(1)) == 0  # every part is asked about before any byte moves
+
+
 def test_a_cancel_stops_the_set_and_a_retry_continues_it(hub, hf_env, enqueued):
     files = add_set(hub)
     hub.faults.set(throttle_bytes_per_second=1_000_000)

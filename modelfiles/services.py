@@ -179,6 +179,9 @@ def download_request(
     Raises ValidationError for a bad repo/filename/revision, PullRefused (a ValidationError) for a repo outside
     the allow-list or what the pre-flight found (see `pull_preflight`), and AlreadyLocal when the cache already
     holds the file for that revision. A new row queued without the Hub's word carries the note HUB_UNCHECKED.
+
+    A part of a split model (`x-00002-of-00003.gguf`) asks for the whole set: one row named by part 1 with
+    `parts` and the set's size; AlreadyLocal only when every part is in the cache.
     """
     pull_validate(repo=repo, filename=filename, revision=revision)
     pull_source_check(repo=repo)
@@ -428,7 +431,7 @@ def download_run(
             if not claim.update(commit=remote.commit, etag=remote.etag, bytes_total=total, parts=len(remotes)):
                 return _reload(download)
             started = time.monotonic()
-            verified = _fetch_parts(download, remotes, total=total, report=report, claim=claim,
+            verified = _fetch_parts(remotes, total=total, report=report, claim=claim,
                                     thread_exit=close_thread_connection)  # fmt: skip
             seconds = time.monotonic() - started
             logger.info(
@@ -515,7 +518,6 @@ def _remote_parts(download: Download) -> list[hub.RemoteFile]:
 
 
 def _fetch_parts(
-    download: Download,
     remotes: list[hub.RemoteFile],
     *,
     total: int | None,

@@ -108,7 +108,8 @@ class AliasDetailView(RoleRequiredMixin, View):
             FileStatus.MISSING,
             FileStatus.INCOMPLETE,
         ):
-            pulls = found.missing_parts if found.status == FileStatus.INCOMPLETE else split_parts(alias.filename)
+            # A split model is one pull, whichever part is named: it brings the parts that are missing.
+            pulls = [split_parts(alias.filename)[0]]
         # The poll names the download it watches: the worker marks it completed a moment before it lists the file,
         # and a poll in between must not stop on "missing"; one that failed says why.
         ended = None

@@ -306,8 +306,17 @@ class DownloadSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "updated_at",
+            "parts",
+            "part",
         )
         read_only_fields = fields
+        extra_kwargs = {
+            "parts": {
+                "help_text": "Files the download brings: 1, or the number of parts of a split model (the "
+                "filename is then its part 1, and the sizes and progress are the whole set's)."
+            },
+            "part": {"help_text": "The part of a split model being fetched now (from 1); null otherwise."},
+        }
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="The commit the revision resolved to."))
     def get_commit(self, download: Download) -> str | None:
@@ -456,7 +465,11 @@ class PullApi(APIView):
         "(HF_TOKEN cannot read it), `repo_not_allowed` (outside MODELDESK_ALLOWED_REPOS), `file_too_large` (over "
         "MODELDESK_MAX_FILE_BYTES); 400 `insufficient_space` (larger than the free space of the cache volume less "
         "the reserve). `param` names the field at fault. When the Hub cannot be asked in time (down, refusing, "
-        "too slow, 5xx), the download is queued all the same (201) with the note `hub_unchecked`.",
+        "too slow, 5xx), the download is queued all the same (201) with the note `hub_unchecked`.\n\n"
+        "A part of a split model (`x-00002-of-00003.gguf`) pulls the whole set as one download: its `filename` is "
+        "part 1, `parts` counts the files, `bytes_total` and `bytes_done` are the set's. The pre-flight asks about "
+        "every part (a part missing on the Hub is `file_not_found`, naming it); `already_local` only when every "
+        "part is local, otherwise the missing parts are fetched.",
         tags=["modelfiles"],
         request=PullSerializer,
         responses={
@@ -476,9 +489,10 @@ class PullApi(APIView):
             )
         except AlreadyLocal as exc:
             modelfile = modelfiles_data([exc.modelfile])[0] if exc.modelfile is not None else None
+            every = f" (all {exc.parts} parts of its split model)" if exc.parts > 1 else ""
             raise ApiError(
-                f"{values['filename']} from {values['repo']} at {values['revision']!r} is already in the local "
-                "cache; nothing to download.",
+                f"{values['filename']} from {values['repo']} at {values['revision']!r}{every} is already in the "
+                "local cache; nothing to download.",
                 status=409,
                 code="already_local",
                 body={"modelfile": modelfile},

@@ -129,6 +129,10 @@ class Download(models.Model):
     moves_ref = models.CharField(
         max_length=128, blank=True, help_text="An update: once completed, this ref is pointed at the commit."
     )
+    # A split model (`x-00001-of-00003.gguf`) is one download of all its parts: `filename` names part 1, so the
+    # one-active constraint covers a request for any part; bytes_total/bytes_done count the whole set.
+    parts = models.PositiveSmallIntegerField(default=1, help_text="Files in the set: more than 1 for a split model.")
+    part = models.PositiveSmallIntegerField(null=True, blank=True, help_text="The part being fetched (from 1).")
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -161,6 +165,14 @@ class Download(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    @property
+    def part_filenames(self) -> list[str]:
+        """Every file this download brings: its own, or each part of its split set in order."""
+        from modelfiles.gguf_header import split_name
+
+        name = split_name(self.filename) if self.parts > 1 else None
+        return [name.part(number) for number in range(1, name.count + 1)] if name else [self.filename]
 
     WAITING_NOTE = (
         "Waiting for a worker: the task queue could not be reached when this was queued. It is sent again "

@@ -9,7 +9,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -44,10 +44,34 @@ RECONCILE_GRACE_SECONDS = float(os.environ.get("MODELDESK_RECONCILE_GRACE_SECOND
 
 
 class AlreadyLocal(Exception):
-    def __init__(self, path: Path, modelfile: ModelFile | None):
+    def __init__(self, path: Path, modelfile: ModelFile | None, *, parts: int = 1):
         self.path = path
         self.modelfile = modelfile
-        super().__init__("This file is already in the local cache for that revision; nothing to download.")
+        self.parts = parts
+        what = "This file is" if parts == 1 else f"Every part ({parts}) of this split model is"
+        super().__init__(f"{what} already in the local cache for that revision; nothing to download.")
+
+
+def pull_parts(filename: str) -> list[str]:
+    """The files a pull of `filename` brings: itself, or every part of its split set (part 1 first).
+
+    llama.cpp opens part 1 and needs all the others next to it, so a part alone is never worth fetching."""
+    name = gguf_header.split_name(filename)
+    return [name.part(number) for number in range(1, name.count + 1)] if name else [filename]
+
+
+def pull_set_note(*, parts: int, size: int | None) -> str:
+    """ " (3 parts, 12.3 GB)" for a split set, to follow its name wherever a pull is shown; "" for one file."""
+    if parts <= 1:
+        return ""
+    if size is None:
+        return f" ({parts} parts)"
+    return f" ({parts} parts, {downloader.human_bytes(size)})"
+
+
+def pull_label(*, filename: str, parts: int, size: int | None) -> str:
+    """How a pull is named to people: the file, or a split set as "x-00001-of-00003.gguf (3 parts, 12.3 GB)"."""
+    return filename + pull_set_note(parts=parts, size=size)
 
 
 def _user(by: AbstractBaseUser | None) -> AbstractBaseUser | None:
@@ -156,19 +180,30 @@ def download_request(
     Raises ValidationError for a bad repo/filename/revision, PullRefused (a ValidationError) for a repo outside
     the allow-list or what the pre-flight found (see `pull_preflight`), and AlreadyLocal when the cache already
     holds the file for that revision. A new row queued without the Hub's word carries the note HUB_UNCHECKED.
+
+    A part of a split model (`x-00002-of-00003.gguf`) asks for the whole set: one row named by part 1 with
+    `parts` and the set's size; AlreadyLocal only when every part is in the cache.
     """
     pull_validate(repo=repo, filename=filename, revision=revision)
     pull_source_check(repo=repo)
-    path = cache.local_file(repo, filename, revision)
-    if path is not None:
+    # Any part of a split set is a request for the whole set, named by its part 1: the one-active constraint
+    # then answers a second request for another part with the same row.
+    parts = pull_parts(filename)
+    filename = parts[0]
+    paths = [cache.local_file(repo, part, revision) for part in parts]
+    if all(path is not None for path in paths):
         commit = cache.resolve_revision(repo, revision)
-        raise AlreadyLocal(path, ModelFile.objects.filter(repo=repo, filename=filename, snapshot=commit).first())
+        modelfile = ModelFile.objects.filter(repo=repo, filename=filename, snapshot=commit).first()
+        raise AlreadyLocal(paths[0], modelfile, parts=len(parts))
     # An active download of the same file is the answer as it is: no need to ask the Hub again.
     existing = _active(repo, filename, revision)
     if existing is not None:
         return existing, False
-    note = pull_preflight(repo=repo, filename=filename, revision=revision)
+    note, total = _pull_preflight(repo=repo, parts=parts, revision=revision)
     unchecked = {"error_code": HUB_UNCHECKED, "error_message": note} if note else {}
+    if len(parts) > 1:
+        # The set's size is known from the pre-flight: pages show "3 parts, 12.3 GB" while it waits.
+        unchecked.update(parts=len(parts), bytes_total=total)
     for _ in range(3):
         existing = _active(repo, filename, revision)
         if existing is not None:
@@ -381,27 +416,36 @@ def download_run(
     while True:
         try:
             asked = time.monotonic()
-            remote = hub.file_metadata(download.repo, download.filename, download.revision)
+            remotes = _remote_parts(download)
+            remote = remotes[0]
+            sizes = [part.size for part in remotes]
+            total = None if None in sizes else sum(sizes)
             # Rows queued while the Hub could not be asked (or before the rules changed) meet the rules here.
-            refused = pull_source_problem(repo=download.repo, filename=download.filename, size=remote.size)
+            refused = pull_source_problem(
+                repo=download.repo,
+                filename=pull_label(filename=download.filename, parts=len(remotes), size=total),
+                size=total,
+            )
             if refused is not None:
                 claim.finish(Download.Status.FAILED, error_code=refused.error_code, error_message=refused.reason)
                 return _reload(download)
-            if not claim.update(commit=remote.commit, etag=remote.etag, bytes_total=remote.size):
+            if not claim.update(commit=remote.commit, etag=remote.etag, bytes_total=total, parts=len(remotes)):
                 return _reload(download)
             started = time.monotonic()
-            fetched = downloader.fetch(remote, report=report, thread_exit=close_thread_connection)
+            verified = _fetch_parts(remotes, total=total, report=report, claim=claim,
+                                    thread_exit=close_thread_connection)  # fmt: skip
             seconds = time.monotonic() - started
             logger.info(
                 "download %s: %s/%s %s verified and in the cache; metadata %.2f s, transfer %.2f s (%.0f MB/s)",
-                download.pk, download.repo, download.filename, fetched.verified, started - asked, seconds,
-                (remote.size or 0) / max(seconds, 1e-6) / 1e6,
+                download.pk, download.repo, download.filename, verified or "nothing", started - asked, seconds,
+                (total or 0) / max(seconds, 1e-6) / 1e6,
             )  # fmt: skip
             close_old_connections()
             claim.finish(
                 Download.Status.COMPLETED,
-                bytes_done=remote.size or F("bytes_done"),
-                verified=fetched.verified,
+                bytes_done=total or F("bytes_done"),
+                verified=verified,
+                part=None,
                 error_code="",
                 error_message="",
             )
@@ -454,6 +498,77 @@ def _reload(download: Download) -> Download | None:
 
 _FILE_ALIAS_FIELDS = ("alias", "source", "repo", "filename", "snapshot")
 _DEFAULTED_ALIAS_FIELDS = [field.name for field in Alias._meta.fields if field.name not in _FILE_ALIAS_FIELDS]
+
+
+def _part_error(error: hub.HubError, *, number: int, count: int, filename: str) -> hub.HubError:
+    """The same fault, its message naming the part of the split set it happened to."""
+    if count <= 1:
+        return error
+    return hub.HubError(error.code, f"Part {number} of {count} ({filename}): {error.message}",
+                        transient=error.transient)  # fmt: skip
+
+
+def _remote_parts(download: Download) -> list[hub.RemoteFile]:
+    """The Hub's word on each file of the download: part 1 at the revision as asked, the other parts at the commit
+    it resolved to, so every part comes from one snapshot even if the branch moves meanwhile."""
+    names = download.part_filenames
+    remotes: list[hub.RemoteFile] = []
+    for number, name in enumerate(names, 1):
+        revision = download.revision if not remotes else remotes[0].commit
+        try:
+            remotes.append(hub.file_metadata(download.repo, name, revision))
+        except hub.HubError as error:
+            raise _part_error(error, number=number, count=len(names), filename=name) from error
+    return remotes
+
+
+def _fetch_parts(
+    remotes: list[hub.RemoteFile],
+    *,
+    total: int | None,
+    report: downloader.Reporter,
+    claim: _Claim,
+    thread_exit: Callable[[], None],
+) -> str:
+    """Fetch each file in turn (resumable, its hash checked before it becomes visible); the verified kind.
+
+    Progress is the set's: the bytes of the parts already here plus the current part's, the ETA over what is left
+    of the whole set. The parts of a split set are published at the commit and the ref (`main`) is written only
+    once all are in, so the revision never points at a snapshot with half a model; parts already in the snapshot
+    (an earlier attempt, another tool) are not fetched again.
+    """
+    split = len(remotes) > 1
+    done_before = 0
+    verified = ""
+    for number, remote in enumerate(remotes, 1):
+        if split and cache.local_file(remote.repo, remote.filename, remote.commit) is not None:
+            done_before += remote.size or 0
+            continue
+        if split and not claim.update(part=number):
+            raise downloader.Stopped
+
+        def report_set(progress: downloader.Progress, before: int = done_before) -> bool:
+            if not split:
+                return report(progress)
+            done = before + progress.bytes_done
+            if total is not None:
+                done = min(done, total)
+            eta = (total - done) / progress.speed if progress.speed and total is not None else None
+            return report(downloader.Progress(done, total, progress.speed, eta))
+
+        target = replace(remote, revision=remote.commit) if split else remote
+        try:
+            fetched = downloader.fetch(target, report=report_set, thread_exit=thread_exit)
+        except hub.HubError as error:
+            raise _part_error(error, number=number, count=len(remotes), filename=remote.filename) from error
+        # The weaker check wins when kinds differ: "verified" never claims more than was compared.
+        if verified != downloader.VERIFIED_GIT_SHA1:
+            verified = fetched.verified
+        done_before += remote.size or 0
+    first = remotes[0]
+    if split and first.revision != first.commit:
+        cache.write_ref(first.repo, first.revision, first.commit)
+    return verified
 
 
 def _modelfile_problem(item: cache.CachedGguf, *, seen: dict[tuple[str, str], str | None] | None = None) -> str | None:
@@ -730,41 +845,63 @@ PREFLIGHT_REFUSALS = {
 
 
 def pull_preflight(*, repo: str, filename: str, revision: str) -> str:
-    """Ask the Hub about the file before queueing it, waiting at most MODELDESK_PREFLIGHT_TIMEOUT_SECONDS.
+    """Ask the Hub about the file (every part, for a split set) before queueing it, waiting at most
+    MODELDESK_PREFLIGHT_TIMEOUT_SECONDS for each answer.
 
-    Raises PullRefused for a gated, private or missing repo, a missing revision or file, a file over the size
-    limit or larger than the free space (less the disk reserve). Returns "" when the Hub's answer is fine, or
-    the note to queue the pull with when the Hub could not be asked (unreachable, too slow, 5xx) or gave an
-    answer the worker will judge.
+    Raises PullRefused for a gated, private or missing repo, a missing revision or file (a missing part names
+    it), a file or set over the size limit or larger than the free space (less the disk reserve). Returns "" when
+    the Hub's answer is fine, or the note to queue the pull with when the Hub could not be asked (unreachable,
+    too slow, 5xx) or gave an answer the worker will judge.
     """
+    return _pull_preflight(repo=repo, parts=pull_parts(filename), revision=revision)[0]
+
+
+def _pull_preflight(*, repo: str, parts: list[str], revision: str) -> tuple[str, int | None]:
+    """pull_preflight for these files: (the note, their total size when the Hub gave every size)."""
     timeout = settings.PULL_PREFLIGHT_TIMEOUT_SECONDS
-    try:
-        remote = hub.file_metadata(repo, filename, revision, timeout=timeout)
-    except hub.HubError as error:
-        if error.code in PREFLIGHT_REFUSALS:
-            status, param = PREFLIGHT_REFUSALS[error.code]
-            raise PullRefused(error.message, error_code=error.code, status=status, param=param) from error
-        if error.transient:
-            reason = hub.unreachable_reason(error, error.__cause__, timeout=timeout)
+    remotes: list[hub.RemoteFile] = []
+    for number, part in enumerate(parts, 1):
+        try:
+            remotes.append(hub.file_metadata(repo, part, revision, timeout=timeout))
+        except hub.HubError as error:
+            problem = _part_error(error, number=number, count=len(parts), filename=part)
+            if error.code in PREFLIGHT_REFUSALS:
+                status, param = PREFLIGHT_REFUSALS[error.code]
+                raise PullRefused(problem.message, error_code=error.code, status=status, param=param) from error
+            if error.transient:
+                reason = hub.unreachable_reason(error, error.__cause__, timeout=timeout)
+                note = (
+                    f"Could not check with the Hub ({reason}); queued anyway. The worker asks the Hub again and "
+                    "retries until it answers; check HF_ENDPOINT if this persists."
+                )
+                return note, None
             return (
-                f"Could not check with the Hub ({reason}); queued anyway. The worker asks the Hub again and retries "
-                "until it answers; check HF_ENDPOINT if this persists."
+                f"The Hub's answer could not be checked ({problem.message}); queued anyway, the worker decides.",
+                None,
             )
-        return f"The Hub's answer could not be checked ({error.message}); queued anyway, the worker decides."
-    pull_source_check(repo=repo, filename=filename, size=remote.size)
-    if remote.size is not None:
-        _space_check(repo=repo, filename=filename, remote=remote)
-    return ""
+    sizes = [remote.size for remote in remotes]
+    total = None if None in sizes else sum(sizes)
+    label = pull_label(filename=parts[0], parts=len(parts), size=total)
+    pull_source_check(repo=repo, filename=label, size=total)
+    # Parts already in the cache need no room; the others are checked together, against the set's total.
+    missing = [
+        remote for remote in remotes if len(parts) == 1 or cache.local_file(repo, remote.filename, revision) is None
+    ]
+    if all(remote.size is not None for remote in missing):
+        _space_check(repo=repo, filename=label, remotes=missing)
+    return "", total
 
 
-def _space_check(*, repo: str, filename: str, remote: hub.RemoteFile) -> None:
+def _space_check(*, repo: str, filename: str, remotes: list[hub.RemoteFile]) -> None:
     paths = cache.RepoPaths.for_repo(repo)
-    try:
-        # A partial file of an earlier attempt is resumed: only the rest needs room.
-        done = paths.partial(remote.etag).stat().st_size
-    except OSError:
-        done = 0
-    needed = max(remote.size - done, 0)
+    needed = 0
+    for remote in remotes:
+        try:
+            # A partial file of an earlier attempt is resumed: only the rest needs room.
+            done = paths.partial(remote.etag).stat().st_size
+        except OSError:
+            done = 0
+        needed += max(remote.size - done, 0)
     free = cache.free_bytes(paths.blobs)
     if free - downloader.DISK_RESERVE < needed:
         raise PullRefused(
@@ -961,7 +1098,7 @@ def _active_writer(files: list[ModelFile]) -> Download | None:
     etags = {file.etag for file in files if file.etag}
     rows = Download.objects.filter(repo=files[0].repo, status__in=Download.ACTIVE).order_by("created_at", "pk")
     for download in rows:
-        same_file = download.filename == files[0].filename
+        same_file = files[0].filename in download.part_filenames
         if (same_file and (not download.commit or download.commit in commits)) or download.etag in etags:
             return download
     return None
@@ -971,10 +1108,14 @@ def cache_protected() -> cleanup.Protected:
     """What the active downloads hold, read from their rows, for the file-system side to leave alone."""
     protected = cleanup.Protected()
     rows = Download.objects.filter(status__in=Download.ACTIVE).values_list(
-        "repo", "filename", "revision", "commit", "etag"
+        "repo", "filename", "revision", "commit", "etag", "parts"
     )
-    for repo, filename, revision, commit, etag in rows:
-        protected.files.add((repo, filename))
+    for repo, filename, revision, commit, etag, parts in rows:
+        # A split set's download writes every part (its etag is part 1's: the repo's blobs are all held).
+        names = pull_parts(filename) if parts > 1 else [filename]
+        protected.files.update((repo, name) for name in names)
+        if parts > 1:
+            etag = ""
         # A pull asked by commit publishes into that snapshot even before its worker has resolved anything.
         for known in (commit, revision if cache.COMMIT_RE.fullmatch(revision) else ""):
             if known:

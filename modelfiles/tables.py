@@ -376,6 +376,16 @@ class DownloadTable(tables.Table):
             )
         return status_badge(record.status)
 
+    def render_filename(self, record: Download, value: str) -> SafeString | str:
+        if record.parts <= 1:
+            return value
+        return format_html(
+            '{} <span class="badge text-bg-light border" title="A split model: one download for every part">'
+            "{} parts</span>",
+            value,
+            record.parts,
+        )
+
     def render_bytes_total(self, record: Download) -> str:
         if record.status == Download.Status.COMPLETED or record.bytes_total is None:
             return human_size(record.bytes_total)

@@ -58,6 +58,7 @@ from modelfiles.services import (
     modelfile_sync,
     modelfile_update,
     modelfile_users,
+    pull_set_note,
     verification_request,
 )
 from modelfiles.tables import DownloadTable, ModelFileTable, human_count, human_duration, human_size, human_speed
@@ -129,11 +130,47 @@ class ModelFileRescanView(RoleRequiredMixin, View):
 
 @dataclass(frozen=True)
 class RepoFileRow:
-    path: str
-    size: str
+    path: str  # a split model's part 1: a pull of it brings the whole set
+    size: str  # a split model's total
     pick_url: str
-    local: bool = False  # in the cache for this revision already
+    local: bool = False  # in the cache for this revision already (every part of a split model)
     download: Download | None = None  # the active download of it, if any
+    parts: int = 1  # the parts of a split model
+    parts_on_hub: int = 1  # how many of them the Hub has (fewer: the set cannot be pulled)
+
+
+@dataclass(frozen=True)
+class _RepoEntry:
+    path: str
+    size: int | None
+    names: list[str]  # every file it stands for
+    parts: int = 1
+
+
+def _repo_entries(infos: list[hub.RepoFileInfo]) -> list[_RepoEntry]:
+    """The repo's files as people pick them: a split model is one entry (named by its part 1, sized by all its
+    parts), in the place of its first part; other files as they are."""
+    entries: list[_RepoEntry] = []
+    sets: dict[tuple[str, int], list[hub.RepoFileInfo]] = {}
+    for info in infos:
+        name = split_name(info.path)
+        if name is None:
+            entries.append(_RepoEntry(info.path, info.size, [info.path]))
+            continue
+        key = (name.prefix, name.count)
+        if key not in sets:
+            sets[key] = []
+            entries.append(_RepoEntry(name.part(1), None, [], parts=name.count))  # filled in below
+        sets[key].append(info)
+    result = []
+    for entry in entries:
+        if entry.parts > 1:
+            found = sets[(split_name(entry.path).prefix, entry.parts)]
+            sizes = [info.size for info in found]
+            size = None if None in sizes else sum(sizes)
+            entry = _RepoEntry(entry.path, size, [info.path for info in found], parts=entry.parts)
+        result.append(entry)
+    return result
 
 
 class PullView(RoleRequiredMixin, View):
@@ -166,7 +203,8 @@ class PullView(RoleRequiredMixin, View):
             return render_pull_form(request, form)
         except AlreadyLocal as exc:
             return render_pull_form(request, form, already_local=exc, already_local_values=values)
-        name = f"{download.repo}/{download.filename}@{download.revision}"
+        note = pull_set_note(parts=download.parts, size=download.bytes_total)
+        name = f"{download.repo}/{download.filename}@{download.revision}{note}"
         text = f"Queued {name}." if created else f"Already downloading {name}; here is its progress."
         if download.waiting_for_worker:
             # Queued all the same: the reconciler hands it to a worker once the task queue answers again.
@@ -223,17 +261,22 @@ class RepoFilesView(RoleRequiredMixin, View):
         except hub.HubError as exc:
             return {"problem": exc.message, "problem_code": exc.code}
         pull_url = reverse("modelfiles:pull")
-        local = repo_files_local(repo=repo, revision=revision, paths=[info.path for info in infos])
+        entries = _repo_entries(infos)
+        local = repo_files_local(
+            repo=repo, revision=revision, paths=[name for entry in entries for name in entry.names]
+        )
         active = download_active_for(repo=repo, revision=revision)
         rows = [
             RepoFileRow(
-                path=info.path,
-                size=human_size(info.size),
-                pick_url=f"{pull_url}?{urlencode({'repo': repo, 'filename': info.path, 'revision': revision})}",
-                local=info.path in local,
-                download=active.get(info.path),
+                path=entry.path,
+                size=human_size(entry.size),
+                pick_url=f"{pull_url}?{urlencode({'repo': repo, 'filename': entry.path, 'revision': revision})}",
+                local=len(entry.names) == entry.parts and all(name in local for name in entry.names),
+                download=active.get(entry.path),
+                parts=entry.parts,
+                parts_on_hub=len(entry.names),
             )
-            for info in infos
+            for entry in entries
         ]
         return {"files": rows}
 
@@ -355,7 +398,8 @@ def active_fingerprint(request: HttpRequest, context: dict[str, Any]) -> str:
         percent = "" if row.percent is None else f"{row.percent:.1f}"
         parts += [str(download.pk), download.status, download.repo, download.filename, download.revision, percent,
                   row.bytes_done, row.bytes_total, row.speed, row.eta, str(download.attempts),
-                  download.error_message, requested_by, str(download.waiting_for_worker)]  # fmt: skip
+                  download.error_message, requested_by, str(download.waiting_for_worker), str(download.parts),
+                  str(download.part)]  # fmt: skip
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 

@@ -38,6 +38,8 @@ DOWNLOAD_KEYS = {
     "started_at",
     "finished_at",
     "updated_at",
+    "parts",
+    "part",
 }
 PULL = {"repo": "acme/Tiny-GGUF", "filename": "tiny.Q4_K_M.gguf", "revision": "main"}
 

@@ -29,7 +29,8 @@ def _duration(seconds: float | None) -> str:
 class Command(BaseCommand):
     help = (
         "Pull a GGUF file from the Hugging Face Hub into the cache, with a progress bar. Uses the same service and "
-        "downloader as the pages: resumable, verified, one download per file. Ctrl-C stops it; running the same "
+        "downloader as the pages: resumable, verified, one download per file. A part of a split model "
+        "(x-00002-of-00003.gguf) pulls every part of the set, as one download. Ctrl-C stops it; running the same "
         "command again resumes."
     )
 
@@ -46,7 +47,8 @@ class Command(BaseCommand):
                 "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
             ) from None
         except services.AlreadyLocal as exc:
-            self.stdout.write(f"Already in the cache: {exc.path}")
+            every = f" (all {exc.parts} parts of the split model)" if exc.parts > 1 else ""
+            self.stdout.write(f"Already in the cache{every}: {exc.path}")
             return
         if not created and download.status != Download.Status.QUEUED:
             # A runner whose heartbeat stopped (a worker or another `pull` killed hard) cannot still be writing:
@@ -62,7 +64,8 @@ class Command(BaseCommand):
                 f"Taking over the download left by {download.worker or 'a worker'}, silent for more than "
                 f"{services.STALE_SECONDS:.0f} s; resuming from {human_bytes(download.bytes_done)}."
             )
-        self.stdout.write(f"Pulling {repo}/{filename}@{revision}")
+        note = services.pull_set_note(parts=download.parts, size=download.bytes_total)
+        self.stdout.write(f"Pulling {repo}/{download.filename}@{revision}{note}")
         bar = _Bar(self.stdout)
         try:
             result = services.download_run(download_id=download.pk, worker="manage.py pull", on_progress=bar.show)
@@ -76,7 +79,8 @@ class Command(BaseCommand):
         if result.status != Download.Status.COMPLETED:
             raise CommandError(f"{result.status}: {result.error_message}")
         checked = VERIFIED_WORDS.get(result.verified, "no checksum compared")
-        self.stdout.write(self.style.SUCCESS(f"Done: {human_bytes(result.bytes_done)}, {checked}."))
+        parts = f" in {result.parts} parts" if result.parts > 1 else ""
+        self.stdout.write(self.style.SUCCESS(f"Done: {human_bytes(result.bytes_done)}{parts}, {checked}."))
 
 
 class _Bar:

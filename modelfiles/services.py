@@ -441,6 +441,18 @@ def download_run(
                 (total or 0) / max(seconds, 1e-6) / 1e6,
             )  # fmt: skip
             close_old_connections()
+            if download.moves_ref:
+                try:
+                    modelfile_ref_move(repo=download.repo, filename=download.filename, ref=download.moves_ref,
+                                       commit=remote.commit)  # fmt: skip
+                except Exception:  # the file is in the cache all the same; "Update" again moves the ref
+                    logger.exception("download %s: moving %s to %s failed", download.pk, download.moves_ref,
+                                     remote.commit)  # fmt: skip
+            # Listed before the row says completed: whoever sees "completed" finds the file (and its alias) too.
+            try:
+                modelfile_sync(repo=download.repo)
+            except Exception:  # the file is in the cache all the same; the next scan lists it
+                logger.exception("download %s: listing %s failed", download.pk, download.repo)
             claim.finish(
                 Download.Status.COMPLETED,
                 bytes_done=total or F("bytes_done"),
@@ -449,14 +461,6 @@ def download_run(
                 error_code="",
                 error_message="",
             )
-            if download.moves_ref:
-                try:
-                    modelfile_ref_move(repo=download.repo, filename=download.filename, ref=download.moves_ref,
-                                       commit=remote.commit)  # fmt: skip
-                except Exception:  # the file is in the cache all the same; "Update" again moves the ref
-                    logger.exception("download %s: moving %s to %s failed", download.pk, download.moves_ref,
-                                     remote.commit)  # fmt: skip
-            modelfile_sync(repo=download.repo)
             return _reload(download)
         except downloader.Stopped:
             return _reload(download)  # cancelled, or another worker took it over: the row already says so

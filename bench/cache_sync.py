@@ -1,7 +1,7 @@
 """Cache-sync benchmark: ModelDesk's scan and sync against huggingface_hub's scan_cache_dir, same cache, same run.
 
     .venv/bin/python bench/cache_sync.py [--files 10000] [--repos 300] [--revisions 3] [--runs 3]
-                                         [--aliases 100000] [--vocab 1000] [--write docs/PERFORMANCE.md]
+                                         [--aliases 100000] [--vocab 0] [--write docs/PERFORMANCE.md]
 
 A synthetic Hugging Face cache is built in a temporary folder the way huggingface_hub lays one out
 (`models--owner--name/{blobs/<sha256>, snapshots/<commit>/<file> -> ../../blobs/<sha256>, refs/main}`), with
@@ -53,7 +53,7 @@ def sha256_of(*parts: object) -> str:
     return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
 
 
-def gguf_head(quant: str, *, vocab: int, template: bool, tokens: int | None = None) -> bytes:
+def gguf_head(quant: str, *, vocab: int, template: bool) -> bytes:
     """The header of a GGUF file of this quantisation, written by the `gguf` package (no tensor data)."""
     import numpy as np
     from gguf import GGUFWriter, LlamaFileType
@@ -71,8 +71,8 @@ def gguf_head(quant: str, *, vocab: int, template: bool, tokens: int | None = No
         writer.add_head_count(32)
         writer.add_rope_freq_base(500000.0)
         writer.add_tokenizer_model("gpt2")
-        writer.add_token_list([f"tok{i}" for i in range(tokens or vocab)])
-        writer.add_token_types([1] * (tokens or vocab))
+        writer.add_token_list([f"tok{i}" for i in range(vocab)])
+        writer.add_token_types([1] * vocab)
         if template:
             writer.add_chat_template("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}")
         writer.add_tensor_info("token_embd.weight", (4096, 64), np.dtype(np.float32), 4096 * 64 * 4)
@@ -98,7 +98,7 @@ def link(snapshot: Path, filename: str, etag: str) -> None:
     os.symlink("/".join([".."] * (2 + depth) + ["blobs", etag]), target)
 
 
-def build_cache(hub: Path, *, files: int, repos: int, revisions: int, vocab: int = 1000) -> dict[str, str]:
+def build_cache(hub: Path, *, files: int, repos: int, revisions: int, vocab: int = 0) -> dict[str, str]:
     """`files` GGUF snapshot entries over `repos` repos of `revisions` commits each; {repo: latest commit}."""
     heads = {quant: gguf_head(quant, vocab=vocab, template=number % 2 == 0) for number, quant in enumerate(QUANTS)}
     per_snapshot = [0] * (repos * revisions)
@@ -172,7 +172,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--aliases", type=int, default=100_000, help="user aliases present in the second part")
     parser.add_argument("--page-runs", type=int, default=7)
-    parser.add_argument("--vocab", type=int, default=1000, help="tokens in the vocabulary of each synthetic header")
+    parser.add_argument(
+        "--vocab",
+        type=int,
+        default=0,
+        help="tokens in the vocabulary of each synthetic header (0: the fixed cost of a header; each token adds the "
+        "step over it)",
+    )
     parser.add_argument("--write", help="append the results to this Markdown file")
     args = parser.parse_args()
 
@@ -302,7 +308,7 @@ def main() -> None:
     from modelfiles.gguf_header import read_header
 
     big_header = work / "big-vocab.gguf"
-    write_blob(big_header, 5_000_000_000, gguf_head("Q4_K_M", vocab=0, template=True, tokens=151_936))
+    write_blob(big_header, 5_000_000_000, gguf_head("Q4_K_M", vocab=151_936, template=True))
     header_times = []
     for _ in range(args.page_runs):
         header_times.append(timed(lambda: read_header(big_header)))

@@ -41,7 +41,11 @@ def bulk_insert(model: type[models.Model], rows: Sequence[dict], *, batch_size: 
         else:
             defaults[field.name] = field.get_default()
     values_of = operator.itemgetter(*(field.name for field in fields))
-    prepared = [(index, field) for index, field in enumerate(fields) if not isinstance(field, _PLAIN)]
+    # The time of the call is the same for every row: prepared once.
+    forced = {name: next(f for f in fields if f.name == name).get_db_prep_save(value, connection)
+              for name, value in forced.items()}  # fmt: skip
+    prepared = [(index, field) for index, field in enumerate(fields)
+                if not isinstance(field, _PLAIN) and field.name not in forced]  # fmt: skip
 
     def prepared_rows(chunk: Sequence[dict]) -> list[list]:
         batch = []

@@ -79,6 +79,7 @@ def alias_file(alias: Alias) -> AliasFile:
 
 
 def _alias_files(aliases: list[Alias]) -> list[AliasFile]:
+    from modelfiles.cache import COMMIT_RE
     from modelfiles.gguf_header import split_name
     from modelfiles.models import Download, ModelFile
 
@@ -93,10 +94,27 @@ def _alias_files(aliases: list[Alias]) -> list[AliasFile]:
     downloads: dict[tuple[str, str], list] = {}
     for download in Download.objects.filter(status__in=Download.ACTIVE, repo__in=repos).order_by("created_at", "pk"):
         downloads.setdefault((download.repo, download.filename), []).append(download)
+    # A download pinned to a commit (a re-pull of a damaged copy) is the one of the aliases that follow a ref to
+    # that commit: the refs come from the file's row, gone from the cache or not.
+    pinned = {
+        (d.repo, d.filename, d.revision) for ds in downloads.values() for d in ds if COMMIT_RE.fullmatch(d.revision)
+    }
+    refs_at: dict[tuple[str, str, str], list] = {}
+    if pinned:
+        for repo, filename, snapshot, refs in ModelFile.objects.filter(
+            repo__in={key[0] for key in pinned},
+            filename__in={key[1] for key in pinned},
+            snapshot__in={key[2] for key in pinned},
+        ).values_list("repo", "filename", "snapshot", "refs"):
+            refs_at.setdefault((repo, filename, snapshot), []).extend(refs or ())
 
     def active(repo: str, filename: str, snapshot: str):
         return next(
-            (d for d in downloads.get((repo, filename), ()) if snapshot in (d.revision, d.commit)),
+            (
+                d
+                for d in downloads.get((repo, filename), ())
+                if snapshot in (d.revision, d.commit) or snapshot in refs_at.get((repo, filename, d.revision), ())
+            ),
             None,
         )
 

@@ -128,10 +128,14 @@ class AliasDetailView(RoleRequiredMixin, View):
         here_url = request.get_full_path()
         if wants_fragment(request):
             here_url = safe_url(request.htmx.current_url_abs_path, request) or request.path
+        # A damaged copy: one click removes it and downloads the same commit again.
+        may_pull = request.user.has_perm("modelfiles.request_download")
+        repull = found.modelfile if may_pull and found.status == FileStatus.CORRUPT and found.modelfile else None
         return {
             "file": found,
             "file_badge": file_status_badge(found),
             "pulls": pulls,
+            "repull": repull,
             "here_url": here_url,
             "ended": ended,
             "poll_url": f"{request.path}?{urlencode({'download': polled.pk})}" if polled else "",

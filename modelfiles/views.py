@@ -483,9 +483,19 @@ class ModelFileDetailView(RoleRequiredMixin, View):
             "size": human_size(modelfile.size),
             "total_size": human_size(modelfile.split_total_size) if modelfile.split_total_size else "",
             "parameters": human_count(modelfile.gguf_parameters) if modelfile.gguf_parameters else "",
+            "set_parameters": _set_parameters(modelfile, parts),
             "next_url": safe_next(request),
         }
         return render(request, "modelfiles/modelfile_detail.html", context)
+
+
+def _set_parameters(modelfile: ModelFile, parts: list[ModelFile]) -> str:
+    """The weights of the whole split model (each part's header counts its own), once every part is here."""
+    if not modelfile.split_count or len(parts) != modelfile.split_count:
+        return ""
+    if any(part.gguf_parameters is None for part in parts):
+        return ""
+    return human_count(sum(part.gguf_parameters for part in parts))
 
 
 # --- delete a file -------------------------------------------------------------------------------------------------
@@ -719,7 +729,7 @@ class ModelFileRepullView(RoleRequiredMixin, View):
             messages.info(request, f"{_file_name(modelfile)} is in the cache again; verify it.")
             return _redirect_back(request, "modelfiles:list")
         messages.success(request, f"Removed the damaged copy of {_file_name(modelfile)} and queued it again.")
-        return HttpResponseRedirect(reverse("modelfiles:downloads"))
+        return _redirect_back(request, "modelfiles:downloads")
 
 
 class ModelFileCheckUpdatesView(RoleRequiredMixin, View):

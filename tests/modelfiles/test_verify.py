@@ -217,3 +217,27 @@ def test_re_pull_refuses_a_file_that_is_not_corrupt(hf_home, client_for, operato
     response = client_for(operator).post(f"/files/{modelfile.pk}/repull/", follow=True)
     assert "not marked corrupt" in response.content.decode()
     assert local_file(REPO, FILE, "main") is not None
+
+
+def test_the_alias_page_of_a_corrupt_file_re_pulls_it_and_comes_back(
+    hub, hf_env, client_for, operator, viewer, alias_factory
+):
+    hub.add_repo(REPO, files={FILE: pseudo_random(200_000)})
+    download, _ = services.download_request(repo=REPO, filename=FILE, revision="main", by=None)
+    services.download_run(download_id=download.pk)
+    modelfile = ModelFile.objects.get()
+    flip_a_byte(local_file(REPO, FILE, "main"))
+    verify(modelfile)
+    alias_factory(alias="damaged", repo=REPO, filename=FILE)
+
+    page = client_for(operator).get("/aliases/damaged/").content.decode()
+    assert 'data-file-status="corrupt"' in page and f'data-repull="{FILE}"' in page
+    assert f'action="/files/{modelfile.pk}/repull/"' in page
+    assert "data-repull" not in client_for(viewer).get("/aliases/damaged/").content.decode()  # viewers cannot pull
+
+    response = client_for(operator).post(f"/files/{modelfile.pk}/repull/", {"next": "/aliases/damaged/"})
+
+    assert response.status_code == 302 and response.url == "/aliases/damaged/"
+    assert Download.objects.exclude(pk=download.pk).get().status == "queued"
+    back = client_for(operator).get("/aliases/damaged/").content.decode()
+    assert 'data-file-status="downloading"' in back and "data-repull" not in back

@@ -26,8 +26,8 @@ from aliases.models import Alias
 from aliases.services import LocalModelFile, alias_sync_model_files, model_alias_name
 from aliases.validators import segment_too_long, validate_filename, validate_repo, validate_snapshot
 from config.audit.services import audit_record
-from modelfiles import cache, cleanup, downloader, gguf_header, hub
-from modelfiles.models import CacheScan, Download, ModelFile, Verification
+from modelfiles import cache, cleanup, downloader, gguf_header, hub, location
+from modelfiles.models import CacheScan, Download, Location, ModelFile, Verification
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +126,13 @@ def download_publish(*, download_id: uuid.UUID | str) -> bool:
     """
     from modelfiles.tasks import download_task
 
+    # Files per host: a pull aimed at a host goes to that host's own queue, the others to the shared one.
+    host = Download.objects.filter(pk=download_id).values_list("host", flat=True).first()
     try:
-        download_task.delay(str(download_id))
+        if host:
+            download_task.apply_async((str(download_id),), queue=location.host_queue(host))
+        else:
+            download_task.delay(str(download_id))
     except Exception as exc:  # kombu OperationalError, redis-py errors, OSError from the on-disk broker...
         logger.warning(
             "download %s: the task queue is unreachable (%s); it stays queued and is sent later", download_id, exc
@@ -143,12 +148,14 @@ def _enqueue(download_id: uuid.UUID) -> None:
     transaction.on_commit(lambda: download_publish(download_id=download_id), robust=True)
 
 
-def _active(repo: str, filename: str, revision: str) -> Download | None:
-    return Download.objects.filter(repo=repo, filename=filename, revision=revision, status__in=Download.ACTIVE).first()
+def _active(repo: str, filename: str, revision: str, host: str = "") -> Download | None:
+    return Download.objects.filter(
+        repo=repo, filename=filename, revision=revision, host=host, status__in=Download.ACTIVE
+    ).first()
 
 
 def download_request(
-    *, repo: str, filename: str, revision: str = "main", by: AbstractBaseUser | None
+    *, repo: str, filename: str, revision: str = "main", by: AbstractBaseUser | None, host: str = ""
 ) -> tuple[Download, bool]:
     """Queue a pull, or return the active one for the same file: (download, created).
 
@@ -158,24 +165,32 @@ def download_request(
     """
     pull_validate(repo=repo, filename=filename, revision=revision)
     pull_source_check(repo=repo)
-    path = cache.local_file(repo, filename, revision)
-    if path is not None:
-        commit = cache.resolve_revision(repo, revision)
-        raise AlreadyLocal(path, ModelFile.objects.filter(repo=repo, filename=filename, snapshot=commit).first())
+    # Files per host: a pull aimed at another host's cache is checked against that host's rows, not this disk.
+    target = pull_target(host=host)
+    if target is not None and target.key != location.cache_location().key:
+        held = _held_at(target, repo=repo, filename=filename, revision=revision)
+        if held is not None:
+            raise AlreadyLocal(Path(target.path) / cache.repo_folder_name(repo) / "snapshots" / held.snapshot, held)
+    else:
+        path = cache.local_file(repo, filename, revision)
+        if path is not None:
+            commit = cache.resolve_revision(repo, revision)
+            rows = ModelFile.objects.filter(repo=repo, filename=filename, snapshot=commit)
+            raise AlreadyLocal(path, rows.filter(location__key=location.cache_location().key).first() or rows.first())
     # An active download of the same file is the answer as it is: no need to ask the Hub again.
-    existing = _active(repo, filename, revision)
+    existing = _active(repo, filename, revision, host)
     if existing is not None:
         return existing, False
     note = pull_preflight(repo=repo, filename=filename, revision=revision)
     unchecked = {"error_code": HUB_UNCHECKED, "error_message": note} if note else {}
     for _ in range(3):
-        existing = _active(repo, filename, revision)
+        existing = _active(repo, filename, revision, host)
         if existing is not None:
             return existing, False
         try:
             with transaction.atomic():
                 download = Download.objects.create(
-                    repo=repo, filename=filename, revision=revision, requested_by=_user(by), **unchecked
+                    repo=repo, filename=filename, revision=revision, host=host, requested_by=_user(by), **unchecked
                 )
                 _audit_download(download=download, action="request", by=by, status=download.status)
                 _enqueue(download.pk)
@@ -231,7 +246,7 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
                 _enqueue(download.pk)
     except IntegrityError:
         # A newer request for the same file is already active: that one is the download to watch.
-        active = _active(download.repo, download.filename, download.revision)
+        active = _active(download.repo, download.filename, download.revision, download.host)
         if active is not None:
             return active, False
         raise
@@ -525,10 +540,14 @@ def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = Non
             found[(item.repo, item.filename, item.snapshot)] = item
     if skipped:
         logger.warning("cache scan skipped %s entr%s", len(skipped), "y" if len(skipped) == 1 else "ies")
-    counts, existing, gone = _modelfile_rows_sync(repo=repo, found=found)
+    # Files per host (issue 8, item 10): this process's cache is one location; the rows step and the header step
+    # read and write only its rows, so a host's scan never marks another host's files gone.
+    here = location_current()
+    counts, existing, gone = _modelfile_rows_sync(repo=repo, found=found, location=here)
     # Generated aliases only for files that can load, which the headers tell: read them first.
-    modelfile_read_metadata(repo=repo)
+    modelfile_read_metadata(repo=repo, location=here)
     alias_sync_model_files(
+        # Every location's loadable files, not only this one's: a generated alias stays while any host has its file.
         files=modelfile_loadable(repo=repo),
         repo=repo,
         validated=True,  # every loadable row is in `found`, whose files _modelfile_problem checked
@@ -553,24 +572,33 @@ class _StoredFile:
     etag: str
     modified_at: object
     present: bool
+    location_id: int | None
 
 
 def _modelfile_rows_sync(
-    *, repo: str | None, found: dict[tuple[str, str, str], cache.CachedGguf]
+    *, repo: str | None, found: dict[tuple[str, str, str], cache.CachedGguf], location: Location
 ) -> tuple[dict[str, int], dict[tuple[str, str, str], _StoredFile], list[int]]:
     """The ModelFile rows brought in step with `found`: one query reads the stored rows (locked), then batched
     INSERTs for new files, batched UPDATEs for changed ones and one UPDATE marks the vanished ones gone.
 
     Answers the counts, the stored rows as they were ({key: row}) and the primary keys of the rows marked gone.
     """
-    rows = ModelFile.objects.select_for_update()
+    # Files per host: only this location's rows, and the rows from before locations were known (location empty),
+    # which this scan adopts (found here: they get its location; not found: marked gone, left without one).
+    rows = ModelFile.objects.select_for_update().filter(Q(location=location) | Q(location__isnull=True))
     if repo is not None:
         rows = rows.filter(repo=repo)
     existing = {
         (row_repo, filename, snapshot): _StoredFile(*values)
         for row_repo, filename, snapshot, *values in rows.values_list(
-            "repo", "filename", "snapshot", "pk", *_SYNCED_FIELDS
-        )
+            "repo",
+            "filename",
+            "snapshot",
+            "pk",
+            *_SYNCED_FIELDS,
+            "location_id",
+            # This location's own row wins (comes last) over a leftover without one for the same file.
+        ).order_by(F("location_id").asc(nulls_first=True))
     }
     now = timezone.now()
     new: list[ModelFile] = []
@@ -585,12 +613,14 @@ def _modelfile_rows_sync(
         }
         row = existing.get(key)
         if row is None:
-            new.append(ModelFile(repo=item.repo, filename=item.filename, snapshot=item.snapshot, **fields))
-        elif any(getattr(row, name) != value for name, value in fields.items()):
+            new.append(
+                ModelFile(location=location, repo=item.repo, filename=item.filename, snapshot=item.snapshot, **fields)
+            )
+        elif row.location_id != location.pk or any(getattr(row, name) != value for name, value in fields.items()):
             # bulk_update does not apply auto_now: scanned_at is set here, as save() would.
-            changed.append(ModelFile(pk=row.pk, scanned_at=now, **fields))
+            changed.append(ModelFile(pk=row.pk, scanned_at=now, location=location, **fields))
     ModelFile.objects.bulk_create(new, batch_size=SYNC_BATCH)
-    ModelFile.objects.bulk_update(changed, [*_SYNCED_FIELDS, "scanned_at"], batch_size=SYNC_BATCH)
+    ModelFile.objects.bulk_update(changed, [*_SYNCED_FIELDS, "location", "scanned_at"], batch_size=SYNC_BATCH)
     gone = [row.pk for key, row in existing.items() if key not in found and row.present]
     removed = 0
     for start in range(0, len(gone), SYNC_BATCH):
@@ -755,7 +785,7 @@ def _header_values(header: gguf_header.GgufHeader) -> dict:
     return values
 
 
-def modelfile_read_metadata(*, repo: str | None = None) -> dict[str, int]:
+def modelfile_read_metadata(*, repo: str | None = None, location: Location | None = None) -> dict[str, int]:
     """Read the GGUF header of each present file whose blob was not read yet, then work out every file's state
     (ok / incomplete / corrupt / unreadable) and its split set; called at the end of `modelfile_sync`.
 
@@ -764,7 +794,8 @@ def modelfile_read_metadata(*, repo: str | None = None) -> dict[str, int]:
     (permissions) is not cached: the next scan tries again. A `corrupt` set by verification stays until the blob
     changes. Answers {"read", "copied"}.
     """
-    rows = ModelFile.objects.filter(present=True)
+    # Files per host: the headers are read from this process's disk, so only this location's rows (by default).
+    rows = ModelFile.objects.filter(present=True, location=location or location_current())
     if repo is not None:
         rows = rows.filter(repo=repo)
     rows = list(rows.order_by("repo", "filename", "snapshot", "pk"))
@@ -882,6 +913,18 @@ class ModelFileBusy(Exception):
         )
 
 
+class ModelFileElsewhere(ModelFileBusy):
+    """The file is in another host's cache: this process can only delete from its own (409 like a busy file)."""
+
+    def __init__(self, modelfile: ModelFile):
+        self.download = None
+        Exception.__init__(
+            self,
+            f"{modelfile.filename} is in the cache of {modelfile.location}, not of this host "
+            f"({location.current_host()}); delete it there (manage.py shell on that host, or its own ModelDesk).",
+        )
+
+
 def _alias_commit(repo: str, snapshot: str, resolved: dict[tuple[str, str], str | None]) -> str | None:
     key = (repo, snapshot)
     if key not in resolved:
@@ -893,7 +936,9 @@ def modelfile_revisions(*, modelfile: ModelFile, all_revisions: bool) -> list[Mo
     """The rows a delete removes: the file's own revision, or every cached revision of that repo and filename."""
     if not all_revisions:
         return [modelfile]
-    return list(ModelFile.objects.filter(repo=modelfile.repo, filename=modelfile.filename, present=True))
+    # Files per host: the revisions in the same cache.
+    rows = ModelFile.objects.filter(location=modelfile.location_id, repo=modelfile.repo, filename=modelfile.filename)
+    return list(rows.filter(present=True))
 
 
 def modelfile_users(*, files: list[ModelFile]) -> dict[str, list[str]]:
@@ -953,6 +998,8 @@ def modelfile_delete(
     `force` (the confirmation page, or `?force=1`). The file-system part cannot be rolled back, so every check
     comes first; the audit entries and the re-sync land together afterwards.
     """
+    if modelfile.location is not None and modelfile.location.key != location.cache_location().key:
+        raise ModelFileElsewhere(modelfile)
     files = modelfile_revisions(modelfile=modelfile, all_revisions=all_revisions)
     busy = _active_writer(files)
     if busy is not None:
@@ -1053,7 +1100,8 @@ def _modelfile_name(modelfile: ModelFile) -> str:
 def _same_blob(modelfile: ModelFile):
     """The rows whose bytes are this file's blob: snapshots share blobs by etag, so they are damaged together."""
     if modelfile.etag:
-        return ModelFile.objects.filter(repo=modelfile.repo, etag=modelfile.etag)
+        # Files per host: a blob is damaged in one cache, not in another host's copy.
+        return ModelFile.objects.filter(location=modelfile.location_id, repo=modelfile.repo, etag=modelfile.etag)
     return ModelFile.objects.filter(pk=modelfile.pk)
 
 
@@ -1061,8 +1109,13 @@ def verification_publish(*, verification_id: int) -> bool:
     """Hand a queued verification to the broker; False (logged) when it is unreachable (a new press retries)."""
     from modelfiles.tasks import verify_task
 
+    # Files per host: the bytes are hashed where they are, by a worker of the file's location.
+    key = Verification.objects.filter(pk=verification_id).values_list("modelfile__location__key", flat=True).first()
     try:
-        verify_task.delay(verification_id)
+        if key:
+            verify_task.apply_async((verification_id,), queue=location.location_queue(key))
+        else:
+            verify_task.delay(verification_id)
     except Exception as exc:  # the broker is down: the row stays queued until its heartbeat goes stale
         logger.warning("verification %s: the task queue is unreachable (%s)", verification_id, exc)
         return False
@@ -1346,3 +1399,75 @@ def _carry_over(*, repo: str, filename: str, ref: str, old: str, commit: str) ->
                 update_size=remote.size,
                 update_checked_at=timezone.now(),
             )
+
+
+# --- files per host (issue 8, item 10) -------------------------------------------------------------------------------
+
+# A location's last_seen_at is written at most this often by the scans (an unchanged rescan stays one read).
+LOCATION_SEEN_EVERY_SECONDS = 60.0
+
+
+def location_current() -> Location:
+    """The Location row of the cache this process reads (created on its first scan), its path and time seen kept."""
+    found = location.cache_location()
+    now = timezone.now()
+    row = Location.objects.filter(key=found.key).first()
+    if row is None:
+        try:
+            with transaction.atomic():
+                return Location.objects.create(
+                    key=found.key, name=found.created_by or location.current_host(), path=found.path, last_seen_at=now
+                )
+        except IntegrityError:  # another process sharing the cache created it first
+            row = Location.objects.get(key=found.key)
+    stale = row.last_seen_at is None or (now - row.last_seen_at).total_seconds() > LOCATION_SEEN_EVERY_SECONDS
+    if row.path != found.path or stale:
+        Location.objects.filter(pk=row.pk).update(path=found.path, last_seen_at=now)
+        row.path, row.last_seen_at = found.path, now
+    return row
+
+
+@transaction.atomic
+def location_register_worker(*, host: str) -> Location:
+    """A worker started on `host` with this process's cache: the host is listed on that location (and taken off any
+    other it was listed on, as a host name stands for one worker cache); pulls aimed at it go to its queue."""
+    here = location_current()
+    here = Location.objects.select_for_update().get(pk=here.pk)
+    # A few rows: compared here, as a JSON "contains" lookup is not available on SQLite.
+    for other in Location.objects.select_for_update().exclude(pk=here.pk):
+        if host in (other.hosts or []):
+            Location.objects.filter(pk=other.pk).update(hosts=[name for name in other.hosts if name != host])
+    if host not in (here.hosts or []):
+        here.hosts = sorted({*(here.hosts or []), host})
+        Location.objects.filter(pk=here.pk).update(hosts=here.hosts)
+    return here
+
+
+def location_hosts() -> list[str]:
+    """Every worker host a pull can be aimed at, sorted."""
+    return sorted({host for hosts in Location.objects.values_list("hosts", flat=True) for host in hosts or ()})
+
+
+def location_of_host(host: str) -> Location | None:
+    """The location whose cache a worker host uses, or None when no worker of that name has started."""
+    return next((row for row in Location.objects.all() if host in (row.hosts or ())), None)
+
+
+def pull_target(*, host: str) -> Location | None:
+    """The location a pull aimed at `host` lands in; None for the shared queue (host empty). Raises
+    ValidationError on `host` when no worker of that name has started (its queue would never be read)."""
+    if not host:
+        return None
+    target = location_of_host(host)
+    if target is None:
+        known = ", ".join(location_hosts()) or "none yet"
+        raise ValidationError(
+            {"host": [f"No worker has started on host {host!r}; known hosts: {known}. Leave it empty for any."]}
+        )
+    return target
+
+
+def _held_at(target: Location, *, repo: str, filename: str, revision: str) -> ModelFile | None:
+    """The row of a file another location holds for the revision (by commit, or a ref of its snapshot)."""
+    rows = ModelFile.objects.filter(location=target, repo=repo, filename=filename, present=True).order_by("pk")
+    return next((row for row in rows if revision == row.snapshot or revision in (row.refs or ())), None)

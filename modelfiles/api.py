@@ -105,6 +105,13 @@ STATUS_FILTER = OpenApiParameter(
     description="Only downloads in these states: repeat the parameter (status=queued&status=failed) or "
     f"separate them with commas. One of: {', '.join(Download.Status.values)}.",
 )
+HOST_FILTER = OpenApiParameter(
+    "host",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    description="Only the files in the cache of this worker host (MODELDESK_HOST), or of the location with this "
+    "key (the `location` field).",
+)
 DOWNLOAD_ID = OpenApiParameter(
     "download_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The download's id, as returned by pull."
 )
@@ -196,6 +203,8 @@ class ModelFileSerializer(serializers.ModelSerializer):
     gguf = serializers.SerializerMethodField()
     split = serializers.SerializerMethodField()
     update = serializers.SerializerMethodField()
+    host = serializers.SerializerMethodField()
+    location = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelFile
@@ -215,8 +224,26 @@ class ModelFileSerializer(serializers.ModelSerializer):
             "gguf",
             "split",
             "update",
+            "host",
+            "location",
         )
         read_only_fields = fields
+
+    @extend_schema_field(
+        serializers.CharField(
+            allow_null=True,
+            help_text="Where the file is: the worker host whose cache holds it, or `shared: a, b` for a cache "
+            "several hosts share; null for a row no scan has claimed since hosts were known.",
+        )
+    )
+    def get_host(self, modelfile: ModelFile) -> str | None:
+        return modelfile.location.label if modelfile.location_id else None
+
+    @extend_schema_field(
+        serializers.CharField(allow_null=True, help_text="The key of the cache (location) that holds the file.")
+    )
+    def get_location(self, modelfile: ModelFile) -> str | None:
+        return modelfile.location.key if modelfile.location_id else None
 
     @extend_schema_field(UpdateSerializer(allow_null=True))
     def get_update(self, modelfile: ModelFile) -> dict | None:
@@ -280,6 +307,7 @@ class DownloadSerializer(serializers.ModelSerializer):
     percent = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     requested_by = serializers.SerializerMethodField()
+    host = serializers.SerializerMethodField()
     speed = serializers.FloatField(read_only=True, allow_null=True, help_text="Bytes per second; null when idle.")
     eta = serializers.FloatField(read_only=True, allow_null=True, help_text="Seconds left at the current speed.")
 
@@ -306,8 +334,15 @@ class DownloadSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "updated_at",
+            "host",
         )
         read_only_fields = fields
+
+    @extend_schema_field(
+        serializers.CharField(allow_null=True, help_text="The worker host it was aimed at; null: any worker.")
+    )
+    def get_host(self, download: Download) -> str | None:
+        return download.host or None
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="The commit the revision resolved to."))
     def get_commit(self, download: Download) -> str | None:
@@ -374,6 +409,13 @@ class PullSerializer(StrictSerializer):
         help_text="Branch, tag or commit.",
         request_schema={"minLength": 1, "pattern": SNAPSHOT_SCHEMA_PATTERN},
     )
+    host = StrictCharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=63,
+        help_text="The worker host (MODELDESK_HOST) whose cache the file goes to; empty or absent: any worker.",
+    )
 
 
 class DownloadConflictSerializer(serializers.Serializer):
@@ -429,12 +471,13 @@ class ModelFileListApi(APIView):
         operation_id="modelfiles_list",
         summary="List the model files in the local cache",
         tags=["modelfiles"],
-        parameters=MODELFILE_LIST_QUERY.openapi_parameters(),
+        parameters=[*MODELFILE_LIST_QUERY.openapi_parameters(), HOST_FILTER],
         responses={200: list_envelope_serializer(ModelFileSerializer), **error_responses(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
         params = MODELFILE_LIST_QUERY.parse(request.query_params)
-        page = MODELFILE_LIST_QUERY.page(modelfile_list(search=params.search), params)
+        host = request.query_params.get("host", "").strip()
+        page = MODELFILE_LIST_QUERY.page(modelfile_list(search=params.search, host=host), params)
         return Response(page.envelope(modelfiles_data(page.items)))
 
 
@@ -472,13 +515,18 @@ class PullApi(APIView):
         values = serializer.validated_data
         try:
             download, created = download_request(
-                repo=values["repo"], filename=values["filename"], revision=values["revision"], by=request.user
+                repo=values["repo"],
+                filename=values["filename"],
+                revision=values["revision"],
+                by=request.user,
+                host=values["host"],
             )
         except AlreadyLocal as exc:
             modelfile = modelfiles_data([exc.modelfile])[0] if exc.modelfile is not None else None
+            where = f"cache of {values['host']}" if values["host"] else "local cache"
             raise ApiError(
-                f"{values['filename']} from {values['repo']} at {values['revision']!r} is already in the local "
-                "cache; nothing to download.",
+                f"{values['filename']} from {values['repo']} at {values['revision']!r} is already in the {where}; "
+                "nothing to download.",
                 status=409,
                 code="already_local",
                 body={"modelfile": modelfile},

@@ -28,6 +28,7 @@ from aliases.validators import segment_too_long, validate_filename, validate_rep
 from config.audit.services import audit_record
 from modelfiles import cache, cleanup, downloader, gguf_header, hub, location
 from modelfiles.models import CacheScan, Download, Location, ModelFile, Verification
+from modelfiles.selectors import location_hosts, location_of_host
 
 logger = logging.getLogger(__name__)
 
@@ -1441,16 +1442,6 @@ def location_register_worker(*, host: str) -> Location:
         here.hosts = sorted({*(here.hosts or []), host})
         Location.objects.filter(pk=here.pk).update(hosts=here.hosts)
     return here
-
-
-def location_hosts() -> list[str]:
-    """Every worker host a pull can be aimed at, sorted."""
-    return sorted({host for hosts in Location.objects.values_list("hosts", flat=True) for host in hosts or ()})
-
-
-def location_of_host(host: str) -> Location | None:
-    """The location whose cache a worker host uses, or None when no worker of that name has started."""
-    return next((row for row in Location.objects.all() if host in (row.hosts or ())), None)
 
 
 def pull_target(*, host: str) -> Location | None:

@@ -143,7 +143,9 @@ class PullView(RoleRequiredMixin, View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         # Prefilled from the query string: the "Pick" links of the file list land here without JavaScript.
-        initial = {name: request.GET[name] for name in ("repo", "filename", "revision") if request.GET.get(name)}
+        initial = {
+            name: request.GET[name] for name in ("repo", "filename", "revision", "host") if request.GET.get(name)
+        }
         return render_pull_form(request, PullForm(initial=initial))
 
     def post(self, request: HttpRequest) -> HttpResponse:
@@ -159,7 +161,11 @@ class PullView(RoleRequiredMixin, View):
         values = form.cleaned_data
         try:
             download, created = download_request(
-                repo=values["repo"], filename=values["filename"], revision=values["revision"], by=request.user
+                repo=values["repo"],
+                filename=values["filename"],
+                revision=values["revision"],
+                by=request.user,
+                host=values.get("host") or "",
             )
         except ValidationError as exc:
             form.add_error(None, exc)
@@ -419,7 +425,7 @@ class ModelFileDetailView(RoleRequiredMixin, View):
     http_method_names = ["get", "head", "options"]
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
-        modelfile = get_object_or_404(ModelFile, pk=pk)
+        modelfile = get_object_or_404(ModelFile.objects.select_related("location"), pk=pk)
         parts = modelfile_split_parts(modelfile)
         expected = []
         if modelfile.split_count:

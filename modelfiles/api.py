@@ -60,6 +60,7 @@ from modelfiles.services import (
     modelfile_check_updates,
     modelfile_delete,
     modelfile_sync,
+    modelfile_sync_elsewhere,
     modelfile_update,
     verification_request,
 )
@@ -671,13 +672,16 @@ class ScanApi(APIView):
         description="Brings the model file list in step with the Hugging Face cache, as the Rescan button does. "
         "An entry that cannot be listed (an odd or undecodable name, a broken link, a missing blob, a snapshot "
         "folder that is not a commit, a folder that is not a repo id) is skipped and reported in `skipped`; the "
-        "rest of the scan lands. Operators and admins.",
+        "rest of the scan lands. The counts are this server's cache; a worker of every other host's cache is "
+        'asked to rescan it in the background (README "Several hosts"). Operators and admins.',
         tags=["modelfiles"],
         request=None,
         responses={200: ScanResultSerializer, **error_responses(401, 403)},
     )
     def post(self, request: Request) -> Response:
-        return Response(ScanResultSerializer(modelfile_sync(by=request.user)).data)
+        counts = modelfile_sync(by=request.user)
+        modelfile_sync_elsewhere()  # files per host: the other hosts' workers scan their own caches
+        return Response(ScanResultSerializer(counts).data)
 
 
 # --- delete --------------------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def pull_validate(*, repo: str, filename: str, revision: str) -> None:
         raise ValidationError(errors)
 
 
-def download_publish(*, download_id: uuid.UUID | str) -> bool:
+def download_publish(*, download_id: uuid.UUID | str, host: str = "") -> bool:
     """Hand a queued download's task to the broker and note when; False (logged) when the broker is unreachable.
 
     Never raises: the row is already committed and stays queued, and `download_reconcile` sends it later. The
@@ -127,8 +127,8 @@ def download_publish(*, download_id: uuid.UUID | str) -> bool:
     """
     from modelfiles.tasks import download_task
 
-    # Files per host: a pull aimed at a host goes to that host's own queue, the others to the shared one.
-    host = Download.objects.filter(pk=download_id).values_list("host", flat=True).first()
+    # Files per host: a pull aimed at a host (the row's `host`) goes to that host's own queue, the others to the
+    # shared one.
     try:
         if host:
             download_task.apply_async((str(download_id),), queue=location.host_queue(host))
@@ -144,9 +144,9 @@ def download_publish(*, download_id: uuid.UUID | str) -> bool:
     return True
 
 
-def _enqueue(download_id: uuid.UUID) -> None:
+def _enqueue(download_id: uuid.UUID, host: str) -> None:
     # robust: a failing callback must not turn the request into a 500 after the row was committed.
-    transaction.on_commit(lambda: download_publish(download_id=download_id), robust=True)
+    transaction.on_commit(lambda: download_publish(download_id=download_id, host=host), robust=True)
 
 
 def _active(repo: str, filename: str, revision: str, host: str = "") -> Download | None:
@@ -194,7 +194,7 @@ def download_request(
                     repo=repo, filename=filename, revision=revision, host=host, requested_by=_user(by), **unchecked
                 )
                 _audit_download(download=download, action="request", by=by, status=download.status)
-                _enqueue(download.pk)
+                _enqueue(download.pk, download.host)
             # The task was handed over on commit (or not, if the broker is down): say which.
             download.refresh_from_db(fields=["status", "enqueued_at"])
             return download, True
@@ -244,7 +244,7 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
             )
             if changed:
                 _audit_download(download=download, action="retry", by=by, status=Download.Status.QUEUED)
-                _enqueue(download.pk)
+                _enqueue(download.pk, download.host)
     except IntegrityError:
         # A newer request for the same file is already active: that one is the download to watch.
         active = _active(download.repo, download.filename, download.revision, download.host)
@@ -271,7 +271,7 @@ def download_requeue_stale(
     else:
         rows = rows.filter(updated_at__lt=timezone.now() - timedelta(seconds=older_than))
     requeued = 0
-    for stale_id in list(rows.values_list("pk", flat=True)):
+    for stale_id, host in list(rows.values_list("pk", "host")):
         with transaction.atomic():
             changed = Download.objects.filter(pk=stale_id, status__in=Download.RUNNING).update(
                 status=Download.Status.QUEUED,
@@ -283,7 +283,7 @@ def download_requeue_stale(
                 error_message="The worker stopped answering; queued again to resume.",
             )
             if changed:
-                _enqueue(stale_id)
+                _enqueue(stale_id, host)  # a pull aimed at a host resumes there: its partial file is on that disk
                 requeued += changed
     if requeued:
         logger.warning("re-queued %s download(s) whose worker stopped", requeued)
@@ -303,7 +303,7 @@ def download_reconcile(*, grace: float = RECONCILE_GRACE_SECONDS) -> int:
         Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff)
     )
     sent = 0
-    for download_id, previous in list(rows.order_by("created_at", "pk").values_list("pk", "enqueued_at")):
+    for download_id, previous, host in list(rows.order_by("created_at", "pk").values_list("pk", "enqueued_at", "host")):
         # Take the row for this run first (a conditional UPDATE): the beat and workers starting at the same
         # moment reconcile together, and only one of them sends it.
         mine = Download.objects.filter(pk=download_id, status=Download.Status.QUEUED)
@@ -311,7 +311,7 @@ def download_reconcile(*, grace: float = RECONCILE_GRACE_SECONDS) -> int:
         taken_at = timezone.now()
         if not mine.update(enqueued_at=taken_at):
             continue
-        if not download_publish(download_id=download_id):
+        if not download_publish(download_id=download_id, host=host):
             # Give it back as it was (the note shows again), unless something else changed it meanwhile.
             Download.objects.filter(pk=download_id, enqueued_at=taken_at).update(enqueued_at=previous)
             break  # still unreachable: the next run tries again, no need to wait for a timeout per row
@@ -921,8 +921,8 @@ class ModelFileElsewhere(ModelFileBusy):
         self.download = None
         Exception.__init__(
             self,
-            f"{modelfile.filename} is in the cache of {modelfile.location}, not of this host "
-            f"({location.current_host()}); delete it there (manage.py shell on that host, or its own ModelDesk).",
+            f"{modelfile.filename} is in the cache of {modelfile.location}, not in this host's "
+            f"({location.current_host()}); it can only be deleted on a machine that reads that cache.",
         )
 
 
@@ -999,7 +999,7 @@ def modelfile_delete(
     `force` (the confirmation page, or `?force=1`). The file-system part cannot be rolled back, so every check
     comes first; the audit entries and the re-sync land together afterwards.
     """
-    if modelfile.location is not None and modelfile.location.key != location.cache_location().key:
+    if _elsewhere(modelfile):
         raise ModelFileElsewhere(modelfile)
     files = modelfile_revisions(modelfile=modelfile, all_revisions=all_revisions)
     busy = _active_writer(files)
@@ -1238,6 +1238,8 @@ def modelfile_repull(*, modelfile: ModelFile, by: AbstractBaseUser | None) -> tu
     """
     if modelfile.state != CORRUPT:
         raise ValidationError(f"{_modelfile_name(modelfile)} is not marked corrupt: nothing to re-pull.")
+    if _elsewhere(modelfile):  # files per host: the damaged blob is on another host's disk
+        raise ValidationError(str(ModelFileElsewhere(modelfile)).replace("deleted", "re-pulled"))
     paths = cache.RepoPaths.for_repo(modelfile.repo)
     link = paths.checked_snapshot_file(modelfile.snapshot, modelfile.filename)
     try:
@@ -1253,7 +1255,8 @@ def modelfile_repull(*, modelfile: ModelFile, by: AbstractBaseUser | None) -> tu
                      object_repr=_modelfile_name(modelfile), before={"state": CORRUPT},
                      after={"state": "missing", "blob_removed": blob is not None})  # fmt: skip
     modelfile_sync(repo=modelfile.repo, by=by)
-    return download_request(repo=modelfile.repo, filename=modelfile.filename, revision=modelfile.snapshot, by=by)
+    return download_request(repo=modelfile.repo, filename=modelfile.filename, revision=modelfile.snapshot, by=by,
+                            host=_pull_host(modelfile))  # fmt: skip
 
 
 # --- update check (issue 8, item 7) --------------------------------------------------------------------------------
@@ -1345,7 +1348,9 @@ def modelfile_update(*, modelfile: ModelFile, by: AbstractBaseUser | None) -> tu
     try:
         # By the commit, not the ref: the ref still points at the old snapshot locally, so asking for it would
         # answer AlreadyLocal. The task is enqueued on commit, after moves_ref below is set.
-        download, created = download_request(repo=modelfile.repo, filename=modelfile.filename, revision=commit, by=by)
+        download, created = download_request(
+            repo=modelfile.repo, filename=modelfile.filename, revision=commit, by=by, host=_pull_host(modelfile)
+        )
     except AlreadyLocal:
         modelfile_ref_move(repo=modelfile.repo, filename=modelfile.filename, ref=ref, commit=commit)
         transaction.on_commit(lambda: modelfile_sync(repo=modelfile.repo), robust=True)
@@ -1371,7 +1376,8 @@ def modelfile_ref_move(*, repo: str, filename: str, ref: str, commit: str) -> No
         audit_record(actor=None, kind="modelfile", action="ref_move", object_id=repo, object_repr=f"{repo}@{ref}",
                      before={"commit": old}, after={"commit": commit})  # fmt: skip
     # This file's update is done (also when another file's update already moved the ref).
-    ModelFile.objects.filter(repo=repo, filename=filename, update_ref=ref, update_commit=commit).update(
+    # Files per host: the ref moved in this cache; another host's copy keeps its own "update available".
+    _here().filter(repo=repo, filename=filename, update_ref=ref, update_commit=commit).update(
         update_ref="", update_commit="", update_etag="", update_size=None
     )
 
@@ -1380,7 +1386,7 @@ def _carry_over(*, repo: str, filename: str, ref: str, old: str, commit: str) ->
     """The other files of the old snapshot, as the ref moves: the unchanged ones are linked into the new snapshot;
     the changed ones get "update available" for the new commit, so their own Update brings them along."""
     paths = cache.RepoPaths.for_repo(repo)
-    for other in ModelFile.objects.filter(repo=repo, snapshot=old, present=True).exclude(filename=filename):
+    for other in _here().filter(repo=repo, snapshot=old, present=True).exclude(filename=filename):
         if not other.etag or cache.local_file(repo, other.filename, commit) is not None:
             continue
         try:
@@ -1462,3 +1468,43 @@ def _held_at(target: Location, *, repo: str, filename: str, revision: str) -> Mo
     """The row of a file another location holds for the revision (by commit, or a ref of its snapshot)."""
     rows = ModelFile.objects.filter(location=target, repo=repo, filename=filename, present=True).order_by("pk")
     return next((row for row in rows if revision == row.snapshot or revision in (row.refs or ())), None)
+
+
+def _elsewhere(modelfile: ModelFile) -> bool:
+    """True when the file is in another location's cache than the one this process reads."""
+    return modelfile.location is not None and modelfile.location.key != location.cache_location().key
+
+
+def _pull_host(modelfile: ModelFile) -> str:
+    """The host a pull for this file's own cache (an update, a re-pull) is aimed at: one of its location's worker
+    hosts, or none (the shared queue) when there is only one worker host anyway or the location has no worker."""
+    hosts = sorted(modelfile.location.hosts or ()) if modelfile.location is not None else []
+    if not hosts or len(location_hosts()) <= 1:
+        return ""
+    return hosts[0]
+
+
+def _here():
+    """The rows of this process's cache (and rows no scan has claimed yet), for work done on this disk."""
+    return ModelFile.objects.filter(Q(location__key=location.cache_location().key) | Q(location__isnull=True))
+
+
+def modelfile_sync_elsewhere() -> int:
+    """Ask a worker of every other location to scan its cache (this process can scan only its own): one scan task
+    on each location's queue. Answers how many were sent; a broker that cannot be reached sends none (logged)."""
+    from modelfiles.tasks import scan_cache_task
+
+    here = location.cache_location().key
+    # Expires: a location whose workers are all stopped does not pile up scans to run at once on their return.
+    every = settings.CELERY_BEAT_SCHEDULE["scan-cache"]["schedule"]
+    sent = 0
+    for key, hosts in Location.objects.exclude(key=here).order_by("pk").values_list("key", "hosts"):
+        if not hosts:
+            continue  # no worker reads that cache (a web machine's own, say): nobody would take the scan
+        try:
+            scan_cache_task.apply_async((False,), queue=location.location_queue(key), expires=every)
+        except Exception as exc:  # the broker is down: the next periodic scan asks again
+            logger.warning("could not ask the other hosts to rescan (%s)", exc)
+            break
+        sent += 1
+    return sent

@@ -4,10 +4,8 @@ import logging
 
 from celery import shared_task
 from celery.signals import worker_ready
-from django.conf import settings
 
 from modelfiles import location, services
-from modelfiles.models import Location
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +32,7 @@ def scan_cache_task(fan_out: bool = True) -> dict[str, int]:
     """The periodic scan. Each worker can scan only its own cache, so the run the beat sends (to the shared queue)
     also sends one scan to every other known location's queue, taken by a worker that reads that cache."""
     if fan_out:
-        here = location.cache_location().key
-        every = settings.CELERY_BEAT_SCHEDULE["scan-cache"]["schedule"]
-        for key, hosts in Location.objects.exclude(key=here).values_list("key", "hosts"):
-            if not hosts:
-                continue  # no worker reads that cache (a web process's own, say): nobody would take the scan
-            # Expires: a location whose workers are all stopped does not pile up scans to run at once on return.
-            scan_cache_task.apply_async((False,), queue=location.location_queue(key), expires=every)
+        services.modelfile_sync_elsewhere()
     return services.modelfile_sync()
 
 

@@ -56,6 +56,7 @@ from modelfiles.services import (
     modelfile_repull,
     modelfile_revisions,
     modelfile_sync,
+    modelfile_sync_elsewhere,
     modelfile_update,
     modelfile_users,
     verification_request,
@@ -106,12 +107,14 @@ class ModelFileRescanView(RoleRequiredMixin, View):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         counts = modelfile_sync(by=request.user)
+        others = modelfile_sync_elsewhere()  # files per host: the other hosts' workers scan their own caches
         present = counts["present"]
         changed = f", {counts['updated']} changed" if counts["updated"] else ""
+        elsewhere = f" The other hosts ({others}) rescan theirs in the background." if others else ""
         messages.success(
             request,
             f"Rescanned the cache: {counts['created']} new{changed}, {counts['removed']} gone, "
-            f"{present} file{'s' if present != 1 else ''}.",
+            f"{present} file{'s' if present != 1 else ''}.{elsewhere}",
         )
         skipped = len(counts["skipped"])
         if skipped:

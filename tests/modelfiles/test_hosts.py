@@ -244,3 +244,19 @@ def test_deleting_a_file_of_another_hosts_cache_is_refused(hosts, client_for, ad
     assert (hosts.homes["host-b"] / "hub" / "models--acme--B-GGUF" / "snapshots").exists()
     row.refresh_from_db()
     assert row.present
+
+
+def test_rescan_asks_the_workers_of_every_other_location_to_scan_theirs(hosts, client_for, operator, monkeypatch):
+    from modelfiles.tasks import scan_cache_task
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(scan_cache_task, "apply_async", lambda args, queue, expires: sent.append((args, queue)))
+    hosts("host-b")
+    location_b = start_worker("host-b")
+    hosts("web", hosts.homes["host-b"].parent / "web")
+    services.location_current()  # the web machine's own cache: no worker reads it, so nobody is asked there
+
+    response = client_for(operator).post("/files/rescan/", follow=True)
+
+    assert sent == [((False,), f"location.{location_b.key}")]
+    assert "The other hosts (1) rescan theirs in the background." in response.content.decode()

@@ -260,3 +260,44 @@ def test_rescan_asks_the_workers_of_every_other_location_to_scan_theirs(hosts, c
 
     assert sent == [((False,), f"location.{location_b.key}")]
     assert "The other hosts (1) rescan theirs in the background." in response.content.decode()
+
+
+def test_the_pull_form_offers_the_hosts_once_there_are_several_and_aims_the_pull(
+    hosts, operator_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    from modelfiles.tasks import download_task
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(download_task, "apply_async", lambda args, queue: sent.append((args[0], queue)))
+    hosts("host-a")
+    start_worker("host-a")
+    assert 'name="host"' not in operator_client.get("/files/pull/").content.decode()  # one host: nothing to choose
+    hosts("host-b")
+    start_worker("host-b")
+    form = operator_client.get("/files/pull/").content.decode()
+    assert '<option value="host-b">host-b</option>' in form
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(
+            "/files/pull/", {"repo": "acme/New-GGUF", "filename": "new.Q4_K_M.gguf", "revision": "", "host": "host-b"}
+        )
+
+    assert response.status_code == 302
+    download = Download.objects.get()
+    assert download.host == "host-b" and sent == [(str(download.pk), "host.host-b")]
+    assert ">host-b<" in operator_client.get("/files/downloads/").content.decode()
+
+
+def test_an_alias_page_names_the_hosts_it_loads_on(hosts, viewer_client, alias_factory):
+    cache_file(hosts("host-a"), "acme/Both-GGUF", "both.Q4_K_M.gguf")
+    start_worker("host-a")
+    cache_file(hosts("host-b"), "acme/Both-GGUF", "both.Q4_K_M.gguf")
+    start_worker("host-b")
+    alias_factory(alias="both", repo="acme/Both-GGUF", filename="both.Q4_K_M.gguf", snapshot="main")
+
+    page = viewer_client.get("/aliases/both/").content.decode()
+
+    assert 'data-testid="file-hosts"' in page
+    assert ">host-a</span>" in page and ">host-b</span>" in page
+    found = alias_file(Alias.objects.get(alias="both"))
+    assert (found.status, found.hosts) == ("local", ["host-a", "host-b"])

@@ -4,6 +4,9 @@ two workers on two hosts would read theirs. tests/modelfiles/test_hosts_workers.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from modelfiles import location, services
 from modelfiles.models import Download, Location, ModelFile
 from tests.gguf_files import tiny_gguf
 from tests.modelfiles import cache_file, make_modelfile
+from tests.workers import BASE_DIR
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +63,25 @@ def test_two_caches_are_two_locations_and_one_cache_is_one_whatever_the_host_nam
     assert location.cache_location().key != first.key
     hosts("host-c", tmp_path / "a")  # another machine mounting host-a's cache
     assert location.cache_location().key == first.key
+
+
+def test_processes_racing_to_mark_a_new_cache_all_read_the_one_key_that_won(hosts, tmp_path):
+    hosts("host-a", tmp_path / "fresh")
+    code = "from modelfiles import location; print(location.cache_location().key)"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=BASE_DIR,
+        )
+        for _ in range(6)
+    ]
+    keys = {run.communicate(timeout=60)[0].strip() for run in runs}
+    assert len(keys) == 1 and keys == {location.cache_location().key}
+    assert [path.name for path in (tmp_path / "fresh" / "hub" / ".locks").iterdir()] == [location.MARKER]
 
 
 def test_a_hosts_scan_never_marks_another_hosts_files_gone(hosts):

@@ -39,8 +39,15 @@ class ModelFile(models.Model):
     """One GGUF file in one cached snapshot of the Hugging Face cache, kept in step by the cache scanner."""
 
     # Which cache holds it. Empty only for rows from before hosts were known; the first scan adopts them.
+    # No index of its own: the unique constraint below starts with it.
     location = models.ForeignKey(
-        Location, null=True, blank=True, on_delete=models.PROTECT, related_name="files", help_text="Where it is."
+        Location,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="files",
+        db_index=False,
+        help_text="Where it is.",
     )
     repo = models.CharField(max_length=96)
     filename = models.CharField(max_length=255)
@@ -92,10 +99,7 @@ class ModelFile(models.Model):
                 fields=["location", "repo", "filename", "snapshot"], name="modelfile_unique_per_location_snapshot"
             ),
         ]
-        indexes = [
-            models.Index(fields=["present", "repo"], name="modelfile_present_repo"),
-            models.Index(fields=["location", "repo"], name="modelfile_location_repo"),
-        ]
+        indexes = [models.Index(fields=["present", "repo"], name="modelfile_present_repo")]
         permissions = [
             ("rescan_cache", "Can rescan the model cache"),
             ("verify_modelfile", "Can verify a model file"),

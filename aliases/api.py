@@ -177,6 +177,7 @@ class AliasSerializer(StrictSerializer):
     updated_at = serializers.DateTimeField(read_only=True)
     file_status = serializers.SerializerMethodField()
     file_progress = serializers.SerializerMethodField()
+    file_hosts = serializers.SerializerMethodField()
 
     @extend_schema_field(
         serializers.ChoiceField(
@@ -194,6 +195,16 @@ class AliasSerializer(StrictSerializer):
     def get_file_progress(self, alias: Alias) -> float | None:
         percent = self._file(alias).percent
         return None if percent is None else round(percent, 2)
+
+    @extend_schema_field(
+        serializers.ListField(
+            child=serializers.CharField(),
+            help_text="Where the alias would load: the worker hosts whose cache holds its file, loadable (`shared: "
+            "a, b` for a cache several hosts share). Empty unless file_status is local.",
+        )
+    )
+    def get_file_hosts(self, alias: Alias) -> list[str]:
+        return self._file(alias).hosts
 
     def _file(self, alias: Alias) -> AliasFile:
         files = self.context.get("alias_files")

@@ -45,6 +45,8 @@ class AliasFile:
     modelfile: object | None = None  # modelfiles.models.ModelFile
     download: object | None = None  # modelfiles.models.Download
     missing_parts: list[str] = field(default_factory=list)
+    # Files per host: where the alias would load (the hosts whose cache holds a loadable copy), sorted.
+    hosts: list[str] = field(default_factory=list)
 
     @property
     def description(self) -> str:
@@ -89,7 +91,8 @@ def _alias_files(aliases: list[Alias]) -> list[AliasFile]:
     # Every part of a split set, not just the one the alias names: an incomplete set lists what it lacks.
     names = {part for alias in aliases for part in split_parts(alias.filename)}
     rows: dict[tuple[str, str], list] = {}
-    for modelfile in ModelFile.objects.filter(present=True, repo__in=repos, filename__in=names).order_by("pk"):
+    files = ModelFile.objects.filter(present=True, repo__in=repos, filename__in=names).select_related("location")
+    for modelfile in files.order_by("pk"):
         rows.setdefault((modelfile.repo, modelfile.filename), []).append(modelfile)
     downloads: dict[tuple[str, str], list] = {}
     for download in Download.objects.filter(status__in=Download.ACTIVE, repo__in=repos).order_by("created_at", "pk"):
@@ -125,20 +128,29 @@ def _alias_files(aliases: list[Alias]) -> list[AliasFile]:
         order = {ModelFile.State.OK: 0, ModelFile.State.INCOMPLETE: 1, ModelFile.State.CORRUPT: 2}
         found.sort(key=lambda row: order.get(row.state, 3))
         modelfile = found[0] if found else None
+        # Local if any host has it; each host whose copy loads is named (a row no scan claimed yet: "unknown").
+        hosts = sorted(
+            {row.location.label if row.location_id else "unknown" for row in found if row.state == ModelFile.State.OK}
+        )
         download = active(alias.repo, alias.filename, alias.snapshot)
         if modelfile is None:
             status = FileStatus.DOWNLOADING if download else FileStatus.MISSING
             result.append(AliasFile(status=status, download=download))
             continue
         if modelfile.state == ModelFile.State.OK:
-            result.append(AliasFile(status=FileStatus.LOCAL, modelfile=modelfile))
+            result.append(AliasFile(status=FileStatus.LOCAL, modelfile=modelfile, hosts=hosts))
             continue
         missing: list[str] = []
         split = split_name(alias.filename)
         if modelfile.state == ModelFile.State.INCOMPLETE and split is not None:
             for number in range(1, split.count + 1):
                 part = split.part(number)
-                here = [row for row in rows.get((alias.repo, part), ()) if row.snapshot == modelfile.snapshot]
+                here = [
+                    row
+                    for row in rows.get((alias.repo, part), ())
+                    # the parts in the same snapshot of the same cache (files per host)
+                    if row.snapshot == modelfile.snapshot and row.location_id == modelfile.location_id
+                ]
                 if not here or here[0].state not in (ModelFile.State.OK, ModelFile.State.INCOMPLETE):
                     missing.append(part)
             download = download or next(

@@ -7,11 +7,14 @@ Production points DATABASE_URL at PostgreSQL and CELERY_BROKER_URL at Redis; no 
 from __future__ import annotations
 
 import os
+import re
+import socket
 from datetime import timedelta
 from pathlib import Path
 
 import bootstrap_wrapper
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -259,6 +262,16 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # huggingface_hub reads HF_HOME, HF_ENDPOINT and HF_TOKEN from the environment itself; they are listed here
 # so the README has one place to point at. HF_TOKEN is never rendered in a page, log or API answer.
 HF_HOME = env("HF_HOME", default=str(Path.home() / ".cache" / "huggingface"))
+# The name of this process's host (README "Several hosts"): files its scans find are shown as on this host, and a
+# worker also takes the tasks of the queue `host.<name>` (pulls aimed at this host). Workers on one machine with
+# different HF_HOMEs need different names; hosts that share one cache folder are one location whatever their names.
+MODELDESK_HOST = env("MODELDESK_HOST", default="") or (
+    re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0]).strip("-")[:63] or "localhost"
+)
+if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", MODELDESK_HOST):
+    raise ImproperlyConfigured(
+        f"MODELDESK_HOST={MODELDESK_HOST!r}: use 1-63 letters, digits, '-' or '_' (it names a Celery queue)."
+    )
 
 # Pull pre-flight and source rules (README "Checked before queueing"). The pre-flight asks the Hub about the file
 # before a pull is queued; past this many seconds the pull is queued unchecked, as when the Hub is down.

@@ -60,6 +60,7 @@ from modelfiles.services import (
     modelfile_check_updates,
     modelfile_delete,
     modelfile_sync,
+    modelfile_sync_elsewhere,
     modelfile_update,
     verification_request,
 )
@@ -104,6 +105,13 @@ STATUS_FILTER = OpenApiParameter(
     style="form",
     description="Only downloads in these states: repeat the parameter (status=queued&status=failed) or "
     f"separate them with commas. One of: {', '.join(Download.Status.values)}.",
+)
+HOST_FILTER = OpenApiParameter(
+    "host",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    description="Only the files in the cache of this worker host (MODELDESK_HOST), or of the location with this "
+    "key (the `location` field).",
 )
 DOWNLOAD_ID = OpenApiParameter(
     "download_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The download's id, as returned by pull."
@@ -196,6 +204,8 @@ class ModelFileSerializer(serializers.ModelSerializer):
     gguf = serializers.SerializerMethodField()
     split = serializers.SerializerMethodField()
     update = serializers.SerializerMethodField()
+    host = serializers.SerializerMethodField()
+    location = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelFile
@@ -215,8 +225,26 @@ class ModelFileSerializer(serializers.ModelSerializer):
             "gguf",
             "split",
             "update",
+            "host",
+            "location",
         )
         read_only_fields = fields
+
+    @extend_schema_field(
+        serializers.CharField(
+            allow_null=True,
+            help_text="Where the file is: the worker host whose cache holds it, or `shared: a, b` for a cache "
+            "several hosts share; null for a row no scan has claimed since hosts were known.",
+        )
+    )
+    def get_host(self, modelfile: ModelFile) -> str | None:
+        return modelfile.location.label if modelfile.location_id else None
+
+    @extend_schema_field(
+        serializers.CharField(allow_null=True, help_text="The key of the cache (location) that holds the file.")
+    )
+    def get_location(self, modelfile: ModelFile) -> str | None:
+        return modelfile.location.key if modelfile.location_id else None
 
     @extend_schema_field(UpdateSerializer(allow_null=True))
     def get_update(self, modelfile: ModelFile) -> dict | None:
@@ -280,6 +308,7 @@ class DownloadSerializer(serializers.ModelSerializer):
     percent = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     requested_by = serializers.SerializerMethodField()
+    host = serializers.SerializerMethodField()
     speed = serializers.FloatField(read_only=True, allow_null=True, help_text="Bytes per second; null when idle.")
     eta = serializers.FloatField(read_only=True, allow_null=True, help_text="Seconds left at the current speed.")
 
@@ -308,6 +337,7 @@ class DownloadSerializer(serializers.ModelSerializer):
             "updated_at",
             "parts",
             "part",
+            "host",
         )
         read_only_fields = fields
         extra_kwargs = {
@@ -317,6 +347,12 @@ class DownloadSerializer(serializers.ModelSerializer):
             },
             "part": {"help_text": "The part of a split model being fetched now (from 1); null otherwise."},
         }
+
+    @extend_schema_field(
+        serializers.CharField(allow_null=True, help_text="The worker host it was aimed at; null: any worker.")
+    )
+    def get_host(self, download: Download) -> str | None:
+        return download.host or None
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="The commit the revision resolved to."))
     def get_commit(self, download: Download) -> str | None:
@@ -383,6 +419,13 @@ class PullSerializer(StrictSerializer):
         help_text="Branch, tag or commit.",
         request_schema={"minLength": 1, "pattern": SNAPSHOT_SCHEMA_PATTERN},
     )
+    host = StrictCharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=63,
+        help_text="The worker host (MODELDESK_HOST) whose cache the file goes to; empty or absent: any worker.",
+    )
 
 
 class DownloadConflictSerializer(serializers.Serializer):
@@ -438,12 +481,13 @@ class ModelFileListApi(APIView):
         operation_id="modelfiles_list",
         summary="List the model files in the local cache",
         tags=["modelfiles"],
-        parameters=MODELFILE_LIST_QUERY.openapi_parameters(),
+        parameters=[*MODELFILE_LIST_QUERY.openapi_parameters(), HOST_FILTER],
         responses={200: list_envelope_serializer(ModelFileSerializer), **error_responses(400, 401, 403)},
     )
     def get(self, request: Request) -> Response:
         params = MODELFILE_LIST_QUERY.parse(request.query_params)
-        page = MODELFILE_LIST_QUERY.page(modelfile_list(search=params.search), params)
+        host = request.query_params.get("host", "").strip()
+        page = MODELFILE_LIST_QUERY.page(modelfile_list(search=params.search, host=host), params)
         return Response(page.envelope(modelfiles_data(page.items)))
 
 
@@ -485,14 +529,19 @@ class PullApi(APIView):
         values = serializer.validated_data
         try:
             download, created = download_request(
-                repo=values["repo"], filename=values["filename"], revision=values["revision"], by=request.user
+                repo=values["repo"],
+                filename=values["filename"],
+                revision=values["revision"],
+                by=request.user,
+                host=values["host"],
             )
         except AlreadyLocal as exc:
             modelfile = modelfiles_data([exc.modelfile])[0] if exc.modelfile is not None else None
             every = f" (all {exc.parts} parts of its split model)" if exc.parts > 1 else ""
+            where = f"cache of {values['host']}" if values["host"] else "local cache"
             raise ApiError(
                 f"{values['filename']} from {values['repo']} at {values['revision']!r}{every} is already in the "
-                "local cache; nothing to download.",
+                f"{where}; nothing to download.",
                 status=409,
                 code="already_local",
                 body={"modelfile": modelfile},
@@ -637,13 +686,16 @@ class ScanApi(APIView):
         description="Brings the model file list in step with the Hugging Face cache, as the Rescan button does. "
         "An entry that cannot be listed (an odd or undecodable name, a broken link, a missing blob, a snapshot "
         "folder that is not a commit, a folder that is not a repo id) is skipped and reported in `skipped`; the "
-        "rest of the scan lands. Operators and admins.",
+        "rest of the scan lands. The counts are this server's cache; a worker of every other host's cache is "
+        'asked to rescan it in the background (README "Several hosts"). Operators and admins.',
         tags=["modelfiles"],
         request=None,
         responses={200: ScanResultSerializer, **error_responses(401, 403)},
     )
     def post(self, request: Request) -> Response:
-        return Response(ScanResultSerializer(modelfile_sync(by=request.user)).data)
+        counts = modelfile_sync(by=request.user)
+        modelfile_sync_elsewhere()  # files per host: the other hosts' workers scan their own caches
+        return Response(ScanResultSerializer(counts).data)
 
 
 # --- delete --------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from django import forms
 from django.db.models import QuerySet
 
 from modelfiles.models import Download, ModelFile
-from modelfiles.selectors import download_search, modelfile_search
+from modelfiles.selectors import download_search, location_hosts, location_pks, modelfile_search
 
 
 class _Filtering:
@@ -24,12 +24,28 @@ class ModelFileFilter(_Filtering, django_filters.FilterSet):
         ),
     )
 
+    # Files per host: one worker host's cache (choices: the hosts known now).
+    host = django_filters.ChoiceFilter(
+        label="Host",
+        method="on_host",
+        choices=[],
+        empty_label="Any host",
+        widget=forms.Select(attrs={"class": "form-select"}),
+    )
+
     class Meta:
         model = ModelFile
-        fields = ("q",)
+        fields = ("q", "host")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.filters["host"].extra["choices"] = [(host, host) for host in location_hosts()]
 
     def search(self, queryset: QuerySet[ModelFile], name: str, value: str) -> QuerySet[ModelFile]:
         return modelfile_search(queryset, value)
+
+    def on_host(self, queryset: QuerySet[ModelFile], name: str, value: str) -> QuerySet[ModelFile]:
+        return queryset.filter(location__in=location_pks(host=value))
 
 
 class DownloadFilter(_Filtering, django_filters.FilterSet):

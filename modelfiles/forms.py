@@ -10,6 +10,7 @@ from django import forms
 
 from aliases.validators import FILENAME_MAX, REPO_MAX, SNAPSHOT_MAX
 from modelfiles.cleanup import KINDS
+from modelfiles.selectors import location_hosts
 
 DEFAULT_REVISION = "main"
 
@@ -38,19 +39,34 @@ class PullForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
 
+    host = forms.ChoiceField(
+        label="Host",
+        required=False,
+        choices=[],
+        help_text="The worker host whose cache the file goes to; any worker when not chosen.",
+    )
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        # Files per host: the worker hosts known now (each started worker lists its own).
+        hosts = location_hosts()
+        self.fields["host"].choices = [("", "Any worker"), *((host, host) for host in hosts)]
         self.helper = FormHelper()
         self.helper.form_tag = False
         self.helper.disable_csrf = True  # the page's <form> carries the token
-        self.helper.layout = Layout(
-            Div(
-                Div(Field("repo"), css_class="col-md-5"),
-                Div(Field("filename"), css_class="col-md-5"),
+        fields = [
+            Div(Field("repo"), css_class="col-md-5"),
+            Div(Field("filename"), css_class="col-md-5"),
+            Div(Field("revision"), css_class="col-md-2"),
+        ]
+        if len(hosts) > 1:  # with one worker host there is nothing to choose
+            fields = [
+                Div(Field("repo"), css_class="col-md-4"),
+                Div(Field("filename"), css_class="col-md-4"),
                 Div(Field("revision"), css_class="col-md-2"),
-                css_class="row",
-            )
-        )
+                Div(Field("host"), css_class="col-md-2"),
+            ]
+        self.helper.layout = Layout(Div(*fields, css_class="row"))
 
     def clean_revision(self) -> str:
         return self.cleaned_data.get("revision") or DEFAULT_REVISION

@@ -7,9 +7,48 @@ from django.db import models
 from django.db.models import Q
 
 
+class Location(models.Model):
+    """One Hugging Face cache folder: a host's own, or a volume several hosts share (modelfiles/location.py).
+
+    Its key is read from a marker file inside the cache folder, so hosts that mount one volume are one location
+    and workers on one machine with different HF_HOMEs are two.
+    """
+
+    key = models.CharField(max_length=64, unique=True, help_text="The key in the cache folder's marker file.")
+    name = models.CharField(max_length=255, help_text="The host that first scanned it.")
+    hosts = models.JSONField(default=list, blank=True, help_text="The worker hosts (MODELDESK_HOST) that use it.")
+    path = models.CharField(max_length=1024, blank=True, help_text="The cache folder as its last scanner saw it.")
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="Its last scan.")
+
+    class Meta:
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        """What pages call it: its host, or the hosts sharing it."""
+        hosts = sorted(self.hosts or ())
+        if len(hosts) > 1:
+            return f"shared: {', '.join(hosts)}"
+        return hosts[0] if hosts else self.name
+
+
 class ModelFile(models.Model):
     """One GGUF file in one cached snapshot of the Hugging Face cache, kept in step by the cache scanner."""
 
+    # Which cache holds it. Empty only for rows from before hosts were known; the first scan adopts them.
+    # No index of its own: the unique constraint below starts with it.
+    location = models.ForeignKey(
+        Location,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="files",
+        db_index=False,
+        help_text="Where it is.",
+    )
     repo = models.CharField(max_length=96)
     filename = models.CharField(max_length=255)
     snapshot = models.CharField(max_length=40, help_text="The commit the snapshot folder is named after.")
@@ -56,7 +95,9 @@ class ModelFile(models.Model):
     class Meta:
         ordering = ["repo", "filename", "snapshot", "pk"]
         constraints = [
-            models.UniqueConstraint(fields=["repo", "filename", "snapshot"], name="modelfile_unique_per_snapshot"),
+            models.UniqueConstraint(
+                fields=["location", "repo", "filename", "snapshot"], name="modelfile_unique_per_location_snapshot"
+            ),
         ]
         indexes = [models.Index(fields=["present", "repo"], name="modelfile_present_repo")]
         permissions = [
@@ -133,15 +174,19 @@ class Download(models.Model):
     # one-active constraint covers a request for any part; bytes_total/bytes_done count the whole set.
     parts = models.PositiveSmallIntegerField(default=1, help_text="Files in the set: more than 1 for a split model.")
     part = models.PositiveSmallIntegerField(null=True, blank=True, help_text="The part being fetched (from 1).")
+    host = models.CharField(
+        max_length=63, blank=True, help_text="The worker host the pull is aimed at; empty: any worker (shared queue)."
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
             # One active download per file and revision as asked: a second request gets the first.
+            # Per target host: a pull aimed at host B is not the one already running on host A.
             models.UniqueConstraint(
-                fields=["repo", "filename", "revision"],
+                fields=["repo", "filename", "revision", "host"],
                 condition=Q(status__in=["queued", "downloading", "verifying"]),
-                name="download_one_active_per_file",
+                name="download_one_active_per_file_host",
             ),
             models.CheckConstraint(
                 condition=Q(status__in=["queued", "downloading", "verifying", "completed", "failed", "cancelled"]),

@@ -10,7 +10,7 @@ from django.db.models import F, QuerySet
 from aliases.models import Alias
 from config.search import text_search
 from modelfiles import cache
-from modelfiles.models import CacheScan, Download, ModelFile
+from modelfiles.models import CacheScan, Download, Location, ModelFile
 
 MODELFILE_SEARCH_FIELDS = ("repo", "filename")
 DOWNLOAD_SEARCH_FIELDS = ("repo", "filename")
@@ -21,9 +21,23 @@ def modelfile_search(queryset: QuerySet[ModelFile], text: str) -> QuerySet[Model
     return text_search(queryset, MODELFILE_SEARCH_FIELDS, text)
 
 
-def modelfile_list(*, search: str = "") -> QuerySet[ModelFile]:
-    """The files in the cache now (rows of files that have gone are kept, but not listed)."""
-    return modelfile_search(ModelFile.objects.filter(present=True), search)
+def modelfile_list(*, search: str = "", host: str = "") -> QuerySet[ModelFile]:
+    """The files in the cache now (rows of files that have gone are kept, but not listed); `host` narrows to one
+    worker host's cache (or one location, by its key)."""
+    rows = ModelFile.objects.filter(present=True).select_related("location")
+    if host:
+        rows = rows.filter(location__in=location_pks(host=host))
+    return modelfile_search(rows, search)
+
+
+def location_pks(*, host: str) -> list[int]:
+    """The locations a host name (or a location key) stands for: the cache its workers use, or the location whose
+    first scanner it was. A few rows, compared here (a JSON "contains" lookup is not available on SQLite)."""
+    return [
+        pk
+        for pk, key, name, hosts in Location.objects.values_list("pk", "key", "name", "hosts")
+        if host == key or host in (hosts or ()) or (not hosts and host == name)
+    ]
 
 
 def modelfile_alias_names(files: Iterable[ModelFile]) -> dict[int, list[str]]:
@@ -135,5 +149,21 @@ def modelfile_split_parts(modelfile: ModelFile) -> list[ModelFile]:
     if name is None:
         return []
     names = [name.part(number) for number in range(1, name.count + 1)]
-    rows = ModelFile.objects.filter(repo=modelfile.repo, snapshot=modelfile.snapshot, filename__in=names, present=True)
+    rows = ModelFile.objects.filter(
+        location=modelfile.location_id,  # files per host: the parts in the same cache
+        repo=modelfile.repo,
+        snapshot=modelfile.snapshot,
+        filename__in=names,
+        present=True,
+    )
     return sorted(rows, key=lambda row: names.index(row.filename))
+
+
+def location_hosts() -> list[str]:
+    """Every worker host a pull can be aimed at, sorted."""
+    return sorted({host for hosts in Location.objects.values_list("hosts", flat=True) for host in hosts or ()})
+
+
+def location_of_host(host: str) -> Location | None:
+    """The location whose cache a worker host uses, or None when no worker of that name has started."""
+    return next((row for row in Location.objects.all() if host in (row.hosts or ())), None)

@@ -27,8 +27,9 @@ from aliases.services import LocalModelFile, alias_sync_model_files, model_alias
 from aliases.validators import segment_too_long, validate_filename, validate_repo, validate_snapshot
 from config.audit.services import audit_record
 from config.bulk import bulk_insert
-from modelfiles import cache, cleanup, downloader, gguf_header, hub
-from modelfiles.models import CacheScan, Download, ModelFile, Verification
+from modelfiles import cache, cleanup, downloader, gguf_header, hub, location
+from modelfiles.models import CacheScan, Download, Location, ModelFile, Verification
+from modelfiles.selectors import location_hosts, location_of_host
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def pull_validate(*, repo: str, filename: str, revision: str) -> None:
         raise ValidationError(errors)
 
 
-def download_publish(*, download_id: uuid.UUID | str) -> bool:
+def download_publish(*, download_id: uuid.UUID | str, host: str = "") -> bool:
     """Hand a queued download's task to the broker and note when; False (logged) when the broker is unreachable.
 
     Never raises: the row is already committed and stays queued, and `download_reconcile` sends it later. The
@@ -151,8 +152,13 @@ def download_publish(*, download_id: uuid.UUID | str) -> bool:
     """
     from modelfiles.tasks import download_task
 
+    # Files per host: a pull aimed at a host (the row's `host`) goes to that host's own queue, the others to the
+    # shared one.
     try:
-        download_task.delay(str(download_id))
+        if host:
+            download_task.apply_async((str(download_id),), queue=location.host_queue(host))
+        else:
+            download_task.delay(str(download_id))
     except Exception as exc:  # kombu OperationalError, redis-py errors, OSError from the on-disk broker...
         logger.warning(
             "download %s: the task queue is unreachable (%s); it stays queued and is sent later", download_id, exc
@@ -163,17 +169,19 @@ def download_publish(*, download_id: uuid.UUID | str) -> bool:
     return True
 
 
-def _enqueue(download_id: uuid.UUID) -> None:
+def _enqueue(download_id: uuid.UUID, host: str) -> None:
     # robust: a failing callback must not turn the request into a 500 after the row was committed.
-    transaction.on_commit(lambda: download_publish(download_id=download_id), robust=True)
+    transaction.on_commit(lambda: download_publish(download_id=download_id, host=host), robust=True)
 
 
-def _active(repo: str, filename: str, revision: str) -> Download | None:
-    return Download.objects.filter(repo=repo, filename=filename, revision=revision, status__in=Download.ACTIVE).first()
+def _active(repo: str, filename: str, revision: str, host: str = "") -> Download | None:
+    return Download.objects.filter(
+        repo=repo, filename=filename, revision=revision, host=host, status__in=Download.ACTIVE
+    ).first()
 
 
 def download_request(
-    *, repo: str, filename: str, revision: str = "main", by: AbstractBaseUser | None
+    *, repo: str, filename: str, revision: str = "main", by: AbstractBaseUser | None, host: str = ""
 ) -> tuple[Download, bool]:
     """Queue a pull, or return the active one for the same file: (download, created).
 
@@ -190,13 +198,22 @@ def download_request(
     # then answers a second request for another part with the same row.
     parts = pull_parts(filename)
     filename = parts[0]
-    paths = [cache.local_file(repo, part, revision) for part in parts]
-    if all(path is not None for path in paths):
-        commit = cache.resolve_revision(repo, revision)
-        modelfile = ModelFile.objects.filter(repo=repo, filename=filename, snapshot=commit).first()
-        raise AlreadyLocal(paths[0], modelfile, parts=len(parts))
+    # Files per host: a pull aimed at another host's cache is checked against that host's rows, not this disk.
+    target = pull_target(host=host)
+    if target is not None and target.key != location.cache_location().key:
+        held = [_held_at(target, repo=repo, filename=part, revision=revision) for part in parts]
+        if all(row is not None for row in held):
+            path = Path(target.path) / cache.repo_folder_name(repo) / "snapshots" / held[0].snapshot / filename
+            raise AlreadyLocal(path, held[0], parts=len(parts))
+    else:
+        paths = [cache.local_file(repo, part, revision) for part in parts]
+        if all(path is not None for path in paths):
+            commit = cache.resolve_revision(repo, revision)
+            rows = ModelFile.objects.filter(repo=repo, filename=filename, snapshot=commit)
+            modelfile = rows.filter(location__key=location.cache_location().key).first() or rows.first()
+            raise AlreadyLocal(paths[0], modelfile, parts=len(parts))
     # An active download of the same file is the answer as it is: no need to ask the Hub again.
-    existing = _active(repo, filename, revision)
+    existing = _active(repo, filename, revision, host)
     if existing is not None:
         return existing, False
     note, total = _pull_preflight(repo=repo, parts=parts, revision=revision)
@@ -205,16 +222,16 @@ def download_request(
         # The set's size is known from the pre-flight: pages show "3 parts, 12.3 GB" while it waits.
         unchecked.update(parts=len(parts), bytes_total=total)
     for _ in range(3):
-        existing = _active(repo, filename, revision)
+        existing = _active(repo, filename, revision, host)
         if existing is not None:
             return existing, False
         try:
             with transaction.atomic():
                 download = Download.objects.create(
-                    repo=repo, filename=filename, revision=revision, requested_by=_user(by), **unchecked
+                    repo=repo, filename=filename, revision=revision, host=host, requested_by=_user(by), **unchecked
                 )
                 _audit_download(download=download, action="request", by=by, status=download.status)
-                _enqueue(download.pk)
+                _enqueue(download.pk, download.host)
             # The task was handed over on commit (or not, if the broker is down): say which.
             download.refresh_from_db(fields=["status", "enqueued_at"])
             return download, True
@@ -264,10 +281,10 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
             )
             if changed:
                 _audit_download(download=download, action="retry", by=by, status=Download.Status.QUEUED)
-                _enqueue(download.pk)
+                _enqueue(download.pk, download.host)
     except IntegrityError:
         # A newer request for the same file is already active: that one is the download to watch.
-        active = _active(download.repo, download.filename, download.revision)
+        active = _active(download.repo, download.filename, download.revision, download.host)
         if active is not None:
             return active, False
         raise
@@ -291,7 +308,7 @@ def download_requeue_stale(
     else:
         rows = rows.filter(updated_at__lt=timezone.now() - timedelta(seconds=older_than))
     requeued = 0
-    for stale_id in list(rows.values_list("pk", flat=True)):
+    for stale_id, host in list(rows.values_list("pk", "host")):
         with transaction.atomic():
             changed = Download.objects.filter(pk=stale_id, status__in=Download.RUNNING).update(
                 status=Download.Status.QUEUED,
@@ -303,7 +320,7 @@ def download_requeue_stale(
                 error_message="The worker stopped answering; queued again to resume.",
             )
             if changed:
-                _enqueue(stale_id)
+                _enqueue(stale_id, host)  # a pull aimed at a host resumes there: its partial file is on that disk
                 requeued += changed
     if requeued:
         logger.warning("re-queued %s download(s) whose worker stopped", requeued)
@@ -323,7 +340,7 @@ def download_reconcile(*, grace: float = RECONCILE_GRACE_SECONDS) -> int:
         Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff)
     )
     sent = 0
-    for download_id, previous in list(rows.order_by("created_at", "pk").values_list("pk", "enqueued_at")):
+    for download_id, previous, host in list(rows.order_by("created_at", "pk").values_list("pk", "enqueued_at", "host")):
         # Take the row for this run first (a conditional UPDATE): the beat and workers starting at the same
         # moment reconcile together, and only one of them sends it.
         mine = Download.objects.filter(pk=download_id, status=Download.Status.QUEUED)
@@ -331,7 +348,7 @@ def download_reconcile(*, grace: float = RECONCILE_GRACE_SECONDS) -> int:
         taken_at = timezone.now()
         if not mine.update(enqueued_at=taken_at):
             continue
-        if not download_publish(download_id=download_id):
+        if not download_publish(download_id=download_id, host=host):
             # Give it back as it was (the note shows again), unless something else changed it meanwhile.
             Download.objects.filter(pk=download_id, enqueued_at=taken_at).update(enqueued_at=previous)
             break  # still unreachable: the next run tries again, no need to wait for a timeout per row
@@ -652,15 +669,19 @@ def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = Non
             found[(item.repo, item.filename, item.snapshot)] = item
     if skipped:
         logger.warning("cache scan skipped %s entr%s", len(skipped), "y" if len(skipped) == 1 else "ies")
+    # Files per host (issue 8, item 10): this process's cache is one location; the rows step reads and writes
+    # only its rows, so a host's scan never marks another host's files gone.
+    here = location_current()
     headers = _HeaderValues(repo=repo)
     headers.read_new(found.values())
     with transaction.atomic():
-        counts, existing, gone, loadable = _modelfile_rows_sync(repo=repo, found=found, headers=headers)
-        # Generated aliases only for files that can load, which the headers told.
+        counts, existing, gone, loadable = _modelfile_rows_sync(repo=repo, found=found, headers=headers, location=here)
+        # Generated aliases only for files that can load, which the headers told; every location's, not only this
+        # one's: a generated alias stays while any host has its file.
         alias_sync_model_files(
-            files=loadable,
+            files=loadable + modelfile_loadable(repo=repo, exclude=here),
             repo=repo,
-            validated=True,  # every loadable file is in `found`, whose files _modelfile_problem checked
+            validated=True,  # this location's loadable files are in `found`, whose files _modelfile_problem checked
         )
         _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=counts["updated"], by=by)
         _scan_report_save(repo=repo, counts=counts, skipped=skipped)
@@ -675,7 +696,7 @@ SYNC_BATCH = 500
 _SYNCED_FIELDS = ("refs", "size", "etag", "modified_at", "present")
 _SET_FIELDS = ("split_no", "split_count", "split_present", "split_total_size")
 # What the sync reads of each stored row, besides its key.
-_STORED_FIELDS = ("pk", *_SYNCED_FIELDS, "gguf_read_key", "state", *_SET_FIELDS)
+_STORED_FIELDS = ("pk", *_SYNCED_FIELDS, "gguf_read_key", "state", *_SET_FIELDS, "location_id")
 
 
 @dataclass(frozen=True)
@@ -694,10 +715,15 @@ class _StoredFile:
     split_count: int | None
     split_present: int | None
     split_total_size: int | None
+    location_id: int | None
 
 
 def _modelfile_rows_sync(
-    *, repo: str | None, found: dict[tuple[str, str, str], cache.CachedGguf], headers: _HeaderValues
+    *,
+    repo: str | None,
+    found: dict[tuple[str, str, str], cache.CachedGguf],
+    headers: _HeaderValues,
+    location: Location,
 ) -> tuple[dict[str, int], dict[tuple[str, str, str], _StoredFile], list[int], list[LocalModelFile]]:
     """The ModelFile rows brought in step with `found`: one query reads the stored rows (locked), then batched
     INSERTs for new files (with their header values and states), batched UPDATEs for changed ones and one UPDATE
@@ -706,12 +732,20 @@ def _modelfile_rows_sync(
     Answers the counts, the stored rows as they were ({key: row}), the primary keys of the rows marked gone, and
     the files an alias can load as they are now.
     """
-    rows = ModelFile.objects.select_for_update()
+    # Files per host: only this location's rows, and the rows from before locations were known (location empty),
+    # which this scan adopts (found here: they get its location; not found: marked gone, left without one).
+    rows = ModelFile.objects.select_for_update().filter(Q(location=location) | Q(location__isnull=True))
     if repo is not None:
         rows = rows.filter(repo=repo)
     existing = {
         (row_repo, filename, snapshot): _StoredFile(*values)
-        for row_repo, filename, snapshot, *values in rows.values_list("repo", "filename", "snapshot", *_STORED_FIELDS)
+        for row_repo, filename, snapshot, *values in rows.values_list(
+            "repo",
+            "filename",
+            "snapshot",
+            *_STORED_FIELDS,
+            # This location's own row wins (comes last) over a leftover without one for the same file.
+        ).order_by(F("location_id").asc(nulls_first=True))
     }
     wanted: dict[tuple[str, str, str], dict] = {}
     read_anew: set[tuple[str, str, str]] = set()
@@ -743,12 +777,14 @@ def _modelfile_rows_sync(
     for key, values in wanted.items():
         row = existing.get(key)
         if row is None:
-            new.append({"repo": key[0], "filename": key[1], "snapshot": key[2], **values})
+            new.append({"location": location.pk, "repo": key[0], "filename": key[1], "snapshot": key[2], **values})
             continue
         fields = tuple(name for name, value in values.items() if key in read_anew or getattr(row, name) != value)
+        if row.location_id != location.pk:  # a row from before locations were known: this scan adopts it
+            fields += ("location",)
         if fields:
             # bulk_update does not apply auto_now: scanned_at is set here, as save() would.
-            changed.setdefault(fields, []).append(ModelFile(pk=row.pk, scanned_at=now, **values))
+            changed.setdefault(fields, []).append(ModelFile(pk=row.pk, scanned_at=now, location=location, **values))
     bulk_insert(ModelFile, new)  # nothing reads their keys back: the gone list and the audit use the stored rows
     for fields, group in changed.items():
         ModelFile.objects.bulk_update(group, [*fields, "scanned_at"], batch_size=SYNC_BATCH)
@@ -1039,6 +1075,22 @@ def _split_sets(wanted: dict[tuple[str, str, str], dict]) -> None:
                 part["state"] = ModelFile.State.OK if loadable else ModelFile.State.INCOMPLETE
 
 
+def modelfile_loadable(*, repo: str | None = None, exclude: Location | None = None) -> list[LocalModelFile]:
+    """The files an alias can load as they are (readable, complete, the first part of a split set), in every
+    location but `exclude`."""
+    rows = ModelFile.objects.filter(present=True, state=ModelFile.State.OK).filter(
+        Q(split_count__isnull=True) | Q(split_no=1)
+    )
+    if repo is not None:
+        rows = rows.filter(repo=repo)
+    if exclude is not None:
+        rows = rows.exclude(location=exclude)
+    return [
+        LocalModelFile(repo_name, filename, snapshot, tuple(refs or ()))
+        for repo_name, filename, snapshot, refs in rows.values_list("repo", "filename", "snapshot", "refs")
+    ]
+
+
 # --- delete and cleanup (issue 8, items 4 and 5) -------------------------------------------------------------------
 
 
@@ -1065,6 +1117,18 @@ class ModelFileBusy(Exception):
         )
 
 
+class ModelFileElsewhere(ModelFileBusy):
+    """The file is in another host's cache: this process can only delete from its own (409 like a busy file)."""
+
+    def __init__(self, modelfile: ModelFile):
+        self.download = None
+        Exception.__init__(
+            self,
+            f"{modelfile.filename} is in the cache of {modelfile.location}, not in this host's "
+            f"({location.current_host()}); it can only be deleted on a machine that reads that cache.",
+        )
+
+
 def _alias_commit(repo: str, snapshot: str, resolved: dict[tuple[str, str], str | None]) -> str | None:
     key = (repo, snapshot)
     if key not in resolved:
@@ -1076,7 +1140,9 @@ def modelfile_revisions(*, modelfile: ModelFile, all_revisions: bool) -> list[Mo
     """The rows a delete removes: the file's own revision, or every cached revision of that repo and filename."""
     if not all_revisions:
         return [modelfile]
-    return list(ModelFile.objects.filter(repo=modelfile.repo, filename=modelfile.filename, present=True))
+    # Files per host: the revisions in the same cache.
+    rows = ModelFile.objects.filter(location=modelfile.location_id, repo=modelfile.repo, filename=modelfile.filename)
+    return list(rows.filter(present=True))
 
 
 def modelfile_users(*, files: list[ModelFile]) -> dict[str, list[str]]:
@@ -1140,6 +1206,8 @@ def modelfile_delete(
     `force` (the confirmation page, or `?force=1`). The file-system part cannot be rolled back, so every check
     comes first; the audit entries and the re-sync land together afterwards.
     """
+    if _elsewhere(modelfile):
+        raise ModelFileElsewhere(modelfile)
     files = modelfile_revisions(modelfile=modelfile, all_revisions=all_revisions)
     busy = _active_writer(files)
     if busy is not None:
@@ -1240,7 +1308,8 @@ def _modelfile_name(modelfile: ModelFile) -> str:
 def _same_blob(modelfile: ModelFile):
     """The rows whose bytes are this file's blob: snapshots share blobs by etag, so they are damaged together."""
     if modelfile.etag:
-        return ModelFile.objects.filter(repo=modelfile.repo, etag=modelfile.etag)
+        # Files per host: a blob is damaged in one cache, not in another host's copy.
+        return ModelFile.objects.filter(location=modelfile.location_id, repo=modelfile.repo, etag=modelfile.etag)
     return ModelFile.objects.filter(pk=modelfile.pk)
 
 
@@ -1248,8 +1317,13 @@ def verification_publish(*, verification_id: int) -> bool:
     """Hand a queued verification to the broker; False (logged) when it is unreachable (a new press retries)."""
     from modelfiles.tasks import verify_task
 
+    # Files per host: the bytes are hashed where they are, by a worker of the file's location.
+    key = Verification.objects.filter(pk=verification_id).values_list("modelfile__location__key", flat=True).first()
     try:
-        verify_task.delay(verification_id)
+        if key:
+            verify_task.apply_async((verification_id,), queue=location.location_queue(key))
+        else:
+            verify_task.delay(verification_id)
     except Exception as exc:  # the broker is down: the row stays queued until its heartbeat goes stale
         logger.warning("verification %s: the task queue is unreachable (%s)", verification_id, exc)
         return False
@@ -1371,6 +1445,8 @@ def modelfile_repull(*, modelfile: ModelFile, by: AbstractBaseUser | None) -> tu
     """
     if modelfile.state != CORRUPT:
         raise ValidationError(f"{_modelfile_name(modelfile)} is not marked corrupt: nothing to re-pull.")
+    if _elsewhere(modelfile):  # files per host: the damaged blob is on another host's disk
+        raise ValidationError(str(ModelFileElsewhere(modelfile)).replace("deleted", "re-pulled"))
     paths = cache.RepoPaths.for_repo(modelfile.repo)
     link = paths.checked_snapshot_file(modelfile.snapshot, modelfile.filename)
     try:
@@ -1386,7 +1462,8 @@ def modelfile_repull(*, modelfile: ModelFile, by: AbstractBaseUser | None) -> tu
                      object_repr=_modelfile_name(modelfile), before={"state": CORRUPT},
                      after={"state": "missing", "blob_removed": blob is not None})  # fmt: skip
     modelfile_sync(repo=modelfile.repo, by=by)
-    return download_request(repo=modelfile.repo, filename=modelfile.filename, revision=modelfile.snapshot, by=by)
+    return download_request(repo=modelfile.repo, filename=modelfile.filename, revision=modelfile.snapshot, by=by,
+                            host=_pull_host(modelfile))  # fmt: skip
 
 
 # --- update check (issue 8, item 7) --------------------------------------------------------------------------------
@@ -1478,7 +1555,9 @@ def modelfile_update(*, modelfile: ModelFile, by: AbstractBaseUser | None) -> tu
     try:
         # By the commit, not the ref: the ref still points at the old snapshot locally, so asking for it would
         # answer AlreadyLocal. The task is enqueued on commit, after moves_ref below is set.
-        download, created = download_request(repo=modelfile.repo, filename=modelfile.filename, revision=commit, by=by)
+        download, created = download_request(
+            repo=modelfile.repo, filename=modelfile.filename, revision=commit, by=by, host=_pull_host(modelfile)
+        )
     except AlreadyLocal:
         modelfile_ref_move(repo=modelfile.repo, filename=modelfile.filename, ref=ref, commit=commit)
         transaction.on_commit(lambda: modelfile_sync(repo=modelfile.repo), robust=True)
@@ -1504,7 +1583,8 @@ def modelfile_ref_move(*, repo: str, filename: str, ref: str, commit: str) -> No
         audit_record(actor=None, kind="modelfile", action="ref_move", object_id=repo, object_repr=f"{repo}@{ref}",
                      before={"commit": old}, after={"commit": commit})  # fmt: skip
     # This file's update is done (also when another file's update already moved the ref).
-    ModelFile.objects.filter(repo=repo, filename=filename, update_ref=ref, update_commit=commit).update(
+    # Files per host: the ref moved in this cache; another host's copy keeps its own "update available".
+    _here().filter(repo=repo, filename=filename, update_ref=ref, update_commit=commit).update(
         update_ref="", update_commit="", update_etag="", update_size=None
     )
 
@@ -1513,7 +1593,7 @@ def _carry_over(*, repo: str, filename: str, ref: str, old: str, commit: str) ->
     """The other files of the old snapshot, as the ref moves: the unchanged ones are linked into the new snapshot;
     the changed ones get "update available" for the new commit, so their own Update brings them along."""
     paths = cache.RepoPaths.for_repo(repo)
-    for other in ModelFile.objects.filter(repo=repo, snapshot=old, present=True).exclude(filename=filename):
+    for other in _here().filter(repo=repo, snapshot=old, present=True).exclude(filename=filename):
         if not other.etag or cache.local_file(repo, other.filename, commit) is not None:
             continue
         try:
@@ -1533,3 +1613,105 @@ def _carry_over(*, repo: str, filename: str, ref: str, old: str, commit: str) ->
                 update_size=remote.size,
                 update_checked_at=timezone.now(),
             )
+
+
+# --- files per host (issue 8, item 10) -------------------------------------------------------------------------------
+
+# A location's last_seen_at is written at most this often by the scans (an unchanged rescan stays one read).
+LOCATION_SEEN_EVERY_SECONDS = 60.0
+
+
+def location_current() -> Location:
+    """The Location row of the cache this process reads (created on its first scan), its path and time seen kept."""
+    found = location.cache_location()
+    now = timezone.now()
+    row = Location.objects.filter(key=found.key).first()
+    if row is None:
+        try:
+            with transaction.atomic():
+                return Location.objects.create(
+                    key=found.key, name=found.created_by or location.current_host(), path=found.path, last_seen_at=now
+                )
+        except IntegrityError:  # another process sharing the cache created it first
+            row = Location.objects.get(key=found.key)
+    stale = row.last_seen_at is None or (now - row.last_seen_at).total_seconds() > LOCATION_SEEN_EVERY_SECONDS
+    if row.path != found.path or stale:
+        Location.objects.filter(pk=row.pk).update(path=found.path, last_seen_at=now)
+        row.path, row.last_seen_at = found.path, now
+    return row
+
+
+@transaction.atomic
+def location_register_worker(*, host: str) -> Location:
+    """A worker started on `host` with this process's cache: the host is listed on that location (and taken off any
+    other it was listed on, as a host name stands for one worker cache); pulls aimed at it go to its queue."""
+    here = location_current()
+    here = Location.objects.select_for_update().get(pk=here.pk)
+    # A few rows: compared here, as a JSON "contains" lookup is not available on SQLite.
+    for other in Location.objects.select_for_update().exclude(pk=here.pk):
+        if host in (other.hosts or []):
+            Location.objects.filter(pk=other.pk).update(hosts=[name for name in other.hosts if name != host])
+    if host not in (here.hosts or []):
+        here.hosts = sorted({*(here.hosts or []), host})
+        Location.objects.filter(pk=here.pk).update(hosts=here.hosts)
+    return here
+
+
+def pull_target(*, host: str) -> Location | None:
+    """The location a pull aimed at `host` lands in; None for the shared queue (host empty). Raises
+    ValidationError on `host` when no worker of that name has started (its queue would never be read)."""
+    if not host:
+        return None
+    target = location_of_host(host)
+    if target is None:
+        known = ", ".join(location_hosts()) or "none yet"
+        raise ValidationError(
+            {"host": [f"No worker has started on host {host!r}; known hosts: {known}. Leave it empty for any."]}
+        )
+    return target
+
+
+def _held_at(target: Location, *, repo: str, filename: str, revision: str) -> ModelFile | None:
+    """The row of a file another location holds for the revision (by commit, or a ref of its snapshot)."""
+    rows = ModelFile.objects.filter(location=target, repo=repo, filename=filename, present=True).order_by("pk")
+    return next((row for row in rows if revision == row.snapshot or revision in (row.refs or ())), None)
+
+
+def _elsewhere(modelfile: ModelFile) -> bool:
+    """True when the file is in another location's cache than the one this process reads."""
+    return modelfile.location is not None and modelfile.location.key != location.cache_location().key
+
+
+def _pull_host(modelfile: ModelFile) -> str:
+    """The host a pull for this file's own cache (an update, a re-pull) is aimed at: one of its location's worker
+    hosts, or none (the shared queue) when there is only one worker host anyway or the location has no worker."""
+    hosts = sorted(modelfile.location.hosts or ()) if modelfile.location is not None else []
+    if not hosts or len(location_hosts()) <= 1:
+        return ""
+    return hosts[0]
+
+
+def _here():
+    """The rows of this process's cache (and rows no scan has claimed yet), for work done on this disk."""
+    return ModelFile.objects.filter(Q(location__key=location.cache_location().key) | Q(location__isnull=True))
+
+
+def modelfile_sync_elsewhere() -> int:
+    """Ask a worker of every other location to scan its cache (this process can scan only its own): one scan task
+    on each location's queue. Answers how many were sent; a broker that cannot be reached sends none (logged)."""
+    from modelfiles.tasks import scan_cache_task
+
+    here = location.cache_location().key
+    # Expires: a location whose workers are all stopped does not pile up scans to run at once on their return.
+    every = settings.CELERY_BEAT_SCHEDULE["scan-cache"]["schedule"]
+    sent = 0
+    for key, hosts in Location.objects.exclude(key=here).order_by("pk").values_list("key", "hosts"):
+        if not hosts:
+            continue  # no worker reads that cache (a web machine's own, say): nobody would take the scan
+        try:
+            scan_cache_task.apply_async((False,), queue=location.location_queue(key), expires=every)
+        except Exception as exc:  # the broker is down: the next periodic scan asks again
+            logger.warning("could not ask the other hosts to rescan (%s)", exc)
+            break
+        sent += 1
+    return sent

@@ -132,11 +132,13 @@ class ModelFileTable(FastBodyMixin, tables.Table):
         attrs={"td": {"class": "text-end text-nowrap"}, "th": {"class": "text-end"}},
     )
     state = tables.Column(verbose_name="State", order_by=("state", "pk"))
+    # Files per host: the cache that holds the file (rows come with their location: modelfile_list).
+    location = tables.Column(verbose_name="Host", order_by=("location__name", "pk"), empty_values=())
 
     class Meta:
         model = ModelFile
         fields = ("repo", "filename", "snapshot", "size", "modified_at")
-        sequence = ("repo", "filename", "snapshot", "size", "gguf_quantization", "gguf_parameters",
+        sequence = ("repo", "filename", "snapshot", "location", "size", "gguf_quantization", "gguf_parameters",
                     "gguf_context_length", "state", "modified_at", "aliases", "checks", "actions")  # fmt: skip
         template_name = FAST_BODY_TABLE_TEMPLATE  # up to 100 rows a page: the body rendered in Python
         attrs = {"class": "table table-sm table-hover align-middle", "id": "modelfile-rows"}
@@ -171,6 +173,9 @@ class ModelFileTable(FastBodyMixin, tables.Table):
         self.can_delete = request.user.has_perm("modelfiles.delete_modelfile")
         if not (self.can_create_alias or self.can_delete):
             self.columns.hide("actions")
+
+    def render_location(self, record: ModelFile) -> str:
+        return record.location.label if record.location_id else "—"
 
     def render_snapshot(self, record: ModelFile, value: str) -> SafeString:
         refs = format_html_join(
@@ -303,6 +308,7 @@ class DownloadTable(tables.Table):
     repo = tables.Column(order_by=("repo", "pk"), attrs={"td": {"class": "text-break"}})
     filename = tables.Column(order_by=("filename", "pk"), attrs={"td": {"class": "text-break"}})
     revision = tables.Column(order_by=("revision", "pk"))
+    host = tables.Column(verbose_name="Host", order_by=("host", "pk"), empty_values=())  # the pull's target host
     status = tables.Column(verbose_name="State", order_by=("status", "pk"))
     bytes_total = tables.Column(
         verbose_name="Size", order_by=("bytes_total", "pk"), empty_values=(), attrs={"td": {"class": "text-nowrap"}}
@@ -331,6 +337,7 @@ class DownloadTable(tables.Table):
             "repo",
             "filename",
             "revision",
+            "host",
             "status",
             "bytes_total",
             "attempts",
@@ -359,6 +366,9 @@ class DownloadTable(tables.Table):
 
     def render_created_at(self, value: datetime) -> SafeString | str:
         return relative_time(value)
+
+    def render_host(self, value: str) -> str:
+        return value or "any"
 
     def render_revision(self, record: Download, value: str) -> SafeString:
         if record.commit and record.commit != value:

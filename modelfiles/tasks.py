@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
-from modelfiles import services
+from modelfiles import location, services
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,11 @@ def reconcile_task() -> int:
 
 
 @shared_task(name="modelfiles.scan_cache", ignore_result=True)
-def scan_cache_task() -> dict[str, int]:
+def scan_cache_task(fan_out: bool = True) -> dict[str, int]:
+    """The periodic scan. Each worker can scan only its own cache, so the run the beat sends (to the shared queue)
+    also sends one scan to every other known location's queue, taken by a worker that reads that cache."""
+    if fan_out:
+        services.modelfile_sync_elsewhere()
     return services.modelfile_sync()
 
 
@@ -50,6 +54,8 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
     # beat to pick them up. Then bring the file list in step with the cache.
     hostname = getattr(sender, "hostname", None)
     try:
+        # Files per host: this worker's host is listed on its cache's location, so pulls can be aimed at it.
+        services.location_register_worker(host=location.current_host())
         if hostname:
             services.download_requeue_stale(worker=hostname)
         services.download_reconcile()

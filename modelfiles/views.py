@@ -56,6 +56,7 @@ from modelfiles.services import (
     modelfile_repull,
     modelfile_revisions,
     modelfile_sync,
+    modelfile_sync_elsewhere,
     modelfile_update,
     modelfile_users,
     pull_set_note,
@@ -107,12 +108,14 @@ class ModelFileRescanView(RoleRequiredMixin, View):
 
     def post(self, request: HttpRequest) -> HttpResponse:
         counts = modelfile_sync(by=request.user)
+        others = modelfile_sync_elsewhere()  # files per host: the other hosts' workers scan their own caches
         present = counts["present"]
         changed = f", {counts['updated']} changed" if counts["updated"] else ""
+        elsewhere = f" The other hosts ({others}) rescan theirs in the background." if others else ""
         messages.success(
             request,
             f"Rescanned the cache: {counts['created']} new{changed}, {counts['removed']} gone, "
-            f"{present} file{'s' if present != 1 else ''}.",
+            f"{present} file{'s' if present != 1 else ''}.{elsewhere}",
         )
         skipped = len(counts["skipped"])
         if skipped:
@@ -180,7 +183,9 @@ class PullView(RoleRequiredMixin, View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         # Prefilled from the query string: the "Pick" links of the file list land here without JavaScript.
-        initial = {name: request.GET[name] for name in ("repo", "filename", "revision") if request.GET.get(name)}
+        initial = {
+            name: request.GET[name] for name in ("repo", "filename", "revision", "host") if request.GET.get(name)
+        }
         return render_pull_form(request, PullForm(initial=initial))
 
     def post(self, request: HttpRequest) -> HttpResponse:
@@ -196,7 +201,11 @@ class PullView(RoleRequiredMixin, View):
         values = form.cleaned_data
         try:
             download, created = download_request(
-                repo=values["repo"], filename=values["filename"], revision=values["revision"], by=request.user
+                repo=values["repo"],
+                filename=values["filename"],
+                revision=values["revision"],
+                by=request.user,
+                host=values.get("host") or "",
             )
         except ValidationError as exc:
             form.add_error(None, exc)
@@ -463,7 +472,7 @@ class ModelFileDetailView(RoleRequiredMixin, View):
     http_method_names = ["get", "head", "options"]
 
     def get(self, request: HttpRequest, pk: int) -> HttpResponse:
-        modelfile = get_object_or_404(ModelFile, pk=pk)
+        modelfile = get_object_or_404(ModelFile.objects.select_related("location"), pk=pk)
         parts = modelfile_split_parts(modelfile)
         expected = []
         if modelfile.split_count:

@@ -97,6 +97,7 @@ def test_list_rows_have_the_full_alias_shape_with_unset_params(viewer_client, al
         "updated_at",
         "file_status",
         "file_progress",
+        "file_hosts",
     }
     assert (row["file_status"], row["file_progress"]) == ("missing", None)
     assert row["request_params"] == {

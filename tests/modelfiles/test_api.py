@@ -40,6 +40,7 @@ DOWNLOAD_KEYS = {
     "updated_at",
     "parts",
     "part",
+    "host",
 }
 PULL = {"repo": "acme/Tiny-GGUF", "filename": "tiny.Q4_K_M.gguf", "revision": "main"}
 
@@ -82,6 +83,9 @@ def test_model_files_come_in_the_list_envelope(viewer_client, alias_factory):
             "gguf": None,
             "split": None,
             "update": None,
+            # Made directly, never scanned: no location has claimed it.
+            "host": None,
+            "location": None,
         }
     ]
     assert body["data"][0]["modified_at"].startswith(file.modified_at.strftime("%Y-%m-%dT%H:%M"))

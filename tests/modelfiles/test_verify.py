@@ -35,6 +35,8 @@ def enqueued(monkeypatch) -> list:
     sent: list = []
     monkeypatch.setattr(download_task, "delay", sent.append)
     monkeypatch.setattr(verify_task, "delay", sent.append)
+    # A file of a known location goes to that location's queue (apply_async with a queue).
+    monkeypatch.setattr(verify_task, "apply_async", lambda args, **options: sent.append(args[0]))
     return sent
 
 

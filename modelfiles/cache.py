@@ -280,6 +280,8 @@ _ETAG_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 def shown(text: str) -> str:
     """A name from the disk as text anyone can read: undecodable bytes as \\xNN, control characters escaped."""
     decoded = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if decoded.isprintable():  # nearly every name: no per-character pass
+        return decoded
     return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in decoded)
 
 
@@ -291,9 +293,11 @@ def name_problem(name: str) -> str | None:
         return "the name is not valid UTF-8"
     if "\\" in name:
         return "the name holds a backslash"
-    if any(not char.isprintable() and char != " " for char in name):
+    if not name.isprintable():  # the space counts as printable
         return "the name holds control or other non-printable characters"
-    if any(len(segment.encode("utf-8")) > SEGMENT_MAX_BYTES for segment in name.split("/")):
+    if len(encoded) > SEGMENT_MAX_BYTES and any(
+        len(segment.encode("utf-8")) > SEGMENT_MAX_BYTES for segment in name.split("/")
+    ):
         return f"a part of the name is longer than {SEGMENT_MAX_BYTES} bytes"
     if len(encoded) > 4096:
         return "the name is too long"

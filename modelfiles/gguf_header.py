@@ -210,18 +210,34 @@ class _HeaderWalk:
     def fields(self, count: int) -> dict[str, Any]:
         kept: dict[str, Any] = {}
         u64, u32 = self.u64.unpack_from, self.u32.unpack_from
+        order, buffer = self.order, self.buffer
         for _ in range(count):
-            # The key (its length, its bytes) and the value's type in one step.
+            # The hot path, inlined: a key (its length, its bytes), the value's type, then a scalar or a string.
             offset = self.offset
-            self.buffer.need(offset + 8)
-            (length,) = u64(self.buffer.data, offset)
-            end = offset + 8 + length
-            self.buffer.need(end + 4)
-            data = self.buffer.data
+            data = buffer.data
+            if offset + 8 > len(data):
+                buffer.need(offset + 8)
+                data = buffer.data
+            end = offset + 8 + u64(data, offset)[0]
+            if end + 4 > len(data):
+                buffer.need(end + 4)
+                data = buffer.data
             key = data[offset + 8 : end]  # compared as bytes: only the kept keys are decoded
-            (kind,) = u32(data, end)
+            kind = u32(data, end)[0]
             self.offset = end + 4
             keep = key in _KEPT_KEYS or key.endswith(_KEPT_SUFFIXES)
+            size = _SCALAR_SIZES.get(kind)
+            if size is not None:
+                end = self.offset + size
+                if end > len(data):
+                    buffer.need(end)
+                    data = buffer.data
+                if keep:
+                    kept[key.decode("utf-8", errors="replace")] = struct.unpack_from(
+                        order + _SCALAR_CODES[kind], data, self.offset
+                    )[0]
+                self.offset = end
+                continue
             value = self._value(kind, keep)
             if keep and value is not None:
                 kept[key.decode("utf-8", errors="replace")] = value

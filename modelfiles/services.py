@@ -660,7 +660,10 @@ def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = Non
     scan = cache.scan_gguf(repo=repo)
     skipped = list(scan.skipped)
     found: dict[tuple[str, str, str], cache.CachedGguf] = {}
-    seen: dict[tuple[str, str], str | None] = {}
+    # A repo and file name some row already has passed the alias rules when that row was stored: only new names
+    # are checked (the check is most of an unchanged rescan's time otherwise).
+    stored = ModelFile.objects.all() if repo is None else ModelFile.objects.filter(repo=repo)
+    seen: dict[tuple[str, str], str | None] = dict.fromkeys(stored.values_list("repo", "filename").distinct())
     for item in scan.files:
         problem = _modelfile_problem(item, seen=seen)
         if problem:

@@ -195,3 +195,26 @@ def celery_worker(
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         log.close()
+
+
+def wait_for_download(download_id, predicate, seconds: float = 60.0, every: float = 0.1):
+    """The Download row once `predicate(row)` holds, polled as a page would; fails naming the last state seen."""
+    from modelfiles.models import Download
+
+    deadline = time.monotonic() + seconds
+    row = None
+    while time.monotonic() < deadline:
+        row = Download.objects.get(pk=download_id)
+        if predicate(row):
+            return row
+        time.sleep(every)
+    raise AssertionError(f"download never reached the state asked for; last: {row.status} {row.error_message}")
+
+
+def set_hub_env(patch, env: dict[str, str]) -> None:
+    """Point this process (and the workers it starts) at the test's cache and Hub with a MonkeyPatch: `env` set,
+    and the developer's own cache folder and token kept out."""
+    for name, value in env.items():
+        patch.setenv(name, value)
+    patch.delenv("HF_HUB_CACHE", raising=False)
+    patch.delenv("HF_TOKEN", raising=False)

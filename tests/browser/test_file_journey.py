@@ -26,7 +26,7 @@ from tests.factories import AliasFactory
 from tests.gguf_files import tiny_gguf
 from tests.hub.server import FakeHub
 from tests.modelfiles import COMMIT, cache_file
-from tests.workers import celery_worker
+from tests.workers import celery_worker, set_hub_env
 
 pytestmark = [*BROWSER_TEST, pytest.mark.worker]
 
@@ -54,10 +54,7 @@ def hf_env(fake_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "HF_HUB_DISABLE_XET": "1",
     }
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        patch.delenv("HF_HUB_CACHE", raising=False)
-        patch.delenv("HF_TOKEN", raising=False)
+        set_hub_env(patch, env)
         yield env
 
 

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 from modelfiles.models import Download, ModelFile
 from tests.browser.helpers import BROWSER_TEST, assert_inputs_labelled, assert_titled, flash, login
 from tests.hub.server import FakeHub, Generated
-from tests.workers import celery_worker
+from tests.workers import celery_worker, set_hub_env
 
 pytestmark = [*BROWSER_TEST, pytest.mark.worker]
 
@@ -43,10 +43,7 @@ def hf_env(fake_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "MODELDESK_MAX_ATTEMPTS": "2",
     }
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        patch.delenv("HF_HUB_CACHE", raising=False)
-        patch.delenv("HF_TOKEN", raising=False)
+        set_hub_env(patch, env)
         yield env
 
 

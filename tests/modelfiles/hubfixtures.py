@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.hub.server import FakeHub
+from tests.workers import set_hub_env
 
 REPO = "acme/tiny-llama-GGUF"
 FILE = "tiny-llama.Q4_K_M.gguf"
@@ -49,10 +50,7 @@ def hf_env(hub: FakeHub, tmp_path: Path, monkeypatch) -> dict[str, str]:
         "MODELDESK_RETRY_BASE_SECONDS": "0.05",
         "MODELDESK_RETRY_CAP_SECONDS": "0.2",
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
+    set_hub_env(monkeypatch, env)
     from modelfiles import services
 
     monkeypatch.setattr(services, "RETRY_BASE_SECONDS", 0.05)

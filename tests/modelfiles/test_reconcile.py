@@ -25,7 +25,7 @@ from modelfiles.models import Download
 from tests import workers
 from tests.modelfiles import make_download
 from tests.modelfiles.hubfixtures import FILE, REPO, hf_env, hub, pseudo_random, sha256_of
-from tests.workers import BASE_DIR, celery_worker, redis_server, use_broker
+from tests.workers import BASE_DIR, celery_worker, redis_server, use_broker, wait_for_download
 
 __all__ = ["hf_env", "hub"]  # fixtures
 
@@ -35,16 +35,6 @@ PULL_API = "/api/modelfiles/pull"
 OTHER_FILE = "tiny-llama.Q8_0.gguf"
 # Short reconciler settings for the worker (and its beat) the tests start.
 RECONCILE_ENV = {"MODELDESK_RECONCILE_GRACE_SECONDS": "2", "MODELDESK_RECONCILE_EVERY_SECONDS": "1"}
-
-
-def wait_for_row(download_id, predicate, seconds: float = 60.0) -> Download:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        row = Download.objects.get(pk=download_id)
-        if predicate(row):
-            return row
-        time.sleep(0.1)
-    raise AssertionError(f"download never reached the state asked for; last: {row.status} {row.error_message}")
 
 
 def active_section(client) -> str:
@@ -191,9 +181,9 @@ def test_a_pull_asked_for_while_the_broker_is_down_is_answered_and_done_once_it_
 
         redis.start()
         back = time.monotonic()
-        row = wait_for_row(download_id, lambda r: not r.is_active, seconds=90)
+        row = wait_for_download(download_id, lambda r: not r.is_active, seconds=90)
         took = time.monotonic() - back
-        other_row = wait_for_row(Download.objects.get(filename=OTHER_FILE).pk, lambda r: not r.is_active, 60)
+        other_row = wait_for_download(Download.objects.get(filename=OTHER_FILE).pk, lambda r: not r.is_active, 60)
         print(f"\nbroker down: API answered in {answered:.3f} s, page in {page_answered:.3f} s; "
               f"completed {took:.1f} s after the broker came back")  # fmt: skip
 
@@ -215,7 +205,7 @@ def test_a_worker_starting_after_an_outage_sends_what_was_queued_meanwhile(hub, 
         assert response.status_code == 201 and response.json()["note"]["code"] == "waiting_for_worker"
         redis.start()
         with celery_worker(extra_env={**hf_env, **RECONCILE_ENV}, broker_url=redis.url):
-            row = wait_for_row(response.json()["id"], lambda r: not r.is_active)
+            row = wait_for_download(response.json()["id"], lambda r: not r.is_active)
     assert row.status == Download.Status.COMPLETED, row.error_message
     assert sha256_of(local_file(REPO, FILE, "main")) == hashlib.sha256(content).hexdigest()
 
@@ -320,7 +310,7 @@ def test_a_pull_killed_hard_is_resumed_by_a_worker_through_the_stale_heartbeat_j
     row, content = kill_pull_mid_transfer(hub, cli_env)
     env = {**hf_env, "MODELDESK_STALE_SECONDS": "2", "MODELDESK_REQUEUE_EVERY_SECONDS": "1"}
     with celery_worker(extra_env=env, beat=True) as worker:
-        row = wait_for_row(row.pk, lambda r: not r.is_active)
+        row = wait_for_download(row.pk, lambda r: not r.is_active)
     assert row.status == Download.Status.COMPLETED, row.error_message
     assert row.worker == worker.hostname
     assert sha256_of(local_file(REPO, FILE, "main")) == hashlib.sha256(content).hexdigest()

@@ -24,7 +24,7 @@ from modelfiles.models import Download, ModelFile
 from modelfiles.tables import human_size
 from tests.gguf_files import tiny_gguf
 from tests.modelfiles.hubfixtures import REPO, hf_env, hub, hub_cache, pseudo_random, sha256_of
-from tests.workers import celery_worker
+from tests.workers import celery_worker, wait_for_download
 
 __all__ = ["hf_env", "hub"]  # fixtures
 
@@ -67,14 +67,8 @@ def gets(hub, filename: str) -> int:
     return len(hub.requests_for(filename, "GET"))
 
 
-def wait_for_row(download_id, predicate, seconds: float = 60.0) -> Download:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        row = Download.objects.get(pk=download_id)
-        if predicate(row):
-            return row
-        time.sleep(0.05)
-    raise AssertionError(f"download never reached the state asked for; last: {row.status} {row.error_message}")
+def wait_for_row(download_id, predicate, seconds: float = 60.0):
+    return wait_for_download(download_id, predicate, seconds, every=0.05)
 
 
 @pytest.mark.worker

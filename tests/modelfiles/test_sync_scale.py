@@ -99,9 +99,9 @@ def test_an_unchanged_rescan_reads_and_writes_almost_nothing(hf_home, django_ass
     modelfile_sync()
     entries = AuditEntry.objects.count()
 
-    # 8 for the rows, the aliases and the report; the header step reads the rows and the loadable files (2) and,
-    # nothing having changed, writes nothing; 1 reads this cache's location (files per host).
-    with django_assert_max_num_queries(8 + 2 + 1):
+    # 8 for the rows, the aliases and the report; the names already checked and the blobs already read (2), the
+    # other locations' loadable files (1), nothing written; 1 reads this cache's location (files per host).
+    with django_assert_max_num_queries(8 + 2 + 1 + 1):
         counts = modelfile_sync()
 
     assert (counts["created"], counts["updated"], counts["removed"]) == (0, 0, 0)
@@ -227,9 +227,9 @@ def test_the_sync_after_a_pull_walks_only_that_repo(hf_home, django_assert_max_n
     cache_file(hf_home, "acme/Model-3-GGUF", "pulled.Q4_K_M.gguf", content=_gguf(1_000_004))
 
     scan = cache.scan_gguf(repo="acme/Model-3-GGUF")
-    # The queries of a first sync of one file (the header step's included), and the savepoints of the test's own
-    # transaction.
-    with django_assert_max_num_queries(14 + 3):
+    # The queries of a first sync of one file (the header step's and the names already checked included), and
+    # the savepoints of the test's own transaction.
+    with django_assert_max_num_queries(15 + 3):
         counts = modelfile_sync(repo="acme/Model-3-GGUF")
 
     assert scan.skipped == [] and {item.repo for item in scan.files} == {"acme/Model-3-GGUF"}

@@ -5,28 +5,17 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import time
 
 import pytest
 
 from modelfiles.cache import local_file
 from modelfiles.models import Download
 from tests.modelfiles.hubfixtures import FILE, REPO, hf_env, hub, pseudo_random, sha256_of
-from tests.workers import celery_worker
+from tests.workers import celery_worker, wait_for_download
 
 __all__ = ["hf_env", "hub"]  # fixtures
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-def wait_for_row(download_id, predicate, seconds: float = 60.0) -> Download:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        row = Download.objects.get(pk=download_id)
-        if predicate(row):
-            return row
-        time.sleep(0.1)
-    raise AssertionError(f"download never reached the state asked for; last: {row.status} {row.error_message}")
 
 
 def test_a_pull_requested_through_the_api_is_done_by_a_worker(hub, hf_env, client_for, operator):
@@ -37,7 +26,7 @@ def test_a_pull_requested_through_the_api_is_done_by_a_worker(hub, hf_env, clien
             "/api/modelfiles/pull", {"repo": REPO, "filename": FILE}, content_type="application/json"
         )
         assert response.status_code == 201, response.content
-        row = wait_for_row(response.json()["id"], lambda r: not r.is_active)
+        row = wait_for_download(response.json()["id"], lambda r: not r.is_active)
     assert row.status == Download.Status.COMPLETED, row.error_message
     assert sha256_of(local_file(REPO, FILE, "main")) == hashlib.sha256(content).hexdigest()
     status = client_for(operator).get(f"/api/modelfiles/status/{row.pk}").json()
@@ -55,7 +44,7 @@ def test_a_worker_killed_mid_download_resumes_with_a_range_request_after_restart
             "/api/modelfiles/pull", {"repo": REPO, "filename": FILE}, content_type="application/json"
         )
         download_id = response.json()["id"]
-        wait_for_row(download_id, lambda r: r.bytes_done >= 1_000_000)
+        wait_for_download(download_id, lambda r: r.bytes_done >= 1_000_000)
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
     row = Download.objects.get(pk=download_id)
@@ -63,7 +52,7 @@ def test_a_worker_killed_mid_download_resumes_with_a_range_request_after_restart
 
     # The same worker comes back: it takes back what it held and continues from the partial file.
     with celery_worker(extra_env=hf_env, hostname=name):
-        row = wait_for_row(download_id, lambda r: not r.is_active)
+        row = wait_for_download(download_id, lambda r: not r.is_active)
     assert row.status == Download.Status.COMPLETED, row.error_message
     ranges = hub.range_requests(FILE)
     assert len(ranges) == 1 and int(ranges[0].removeprefix("bytes=").rstrip("-")) >= 1_000_000
@@ -84,11 +73,11 @@ def test_a_download_whose_worker_vanished_is_resumed_by_another_worker(hub, hf_e
             "/api/modelfiles/pull", {"repo": REPO, "filename": FILE}, content_type="application/json"
         )
         download_id = response.json()["id"]
-        wait_for_row(download_id, lambda r: r.bytes_done > 0)
+        wait_for_download(download_id, lambda r: r.bytes_done > 0)
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
     with celery_worker(extra_env=env, beat=True):
-        row = wait_for_row(download_id, lambda r: not r.is_active)
+        row = wait_for_download(download_id, lambda r: not r.is_active)
     assert row.status == Download.Status.COMPLETED, row.error_message
     assert hub.range_requests(FILE)
     assert sha256_of(local_file(REPO, FILE, "main")) == hashlib.sha256(content).hexdigest()

@@ -140,7 +140,8 @@ class FastBodyMixin:
             and column.localize is None
             and str(bound.accessor) == bound.name
             and not any(callable(value) for attrs in td_attrs for value in attrs.values())
-            and not getattr(self._model_field(bound.name), "choices", None)
+            # A field with choices shows its label, unless the table renders the column itself.
+            and (hasattr(self, f"render_{bound.name}") or not getattr(self._model_field(bound.name), "choices", None))
         )
         td = bound.attrs["td"].as_html()
         if not simple:

@@ -293,7 +293,8 @@ class ModelFileTable(FastBodyMixin, tables.Table):
 
     def render_actions(self, record: ModelFile) -> SafeString | str:
         actions = []
-        if getattr(self, "can_create_alias", False):
+        # Only a file an alias could load (not a later part of a split model, not a damaged copy).
+        if getattr(self, "can_create_alias", False) and record.can_load:
             query = urlencode({"repo": record.repo, "filename": record.filename, "snapshot": record.snapshot})
             actions.append(
                 format_html(

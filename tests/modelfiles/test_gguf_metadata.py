@@ -7,6 +7,7 @@ Every file is a real GGUF written by the `gguf` package (tests/gguf_files.py), l
 from __future__ import annotations
 
 import os
+import re
 import resource
 import time
 from pathlib import Path
@@ -365,3 +366,14 @@ def test_a_header_cut_anywhere_is_reported_not_raised(tmp_path, cut):
     header = gguf_header.read_header(path)
 
     assert header.state in ("unreadable", "corrupt") and header.error
+
+
+def test_only_a_file_that_can_load_offers_create_alias(hf_home, client_for, editor):
+    split_set(hf_home, (1, 2, 3))
+    cache_file(hf_home, REPO, "cut.Q6_K.gguf", content=tiny_gguf(seed=30)[:-64])
+    services.modelfile_sync()
+
+    page = client_for(editor).get("/files/?per_page=100").content.decode()
+
+    offered = re.findall(r"/aliases/-/new/\?repo=[^&]+&amp;filename=([^&]+)&amp;", page)
+    assert offered == ["big.Q4_K_M-00001-of-00003.gguf"]  # not parts 2 and 3, not the truncated file

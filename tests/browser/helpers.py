@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import ConsoleMessage, Page, expect
 
 from tests.factories import TEST_PASSWORD
 
@@ -54,3 +54,10 @@ def assert_fits_width(page: Page) -> None:
     """Nothing makes the whole page scroll sideways (wide tables scroll inside their own box)."""
     overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page is {overflow}px wider than the window"
+
+
+def is_console_error(message: ConsoleMessage) -> bool:
+    """A console error that is the page's fault (htmx logs its syntax errors and failed requests there).
+
+    Chromium asks every site for /favicon.ico; ModelDesk has none, and that 404 is not a fault of the page."""
+    return message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")

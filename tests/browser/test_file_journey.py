@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import scan_cache_dir
-from playwright.sync_api import ConsoleMessage, Page, expect
+from playwright.sync_api import Page, expect
 
 from aliases.models import Alias
 from modelfiles.models import Download, ModelFile
 from modelfiles.services import modelfile_sync
 from modelfiles.tables import human_size
-from tests.browser.helpers import BROWSER_TEST, assert_titled, flash, login
+from tests.browser.helpers import BROWSER_TEST, assert_titled, flash, is_console_error, login
 from tests.factories import AliasFactory
 from tests.gguf_files import tiny_gguf
 from tests.hub.server import FakeHub
@@ -88,7 +88,7 @@ def person(new_context, console_errors: list[str]) -> Callable[[], Page]:
     def watch(page: Page) -> None:
         page.on(
             "console",
-            lambda message: console_errors.append(f"{page.url}: {message.text}") if is_error(message) else None,
+            lambda message: console_errors.append(f"{page.url}: {message.text}") if is_console_error(message) else None,
         )
 
     def open_page() -> Page:
@@ -97,11 +97,6 @@ def person(new_context, console_errors: list[str]) -> Callable[[], Page]:
         return context.new_page()
 
     return open_page
-
-
-def is_error(message: ConsoleMessage) -> bool:
-    # Chromium asks every site for /favicon.ico; ModelDesk has none, and that 404 is not a fault of the page.
-    return message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")
 
 
 def the_file_content(size: int) -> bytes:

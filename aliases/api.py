@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
@@ -59,7 +60,11 @@ SORTABLE_FIELDS = (
 ALIAS_LIST_QUERY = ListQuery(
     sorts=model_sorts(Alias, SORTABLE_FIELDS),
     default_sort="alias",
-    search_help=f"Case-insensitive text to find in {', '.join(SEARCH_FIELDS)}.",
+    search_help=(
+        f"Case-insensitive text to find in {', '.join(SEARCH_FIELDS)}, with field:value terms to narrow: "
+        "repo:, file:, alias:, snapshot:, template:, source:user|model, and number fields with =, <, <=, >, >= or "
+        "a range a..b (e.g. `repo:TheBloke n_ctx:>=8192 temperature:<0.5`). A bad field value is a 400 on search."
+    ),
 )
 PARAM_GROUPS = ("request_params", "context_params")
 
@@ -290,7 +295,11 @@ class AliasCollectionApi(APIView):
     )
     def get(self, request: Request) -> Response:
         params = ALIAS_LIST_QUERY.parse(request.query_params)
-        page = ALIAS_LIST_QUERY.page(alias_list(search=params.search), params)
+        try:
+            aliases = alias_list(search=params.search)
+        except ValidationError as exc:
+            raise ApiError(" ".join(exc.messages), status=400, code="invalid_parameter", param="search") from exc
+        page = ALIAS_LIST_QUERY.page(aliases, params)
         context = {"alias_files": alias_files(page.items)}  # every row's file in two queries
         return Response(page.envelope(AliasSerializer(page.items, many=True, context=context).data))
 

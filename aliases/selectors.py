@@ -7,14 +7,9 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from aliases.models import Alias
-from config.search import text_search
+from aliases.search import SEARCH_FIELDS, alias_search
 
-SEARCH_FIELDS = ("alias", "repo", "filename")
-
-
-def alias_search(queryset: QuerySet[Alias], text: str) -> QuerySet[Alias]:
-    """Case-insensitive substring match across alias, repo and filename."""
-    return text_search(queryset, SEARCH_FIELDS, text)
+__all__ = ["SEARCH_FIELDS", "alias_get", "alias_list", "alias_search", "model_choices"]
 
 
 def alias_list(*, search: str = "") -> QuerySet[Alias]:

@@ -1,0 +1,122 @@
+"""The alias search syntax, the same in the list page's search box and in the API's `search`.
+
+Free words match the alias, repo or file name (one case-insensitive substring, as the quick search always did).
+`field:value` narrows by one field:
+
+- text fields contain the value, ignoring case: `repo:TheBloke`, `file:Q4_K_M`, `alias:chat`, `snapshot:main`,
+  `template:llama3` (the chat template); `source:user` or `source:model` is exact;
+- number fields compare: `n_ctx:>=8192`, `temperature:<0.5`, `seed:42`, `top_p:0.8..0.95` (a range, both ends
+  included); every request and context parameter with a number value can be used;
+- a value with spaces goes in double quotes: `template:"my template"`; so does free text holding a colon that
+  should not be read as a field (`"repo:x"`).
+
+A word whose part before the colon is not a field name stays free text, so a generated alias's own name
+(`owner/repo:Q4_K_M`) still finds it. A known field with a value it cannot take is an error naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q, QuerySet
+
+from aliases.models import CONTEXT_PARAMS, REQUEST_PARAMS, Alias
+from config.search import text_search
+
+SEARCH_FIELDS = ("alias", "repo", "filename")
+TEXT_KEYS = {
+    "alias": "alias",
+    "repo": "repo",
+    "file": "filename",
+    "filename": "filename",
+    "snapshot": "snapshot",
+    "template": "chat_template",
+    "chat_template": "chat_template",
+}
+NUMBER_KEYS = tuple(
+    name
+    for name in (*REQUEST_PARAMS, *CONTEXT_PARAMS)
+    if isinstance(Alias._meta.get_field(name), models.IntegerField | models.FloatField | models.DecimalField)
+)
+# One word: `key:"quoted value"`, `key:value`, `"quoted free text"` or a bare word.
+_TOKEN = re.compile(r'(?P<key>[A-Za-z_]+):(?:"(?P<quoted>[^"]*)"|(?P<value>\S*))|"(?P<phrase>[^"]*)"|(?P<word>\S+)')
+_COMPARISON = re.compile(r"^(?P<op>>=|<=|>|<|=)?(?P<number>.*)$")
+_OPERATORS = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt", "=": "exact", None: "exact"}
+
+HELP = (
+    "Words match the alias, repo or file. Narrow with field:value, e.g. repo:TheBloke n_ctx:>=8192 "
+    "temperature:<0.5 template:llama3 source:user top_p:0.8..0.95; quote values with spaces."
+)
+
+
+@dataclass(frozen=True)
+class ParsedSearch:
+    text: str
+    condition: Q
+
+
+def _number(field: str, text: str):
+    """The value as the field holds it, or a ValidationError saying what the field takes."""
+    model_field = Alias._meta.get_field(field)
+    try:
+        if isinstance(model_field, models.IntegerField):
+            value = Decimal(text)
+            if value != value.to_integral_value():
+                raise InvalidOperation
+            return int(value)
+        return float(Decimal(text))
+    except (InvalidOperation, ValueError):
+        kind = "a whole number" if isinstance(model_field, models.IntegerField) else "a number"
+        raise ValidationError(f"{field} needs {kind}, e.g. {field}:>=8 (got {text!r}).", code="search") from None
+
+
+def _number_condition(field: str, text: str) -> Q:
+    if ".." in text and not text.startswith(".."):
+        low, _, high = text.partition("..")
+        return Q(**{f"{field}__gte": _number(field, low), f"{field}__lte": _number(field, high)})
+    match = _COMPARISON.match(text)
+    if match is None or not match["number"]:
+        raise ValidationError(f"{field} needs a number, e.g. {field}:>=8 (got {text!r}).", code="search")
+    return Q(**{f"{field}__{_OPERATORS[match['op']]}": _number(field, match["number"])})
+
+
+def parse_search(text: str) -> ParsedSearch:
+    """Split a search into its free text and its field conditions; ValidationError for a bad field value."""
+    words: list[str] = []
+    condition = Q()
+    for match in _TOKEN.finditer(text or ""):
+        key = (match["key"] or "").lower()
+        if match["phrase"] is not None:
+            words.append(match["phrase"])
+            continue
+        if not key or (key not in TEXT_KEYS and key not in NUMBER_KEYS and key != "source"):
+            words.append(match.group(0))
+            continue
+        value = match["quoted"] if match["quoted"] is not None else match["value"]
+        if value == "":
+            raise ValidationError(f"{key}: needs a value, e.g. {key}:something.", code="search")
+        if key == "source":
+            if value.lower() not in Alias.Source.values:
+                choices = " or ".join(Alias.Source.values)
+                raise ValidationError(f"source is {choices} (got {value!r}).", code="search")
+            condition &= Q(source=value.lower())
+        elif key in TEXT_KEYS:
+            condition &= Q(**{f"{TEXT_KEYS[key]}__icontains": value})
+        else:
+            condition &= _number_condition(key, value)
+    return ParsedSearch(text=" ".join(words), condition=condition)
+
+
+def alias_search(queryset: QuerySet[Alias], text: str) -> QuerySet[Alias]:
+    """The aliases a search finds (see the module's docstring); raises ValidationError for a bad field value."""
+    parsed = parse_search(text)
+    return text_search(queryset.filter(parsed.condition), SEARCH_FIELDS, parsed.text)
+
+
+def validate_search(text: str) -> None:
+    """For the search box: the same errors the search itself raises."""
+    parse_search(text)

@@ -28,7 +28,7 @@ from aliases.services import (
     alias_delete,
     alias_update,
 )
-from aliases.tables import AliasTable, file_status_badge
+from aliases.tables import AliasTable, alias_url, file_status_badge
 from aliases.validators import ALIAS_NAME_RE
 from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
@@ -42,6 +42,16 @@ LISTING_GRACE = timedelta(seconds=30)
 
 def _back_to_list(request: HttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(safe_next(request) or reverse("aliases:list"))
+
+
+def _to_new_alias(request: HttpRequest, alias: Alias) -> HttpResponseRedirect:
+    """After Create or Duplicate: the new alias's own page (the list it came from may not show it on that page),
+    keeping the way back to that list."""
+    page = alias_url("aliases:detail", alias.alias)
+    if page is None:
+        return _back_to_list(request)
+    back = safe_next(request)
+    return HttpResponseRedirect(f"{page}?{urlencode({'next': back})}" if back else page)
 
 
 def _get_alias(name: str) -> Alias:
@@ -176,7 +186,7 @@ class AliasCreateView(AliasFormView):
                 form.add_error(None, exc)
             else:
                 messages.success(request, f"Created alias {alias.alias}.")
-                return _back_to_list(request)
+                return _to_new_alias(request, alias)
         return self.render_form(form, mode="create")
 
 

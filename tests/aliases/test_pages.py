@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from aliases.models import Alias, AliasChange
 from aliases.services import alias_create, alias_update
@@ -444,29 +446,31 @@ def test_name_taken_in_another_case_is_refused_on_the_name(client_for, editor, s
     assert Alias.objects.count() == 1
 
 
-def test_valid_create_redirects_to_the_list_with_a_message(client_for, editor):
+def test_valid_create_shows_the_new_alias_with_a_message(client_for, editor):
     client = client_for(editor)
     response = client.post(CREATE_URL, form_data(temperature="0.7", n_ctx="8192", stop="<|eot_id|>\n\\n\\nUser:"))
     assert response.status_code == 302
-    assert response["Location"] == LIST_URL
+    assert response["Location"] == reverse("aliases:detail", args=["llama3:instruct"])
     alias = Alias.objects.get(alias="llama3:instruct")
     assert alias.temperature == 0.7
     assert alias.n_ctx == 8192
     assert alias.stop == ["<|eot_id|>", "\n\nUser:"]
     assert alias.created_by == editor
     assert AliasChange.objects.filter(alias=alias, action="create", changed_by=editor).exists()
-    page = client.get(response["Location"])
-    assert "Created alias llama3:instruct." in page.content.decode()
-    assert "llama3:instruct" in row_names(page)
+    page = client.get(response["Location"]).content.decode()
+    assert "Created alias llama3:instruct." in page and "<h1" in page and "llama3:instruct" in page
 
 
-def test_create_returns_to_the_list_it_came_from(client_for, editor):
+def test_create_shows_the_new_alias_and_keeps_the_way_back_to_the_list(client_for, editor):
     client = client_for(editor)
     came_from = f"{LIST_URL}?q=llama&sort=-repo"
     response = client.post(CREATE_URL, form_data(next=came_from))
-    assert response["Location"] == came_from
+    detail = reverse("aliases:detail", args=["llama3:instruct"])
+    assert response["Location"] == f"{detail}?{urlencode({'next': came_from})}"
+    page = client.get(response["Location"]).content.decode()
+    assert f'href="{escape(came_from)}"' in page  # the page's way back is the list the editor came from
     response = client.post(CREATE_URL, form_data(alias="second", next="https://evil.example/"))
-    assert response["Location"] == LIST_URL
+    assert response["Location"] == reverse("aliases:detail", args=["second"])
 
 
 def test_stop_word_escapes_are_shown_back_the_same_way(client_for, editor, alias_factory):

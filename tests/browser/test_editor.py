@@ -71,8 +71,10 @@ def test_editor_creates_finds_sorts_edits_duplicates_and_deletes(page, editor, a
     page.get_by_label("stop").fill("<|eot_id|>\n</s>\nUser:\n###")
     page.get_by_role("button", name="Create alias").click()
     expect(flash(page)).to_have_text(f"Created alias {NAME}.")
-    assert_titled(page, "Aliases")
+    assert_titled(page, NAME)  # the new alias's own page, wherever the list would have put it
     shot(page, "created")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Aliases").click()
+    assert_titled(page, "Aliases")
 
     # Quick search: the table changes in place and the address follows, so reload and back keep the search.
     search = page.get_by_label("Search")
@@ -117,6 +119,7 @@ def test_editor_creates_finds_sorts_edits_duplicates_and_deletes(page, editor, a
     expect(page.get_by_label("n_ctx")).to_have_value("8192")
     page.get_by_role("button", name="Create alias").click()
     expect(flash(page)).to_have_text(f"Created alias {COPY}.")
+    assert_titled(page, COPY)
 
     # Delete the copy, after a confirmation page that says what will happen.
     page.goto(list_url)

@@ -688,9 +688,10 @@ def modelfile_sync(*, repo: str | None = None, by: AbstractBaseUser | None = Non
         )
         _audit_scan(repo=repo, found=found, existing=existing, gone=gone, updated=counts["updated"], by=by)
         _scan_report_save(repo=repo, counts=counts, skipped=skipped)
-    logger.info(
-        "cache scan: %s GGUF header(s) read, %s copied from rows of the same blob", headers.read, headers.copied
-    )
+    if headers.read or headers.copied:  # the periodic scan of an unchanged cache says nothing
+        logger.info(
+            "cache scan: %s GGUF header(s) read, %s copied from rows of the same blob", headers.read, headers.copied
+        )
     return {**counts, "skipped": [entry.as_dict() for entry in skipped]}
 
 

@@ -44,7 +44,7 @@ class PresetTable(tables.Table):
         url = reverse("presets:detail", args=[record.name])
         if self.next_url:
             url = f"{url}?{urlencode({'next': self.next_url})}"
-        badge = format_html(' <span class="badge text-bg-info">built-in</span>') if record.builtin else ""
+        badge = format_html(' <span class="badge text-bg-info">{}</span>', "built-in") if record.builtin else ""
         return format_html('<a class="fw-semibold" href="{}">{}</a>{}', url, value, badge)
 
     def render_params(self, record: Preset) -> SafeString:

@@ -18,7 +18,10 @@ from django.views import View
 from aliases.file_status import FileStatus, alias_file, split_parts
 from aliases.filters import AliasFilter
 from aliases.forms import SECTIONS, AliasForm, display_value, field_label, stop_word_escape
-from aliases.models import Alias, AliasChange
+from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
+from aliases.presets.forms import form_values
+from aliases.presets.selectors import preset_get, preset_list
+from aliases.presets.services import preset_values
 from aliases.selectors import alias_get, alias_list, model_choices
 from aliases.services import (
     AliasReadOnlyError,
@@ -165,8 +168,26 @@ class AliasFormView(RoleRequiredMixin, View):
     template_name = "aliases/alias_form.html"
 
     def render_form(self, form: AliasForm, status: int = 200, **extra: Any) -> HttpResponse:
-        context = {"form": form, "next_url": safe_next(self.request), **extra}
+        context = {"form": form, "next_url": safe_next(self.request), "presets": preset_list(), **extra}
         return render(self.request, self.template_name, context, status=status)
+
+    def preset_initial(self, request: HttpRequest) -> dict[str, Any] | None:
+        """ "Apply" without JavaScript: the values typed so far with the chosen preset's on top; nothing saved."""
+        if "apply_preset" not in request.POST:
+            return None
+        initial: dict[str, Any] = {
+            name: request.POST[name] for name in (*EDITABLE_FIELDS, "version") if name in request.POST
+        }
+        preset = preset_get(name=request.POST.get("preset", ""))
+        if preset is None:
+            messages.warning(request, "Choose a preset to apply.")
+        else:
+            initial.update(form_values(preset_values(preset)))
+            messages.info(
+                request,
+                f"Applied preset {preset.name}: its fields are filled in below. Nothing is saved until you save.",
+            )
+        return initial
 
 
 class AliasCreateView(AliasFormView):
@@ -175,9 +196,15 @@ class AliasCreateView(AliasFormView):
     def get(self, request: HttpRequest) -> HttpResponse:
         # "Create alias from this file" on the model files page arrives with the file's repo/filename/snapshot.
         initial = {name: request.GET[name] for name in ("repo", "filename", "snapshot") if request.GET.get(name)}
-        return self.render_form(AliasForm(initial=initial), mode="create")
+        # "New alias from preset" on a preset's page.
+        preset = preset_get(name=request.GET["preset"]) if request.GET.get("preset") else None
+        if preset is not None:
+            initial.update(form_values(preset_values(preset)))
+        return self.render_form(AliasForm(initial=initial), mode="create", applied_preset=preset)
 
     def post(self, request: HttpRequest) -> HttpResponse:
+        if (initial := self.preset_initial(request)) is not None:
+            return self.render_form(AliasForm(initial=initial), mode="create")
         form = AliasForm(data=request.POST)
         if form.is_valid():
             try:
@@ -227,6 +254,8 @@ class AliasEditView(AliasFormView):
         alias = _get_alias(name)
         if alias.is_read_only:
             return _read_only_refusal(request, alias)
+        if (initial := self.preset_initial(request)) is not None:
+            return self.render_form(AliasForm(instance=alias, initial=initial), mode="edit", alias=alias)
         original_name = alias.alias
         form = AliasForm(data=request.POST, instance=alias)
         if form.is_valid():

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "config.accounts",
     "config.audit",
     "aliases",
+    "aliases.presets",
     "modelfiles",
 ]
 

@@ -13,11 +13,13 @@ urlpatterns = [
     path("logout/", views.SignOutView.as_view(), name="logout"),
     path("aliases/", include("aliases.urls")),
     path("files/", include("modelfiles.urls")),
+    path("presets/", include("aliases.presets.urls")),
     path("audit/", include("config.audit.urls")),
     # /account/tokens/ (everyone's own API tokens) and /users/ (admins).
     path("", include("config.accounts.urls")),
     path("api/", include("aliases.api_urls")),
     path("api/", include("modelfiles.api_urls")),
+    path("api/", include("aliases.presets.api_urls")),
     path("api/", include("config.audit.api_urls")),
     path("api/", include("config.accounts.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -24,6 +24,7 @@ from django.test import Client
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, include, path, reverse
 
 from aliases.models import Alias
+from aliases.presets.models import Preset
 from config.accounts.roles import ADMIN as ADMIN_ROLE
 from config.accounts.roles import EDITOR as EDITOR_ROLE
 from config.accounts.roles import OPERATOR as OPERATOR_ROLE
@@ -57,6 +58,7 @@ from tests.url_expectations import (
     SIGNED_IN,
     UNAUTHORIZED,
     USER_ALIAS,
+    USER_PRESET,
     VIEWER,
     Expectation,
     api,
@@ -242,6 +244,7 @@ def samples(hf_home, users, bearer_tokens) -> dict[str, str | dict[str, str]]:
     apitoken_create(user=target, name="matrix")
     own_tokens = {name: str(user.api_tokens.get().pk) for name, user in users.items()}
     entry = audit_record(actor=users[ADMIN], kind="alias", action="update", object_id=user_alias.pk)
+    user_preset = Preset.objects.create(**USER_PRESET)
     return {
         "user_alias": user_alias.alias,
         "user_alias_pk": str(user_alias.pk),
@@ -253,6 +256,7 @@ def samples(hf_home, users, bearer_tokens) -> dict[str, str | dict[str, str]]:
         "target_user_token_pk": str(target.api_tokens.get().pk),
         "own_token_pk": {ANONYMOUS: own_tokens[VIEWER], **own_tokens},
         "audit_entry_pk": str(entry.pk),
+        "user_preset": user_preset.name,
     }
 
 

@@ -172,6 +172,7 @@ SAMPLES = {
     "target_user_token_pk": "primary key of that viewer's API token (someone else's token)",
     "own_token_pk": "primary key of the requesting role's own API token (anonymous: the viewer's)",
     "audit_entry_pk": "primary key of an audit entry",
+    "user_preset": "name of a preset made by an editor (USER_PRESET below; built-in ones are read-only)",
 }
 
 # Which sample object fills a path argument, by the argument's name.
@@ -180,6 +181,7 @@ SAMPLE_FOR_KWARG = {
     "alias": "user_alias",  # /api/models/<alias>
     "pk": "active_download",  # /files/downloads/<uuid:pk>/...
     "download_id": "active_download",  # /api/modelfiles/status/<id>...
+    "preset": "user_preset",  # /presets/<preset>/..., /api/presets/<preset>
 }
 
 # The alias the samples fixture creates (path arguments "name" and "alias"), and bodies that make or replace one.
@@ -192,6 +194,11 @@ USER_ALIAS = {
 }
 NEW_ALIAS = {**USER_ALIAS, "alias": "matrix-new"}
 REPLACED_ALIAS = {**USER_ALIAS, "filename": "other.Q4_K_M.gguf", "version": 1}
+
+# The preset the samples fixture creates, and bodies that make or replace one.
+USER_PRESET = {"name": "matrix-preset", "temperature": 0.3}
+NEW_PRESET = {"name": "matrix-new-preset", "temperature": 0.5}
+REPLACED_PRESET = {"name": "matrix-preset", "version": 1, "request_params": {"top_p": 0.5}}
 
 # A pull the test cache does not hold: the request is queued (never run: the case's transaction is rolled back
 # before the commit that would enqueue it).
@@ -228,6 +235,15 @@ EXPECTATIONS: dict[str, Expectation] = {
     # The generated alias, whose name holds a slash: read-only, but editors may copy it into a new one.
     "aliases:duplicate": page(GET=EDITOR_ROLES, kwargs={"name": "model_alias"}),
     "aliases:detail": page(GET=READ_ROLES, kwargs={"name": "model_alias"}),
+    # --- presets -------------------------------------------------------------------------------------------------
+    "presets:list": page(GET=READ_ROLES),
+    "presets:create": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": NEW_PRESET}, answers={"POST": 302}),
+    "presets:detail": page(GET=READ_ROLES),
+    "presets:edit": page(
+        GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": {**USER_PRESET, "version": 1}}, answers={"POST": 302}
+    ),
+    "presets:delete": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": {"version": 1}}, answers={"POST": 302}),
+    "presets:form-values": page(GET=READ_ROLES, answers={"GET": 200}),
     # --- model files and downloads -------------------------------------------------------------------------------
     "modelfiles:list": page(GET=READ_ROLES),
     "modelfiles:detail": page(GET=READ_ROLES, kwargs={"pk": "modelfile_pk"}),
@@ -259,6 +275,16 @@ EXPECTATIONS: dict[str, Expectation] = {
         PUT=EDITOR_ROLES,
         DELETE=EDITOR_ROLES,
         data={"PUT": REPLACED_ALIAS},
+        answers={"GET": 200, "PUT": 200, "DELETE": 204},
+    ),
+    "presets_api:preset-list": api(
+        GET=READ_ROLES, POST=EDITOR_ROLES, data={"POST": {"name": "matrix-new-preset"}}, answers={"POST": 201}
+    ),
+    "presets_api:preset-detail": api(
+        GET=READ_ROLES,
+        PUT=EDITOR_ROLES,
+        DELETE=EDITOR_ROLES,
+        data={"PUT": REPLACED_PRESET},
         answers={"GET": 200, "PUT": 200, "DELETE": 204},
     ),
     "modelfiles_api:modelfile-list": api(GET=READ_ROLES),

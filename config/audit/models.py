@@ -18,6 +18,7 @@ class AuditEntry(models.Model):
         USER = "user"
         ROLE = "role"
         TOKEN = "token"
+        PRESET = "preset"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

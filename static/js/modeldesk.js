@@ -296,3 +296,56 @@
     shown[target.id] = etag;
   });
 })();
+
+// Alias form: "Apply" a preset fills the parameter fields it sets from the preset's values (asked of the server,
+// which writes them as the form's inputs hold them) and saves nothing. Without JavaScript the button posts the
+// form back and the server answers with the same fields filled.
+(function () {
+  "use strict";
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-preset-apply]");
+    if (!button || !button.form) {
+      return;
+    }
+    var form = button.form;
+    var select = form.elements.namedItem("preset");
+    var option = select && select.options[select.selectedIndex];
+    var status = form.querySelector("[data-preset-status]");
+    if (!option || !option.dataset.valuesUrl) {
+      event.preventDefault();
+      if (status) {
+        status.textContent = "Choose a preset to apply.";
+      }
+      return;
+    }
+    event.preventDefault();
+    fetch(option.dataset.valuesUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) {
+          throw new Error(response.status);
+        }
+        return response.json();
+      })
+      .then(function (body) {
+        var filled = [];
+        Object.keys(body.values).forEach(function (name) {
+          var field = form.elements.namedItem(name);
+          if (field) {
+            field.value = body.values[name];
+            field.dispatchEvent(new Event("input", { bubbles: true }));
+            field.dispatchEvent(new Event("change", { bubbles: true }));
+            filled.push(name);
+          }
+        });
+        if (status) {
+          status.textContent = "Applied preset " + body.preset + ": " + (filled.join(", ") || "no fields") +
+            " filled in. Nothing is saved until you save.";
+        }
+      })
+      .catch(function () {
+        // The server can still do it: post the form back with the button, as without JavaScript.
+        form.requestSubmit(button);
+      });
+  });
+})();

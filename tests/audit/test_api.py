@@ -174,7 +174,7 @@ def test_the_schema_documents_the_endpoint_its_filters_and_errors(admin_client):
         "since",
         "until",
     }
-    assert set(parameters["kind"]["enum"]) == {"alias", "modelfile", "download", "user", "role", "token"}
+    assert set(parameters["kind"]["enum"]) == {"alias", "preset", "modelfile", "download", "user", "role", "token"}
     assert parameters["since"]["format"] == parameters["until"]["format"] == "date-time"
     assert "pattern" in parameters["actor"] and "pattern" in parameters["object_id"]
     assert {"200", "400", "401", "403"} <= set(operation["responses"])

@@ -270,6 +270,8 @@ class AliasChange(models.Model):
         CREATE = "create"
         UPDATE = "update"
         DELETE = "delete"
+        REVERT = "revert"
+        RESTORE = "restore"
 
     alias = models.ForeignKey(Alias, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes")
     alias_name = models.CharField(max_length=MODEL_ALIAS_NAME_MAX)

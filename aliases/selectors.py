@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from aliases.models import Alias
+from aliases.models import Alias, AliasChange
 from config.search import text_search
 
 SEARCH_FIELDS = ("alias", "repo", "filename")
@@ -48,3 +48,17 @@ def model_choices(*, repo: str = "", filename: str = "", limit: int = 200) -> Mo
             snapshots.extend(ref for ref in refs if ref not in snapshots)
             snapshots.append(snapshot)
     return ModelChoices(repos=repos, filenames=filenames, snapshots=snapshots)
+
+
+def alias_versions(*, alias: Alias) -> QuerySet[AliasChange]:
+    """Every saved version of `alias` (its change records, each holding the whole alias), newest first."""
+    return AliasChange.objects.filter(alias=alias).select_related("changed_by").order_by("-version", "-pk")
+
+
+def alias_deleted_list() -> QuerySet[AliasChange]:
+    """Deletions not undone (each record keeps the alias whole as it was), newest first."""
+    return (
+        AliasChange.objects.filter(action=AliasChange.Action.DELETE, alias__isnull=True)
+        .select_related("changed_by")
+        .order_by("-changed_at", "-pk")
+    )

@@ -531,14 +531,15 @@ class AliasRevertApi(APIView):
         request=None,
         responses={200: AliasSerializer, **error_responses(400, 401, 403, 404)},
     )
-    def post(self, request: Request, alias: str, n: int) -> Response:
+    def post(self, request: Request, alias: str, n: str) -> Response:
         current = _alias_or_404(alias)
         if current.is_read_only:
             raise _read_only_error(current)
-        if not alias_versions(alias=current).filter(version=n).exists():
+        version = int(n) if n.isascii() and n.isdigit() and len(n) <= 9 else None
+        if version is None or not alias_versions(alias=current).filter(version=version).exists():
             raise ApiError(f"{current.alias!r} has no saved version {n}.", status=404, code="version_not_found")
         try:
-            reverted = alias_revert(alias=current, version=n, by=request.user)
+            reverted = alias_revert(alias=current, version=version, by=request.user)
         except AliasReadOnlyError as exc:
             raise _read_only_error(exc.alias) from exc
         return Response(AliasSerializer(reverted).data)

@@ -19,7 +19,14 @@ from rest_framework.views import APIView
 
 from aliases.file_status import AliasFile, FileStatus, alias_files
 from aliases.models import BASIC_FIELDS, CONTEXT_PARAMS, EDITABLE_FIELDS, REQUEST_PARAMS, Alias, AliasChange
-from aliases.selectors import SEARCH_FIELDS, alias_deleted_list, alias_get, alias_list, alias_versions
+from aliases.selectors import (
+    SEARCH_FIELDS,
+    alias_deleted_list,
+    alias_get,
+    alias_list,
+    alias_names_taken,
+    alias_versions,
+)
 from aliases.services import (
     AliasReadOnlyError,
     AliasRestoreError,
@@ -470,7 +477,10 @@ class DeletedAliasSerializer(AliasVersionSerializer):
     )
 
     def get_name_taken(self, record: AliasChange) -> bool:
-        return alias_get(name=record.alias_name) is not None
+        taken = self.context.get("names_taken")
+        if taken is None:
+            taken = alias_names_taken(names=[record.alias_name])
+        return record.alias_name.lower() in taken
 
 
 class RestoreSerializer(StrictSerializer):
@@ -562,7 +572,8 @@ class DeletedAliasesApi(APIView):
         if params.search:
             rows = rows.filter(alias_name__icontains=params.search)
         page = DELETED_LIST_QUERY.page(rows, params)
-        return Response(page.envelope(DeletedAliasSerializer(page.items, many=True).data))
+        context = {"names_taken": alias_names_taken(names=[record.alias_name for record in page.items])}
+        return Response(page.envelope(DeletedAliasSerializer(page.items, many=True, context=context).data))
 
 
 class DeletedAliasRestoreApi(APIView):

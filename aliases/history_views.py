@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib import messages
@@ -13,11 +14,13 @@ from django.views import View
 
 from aliases.forms import display_value, field_label
 from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
-from aliases.selectors import alias_deleted_list, alias_get, alias_versions
+from aliases.selectors import alias_deleted_list, alias_get, alias_names_taken, alias_versions
 from aliases.services import AliasReadOnlyError, AliasRestoreError, alias_restore, alias_revert
 from config.mixins import RoleRequiredMixin
 
 DELETED_LIST_LENGTH = 200
+# The newest versions shown (and comparable) on the page; the API pages through all of them.
+HISTORY_PAGE_LENGTH = 200
 
 
 def _get_alias(name: str) -> Alias:
@@ -31,14 +34,14 @@ def _version_number(raw: str | None) -> int | None:
     return int(raw) if raw and raw.isdigit() and len(raw) <= 9 else None
 
 
-def diff_rows(older: AliasChange, newer: AliasChange) -> list[dict[str, Any]]:
-    """Every editable field of two versions side by side, marking those that differ."""
+def diff_rows(older: Mapping[str, Any], newer: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every editable field of two saved states side by side, marking those that differ."""
     return [
         {
             "label": field_label(name),
-            "older": display_value(older.snapshot.get(name)),
-            "newer": display_value(newer.snapshot.get(name)),
-            "changed": older.snapshot.get(name) != newer.snapshot.get(name),
+            "older": display_value(older.get(name)),
+            "newer": display_value(newer.get(name)),
+            "changed": older.get(name) != newer.get(name),
         }
         for name in EDITABLE_FIELDS
     ]
@@ -52,7 +55,7 @@ class AliasHistoryView(RoleRequiredMixin, View):
 
     def get(self, request: HttpRequest, name: str) -> HttpResponse:
         alias = _get_alias(name)
-        versions = list(alias_versions(alias=alias))
+        versions = list(alias_versions(alias=alias)[:HISTORY_PAGE_LENGTH])
         by_number = {record.version: record for record in reversed(versions)}  # the newest record per number wins
         rows = [
             (record, [(field_label(f), display_value(old), display_value(new)) for f, (old, new) in
@@ -64,7 +67,7 @@ class AliasHistoryView(RoleRequiredMixin, View):
         if request.GET.get("a") or request.GET.get("b"):
             if first in by_number and second in by_number:
                 older, newer = sorted((by_number[first], by_number[second]), key=lambda r: r.version)
-                context.update(older=older, newer=newer, diff=diff_rows(older, newer))
+                context.update(older=older, newer=newer, diff=diff_rows(older.snapshot, newer.snapshot))
             else:
                 context["compare_error"] = "Pick two saved versions of this alias to compare."
         return render(request, "aliases/alias_history.html", context)
@@ -85,8 +88,7 @@ class AliasRevertView(RoleRequiredMixin, View):
 
     def get(self, request: HttpRequest, name: str, version: int) -> HttpResponse:
         alias, record = self._target(name, version)
-        current = alias_versions(alias=alias).filter(version=alias.version).first() or record
-        context = {"alias": alias, "record": record, "diff": diff_rows(record, current)}
+        context = {"alias": alias, "record": record, "diff": diff_rows(record.snapshot, alias.values())}
         return render(request, "aliases/alias_confirm_revert.html", context)
 
     def post(self, request: HttpRequest, name: str, version: int) -> HttpResponse:
@@ -109,8 +111,8 @@ class DeletedAliasListView(RoleRequiredMixin, View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         records = list(alias_deleted_list()[:DELETED_LIST_LENGTH])
-        taken = {record.pk: alias_get(name=record.alias_name) is not None for record in records}
-        rows = [(record, taken[record.pk]) for record in records]
+        taken = alias_names_taken(names=[record.alias_name for record in records])
+        rows = [(record, record.alias_name.lower() in taken) for record in records]
         return render(request, "aliases/alias_deleted_list.html", {"rows": rows})
 
 

@@ -286,7 +286,11 @@ class AliasChange(models.Model):
 
     class Meta:
         ordering = ["-changed_at", "-pk"]
-        indexes = [models.Index(fields=["alias", "version"], name="aliaschange_alias_version")]
+        indexes = [
+            models.Index(fields=["alias", "version"], name="aliaschange_alias_version"),
+            # Deleted aliases are found by name, ignoring case, once their rows (and keys) are gone.
+            models.Index(Lower("alias_name"), name="aliaschange_name_lower"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.alias_name} v{self.version}"

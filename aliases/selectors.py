@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 
 from aliases.models import Alias, AliasChange
 from config.search import text_search
@@ -61,4 +62,16 @@ def alias_deleted_list() -> QuerySet[AliasChange]:
         AliasChange.objects.filter(action=AliasChange.Action.DELETE, alias__isnull=True)
         .select_related("changed_by")
         .order_by("-changed_at", "-pk")
+    )
+
+
+def alias_names_taken(*, names: list[str]) -> set[str]:
+    """Which of `names` (lower-cased) some alias has now, in one query the case-insensitive unique index serves."""
+    lowered = sorted({name.lower() for name in names})
+    if not lowered:
+        return set()
+    return set(
+        Alias.objects.annotate(name_lower=Lower("alias"))
+        .filter(name_lower__in=lowered)
+        .values_list("name_lower", flat=True)
     )

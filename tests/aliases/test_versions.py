@@ -204,3 +204,17 @@ def test_api_deleted_list_and_restore(client_for, viewer, editor, history):
         404,
         "not_found_error",
     )
+
+
+def test_deleted_list_queries_do_not_grow_with_its_rows(client_for, editor, django_assert_max_num_queries):
+    for number in range(6):
+        alias_delete(alias=alias_create(data={**BASE, "alias": f"gone-{number}"}, by=editor), by=editor)
+    client = client_for(editor)
+    client.get("/api/models/deleted")  # the session and permissions are cached from here on
+    # Session, user, permissions, count, page, the names taken now: not one per row.
+    with django_assert_max_num_queries(8):
+        body = client.get("/api/models/deleted").json()
+    assert body["total"] == 6
+    with django_assert_max_num_queries(8):
+        page = client.get(reverse("aliases:deleted"))
+    assert page.content.decode().count("<tr data-alias=") == 6

@@ -19,9 +19,26 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aliases.file_status import AliasFile, FileStatus, alias_files
-from aliases.models import BASIC_FIELDS, CONTEXT_PARAMS, EDITABLE_FIELDS, REQUEST_PARAMS, Alias
-from aliases.selectors import SEARCH_FIELDS, alias_get, alias_list
-from aliases.services import AliasReadOnlyError, AliasVersionConflict, alias_create, alias_delete, alias_update
+from aliases.models import BASIC_FIELDS, CONTEXT_PARAMS, EDITABLE_FIELDS, REQUEST_PARAMS, Alias, AliasChange
+from aliases.selectors import (
+    SEARCH_FIELDS,
+    alias_deleted_list,
+    alias_get,
+    alias_list,
+    alias_names_taken,
+    alias_versions,
+)
+from aliases.services import (
+    AliasReadOnlyError,
+    AliasRestoreError,
+    AliasVersionConflict,
+    alias_create,
+    alias_delete,
+    alias_restore,
+    alias_revert,
+    alias_update,
+    alias_update_merged,
+)
 from aliases.validators import (
     ALIAS_NAME_MAX,
     ALIAS_NAME_PATTERN,
@@ -235,6 +252,11 @@ class AliasConflictErrorSerializer(ApiErrorSerializer):
     changed_fields = serializers.ListField(
         child=serializers.CharField(), help_text="Fields changed since the version you sent."
     )
+    conflict_fields = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Fields both you and they changed, to different values: the ones that need a choice. With "
+        "?merge=true only these stop the save.",
+    )
 
 
 class AliasConflictSerializer(serializers.Serializer):
@@ -270,6 +292,7 @@ def _conflict_error(conflict: AliasVersionConflict) -> ApiError:
         details={
             "changed_by": conflict.changed_by,
             "changed_fields": [change.field for change in conflict.changes],
+            "conflict_fields": conflict.conflicts,
         },
         body={"current": AliasSerializer(conflict.current).data},
     )
@@ -280,6 +303,24 @@ def _detail_url(alias: Alias) -> str:
 
 
 ALIAS_PATH = OpenApiParameter("alias", str, OpenApiParameter.PATH, description="The alias name; case does not matter.")
+MERGE_PARAM = OpenApiParameter(
+    "merge",
+    bool,
+    OpenApiParameter.QUERY,
+    required=False,
+    description="With a stale `version`: apply the fields you changed since that version on top of what others "
+    "saved, keeping theirs; 409 only when you both changed a field (listed in conflict_fields). Default false: "
+    "any stale version is a 409.",
+)
+
+
+def _merge_flag(request: Request) -> bool:
+    raw = request.query_params.get("merge", "")
+    if raw in ("", "0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise ApiError(f"merge must be true or false (got {raw!r}).", status=400, code="invalid_parameter", param="merge")
 
 
 class AliasCollectionApi(APIView):
@@ -337,7 +378,7 @@ class AliasDetailApi(APIView):
         operation_id="models_update",
         summary="Replace an alias (a different `alias` in the body renames it)",
         tags=["models"],
-        parameters=[ALIAS_PATH],
+        parameters=[ALIAS_PATH, MERGE_PARAM],
         request=AliasUpdateSerializer,
         responses={
             200: AliasSerializer,
@@ -353,15 +394,24 @@ class AliasDetailApi(APIView):
         current = _alias_or_404(alias)
         if current.is_read_only:  # before looking at the body: no correction of it would help
             raise _read_only_error(current)
+        merge = _merge_flag(request)
         serializer = AliasUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            updated = alias_update(
-                alias=current,
-                data=_editable_values(serializer.validated_data),
-                expected_version=serializer.validated_data["version"],
-                by=request.user,
-            )
+            if merge:
+                updated = alias_update_merged(
+                    alias=current,
+                    data=_editable_values(serializer.validated_data),
+                    base_version=serializer.validated_data["version"],
+                    by=request.user,
+                ).alias
+            else:
+                updated = alias_update(
+                    alias=current,
+                    data=_editable_values(serializer.validated_data),
+                    expected_version=serializer.validated_data["version"],
+                    by=request.user,
+                )
         except AliasReadOnlyError as exc:
             raise _read_only_error(exc.alias) from exc
         except AliasVersionConflict as conflict:
@@ -386,3 +436,179 @@ class AliasDetailApi(APIView):
         except AliasReadOnlyError as exc:
             raise _read_only_error(exc.alias) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- versions and deleted aliases ----------------------------------------------------------------------------
+
+
+class AliasStateSerializer(serializers.Serializer):
+    """An alias's editable fields as saved in one version, in the API's alias shape."""
+
+    alias = serializers.CharField()
+    repo = serializers.CharField()
+    filename = serializers.CharField()
+    snapshot = serializers.CharField()
+    chat_template = serializers.CharField()
+    request_params = RequestParamsSerializer(source="*")
+    context_params = ContextParamsSerializer(source="*")
+
+
+def _state(snapshot: Mapping[str, Any]) -> Alias:
+    return Alias(**{name: snapshot[name] for name in EDITABLE_FIELDS if name in snapshot})
+
+
+class AliasVersionSerializer(serializers.Serializer):
+    """One saved version of an alias, whole."""
+
+    version = serializers.IntegerField(help_text="The alias's version number after this save.")
+    action = serializers.ChoiceField(choices=AliasChange.Action.choices, help_text="What made this version.")
+    changed_by = serializers.SerializerMethodField(help_text="Who saved it; null for the system.")
+    changed_at = serializers.DateTimeField(help_text="When it was saved.")
+    changes = serializers.DictField(
+        child=serializers.ListField(), help_text="{field: [before, after]} against the previous version."
+    )
+    alias = serializers.SerializerMethodField()
+
+    def get_changed_by(self, record: AliasChange) -> str | None:
+        return record.changed_by.get_username() if record.changed_by is not None else None
+
+    @extend_schema_field(AliasStateSerializer(help_text="The alias as it was in this version."))
+    def get_alias(self, record: AliasChange) -> dict[str, Any]:
+        return AliasStateSerializer(_state(record.snapshot)).data
+
+
+class DeletedAliasSerializer(AliasVersionSerializer):
+    """A deleted alias: its last version, who deleted it and when, and whether its name is free to restore."""
+
+    name = serializers.CharField(source="alias_name", help_text="The name it had.")
+    name_taken = serializers.SerializerMethodField(
+        help_text="Another alias has this name now: restore under a new name (`new_name`)."
+    )
+
+    def get_name_taken(self, record: AliasChange) -> bool:
+        taken = self.context.get("names_taken")
+        if taken is None:
+            taken = alias_names_taken(names=[record.alias_name])
+        return record.alias_name.lower() in taken
+
+
+class RestoreSerializer(StrictSerializer):
+    new_name = StrictCharField(
+        required=False,
+        allow_blank=True,
+        max_length=ALIAS_NAME_MAX,
+        request_schema={"pattern": ALIAS_NAME_PATTERN},
+        help_text="Restore under this name instead (when the old one is taken again).",
+    )
+
+
+VERSION_LIST_QUERY = ListQuery(
+    sorts={"version": models.F("version")}, default_sort="version", default_sort_order="desc",
+    search_help="Ignored.",
+)  # fmt: skip
+DELETED_LIST_QUERY = ListQuery(
+    sorts={"changed_at": models.F("changed_at"), "alias": models.F("alias_name")},
+    default_sort="changed_at",
+    default_sort_order="desc",
+    search_help="Case-insensitive text to find in the deleted alias's name.",
+)
+VERSION_PATH = OpenApiParameter("n", int, OpenApiParameter.PATH, description="The version number to go back to.")
+
+
+class RevertPermissions(ModelPermissions):
+    """A revert changes an alias: aliases.change_alias (a POST would otherwise ask for add_alias)."""
+
+    perms_map = {**ModelPermissions.perms_map, "POST": ["%(app_label)s.change_%(model_name)s"]}
+
+
+class AliasVersionsApi(APIView):
+    permission_classes = [ModelPermissions]
+    queryset = Alias.objects.all()
+
+    @extend_schema(
+        operation_id="models_versions_list",
+        summary="Every saved version of an alias, newest first",
+        tags=["models"],
+        parameters=[ALIAS_PATH, *VERSION_LIST_QUERY.openapi_parameters()],
+        responses={200: list_envelope_serializer(AliasVersionSerializer), **error_responses(400, 401, 403, 404)},
+    )
+    def get(self, request: Request, alias: str) -> Response:
+        params = VERSION_LIST_QUERY.parse(request.query_params)
+        page = VERSION_LIST_QUERY.page(alias_versions(alias=_alias_or_404(alias)), params)
+        return Response(page.envelope(AliasVersionSerializer(page.items, many=True).data))
+
+
+class AliasRevertApi(APIView):
+    permission_classes = [RevertPermissions]
+    queryset = Alias.objects.all()
+
+    @extend_schema(
+        operation_id="models_versions_revert",
+        summary="Revert an alias to a saved version (saved as a new version)",
+        tags=["models"],
+        parameters=[ALIAS_PATH, VERSION_PATH],
+        request=None,
+        responses={200: AliasSerializer, **error_responses(400, 401, 403, 404)},
+    )
+    def post(self, request: Request, alias: str, n: str) -> Response:
+        current = _alias_or_404(alias)
+        if current.is_read_only:
+            raise _read_only_error(current)
+        version = int(n) if n.isascii() and n.isdigit() and len(n) <= 9 else None
+        if version is None or not alias_versions(alias=current).filter(version=version).exists():
+            raise ApiError(f"{current.alias!r} has no saved version {n}.", status=404, code="version_not_found")
+        try:
+            reverted = alias_revert(alias=current, version=version, by=request.user)
+        except AliasReadOnlyError as exc:
+            raise _read_only_error(exc.alias) from exc
+        return Response(AliasSerializer(reverted).data)
+
+
+class DeletedAliasesApi(APIView):
+    permission_classes = [ModelPermissions]
+    queryset = Alias.objects.all()
+
+    @extend_schema(
+        operation_id="models_deleted_list",
+        summary="Deleted aliases, newest deletion first",
+        tags=["models"],
+        parameters=DELETED_LIST_QUERY.openapi_parameters(),
+        responses={200: list_envelope_serializer(DeletedAliasSerializer), **error_responses(400, 401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        params = DELETED_LIST_QUERY.parse(request.query_params)
+        rows = alias_deleted_list()
+        if params.search:
+            rows = rows.filter(alias_name__icontains=params.search)
+        page = DELETED_LIST_QUERY.page(rows, params)
+        context = {"names_taken": alias_names_taken(names=[record.alias_name for record in page.items])}
+        return Response(page.envelope(DeletedAliasSerializer(page.items, many=True, context=context).data))
+
+
+class DeletedAliasRestoreApi(APIView):
+    permission_classes = [ModelPermissions]  # POST: aliases.add_alias, as a restore makes an alias
+    queryset = Alias.objects.all()
+
+    @extend_schema(
+        operation_id="models_deleted_restore",
+        summary="Restore a deleted alias as it was (optionally under a new name)",
+        tags=["models"],
+        parameters=[ALIAS_PATH],
+        request=RestoreSerializer,
+        responses={201: AliasSerializer, **error_responses(400, 401, 403, 404, 409, 415)},
+    )
+    def post(self, request: Request, alias: str) -> Response:
+        serializer = RestoreSerializer(data=request.data if request.data else {})
+        serializer.is_valid(raise_exception=True)
+        try:
+            restored = alias_restore(
+                name=alias, by=request.user, new_name=serializer.validated_data.get("new_name", "")
+            )
+        except AliasRestoreError as exc:
+            status_code = 404 if exc.code == "not_deleted" else 409
+            raise ApiError(
+                str(exc), status=status_code, code=exc.code, param="new_name" if status_code == 409 else None
+            ) from exc
+        return Response(
+            AliasSerializer(restored).data, status=status.HTTP_201_CREATED, headers={"Location": _detail_url(restored)}
+        )

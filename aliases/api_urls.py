@@ -9,6 +9,13 @@ from aliases import api
 app_name = "aliases_api"
 urlpatterns = [
     path("models", api.AliasCollectionApi.as_view(), name="model-list"),
+    # Fixed routes before `<alias>`: GET/PUT/DELETE /api/models/deleted would otherwise reach an alias called
+    # "deleted"; that one name is reserved here (its pages still work). Path arguments are
+    # `path`/`str`, so a malformed one still reaches these views (a 404 naming it) rather than the detail route's 405.
+    path("models/deleted", api.DeletedAliasesApi.as_view(), name="model-deleted"),
+    path("models/deleted/<path:alias>/restore", api.DeletedAliasRestoreApi.as_view(), name="model-restore"),
+    path("models/<path:alias>/versions", api.AliasVersionsApi.as_view(), name="model-versions"),
+    path("models/<path:alias>/versions/<str:n>/revert", api.AliasRevertApi.as_view(), name="model-revert"),
     # `path`: aliases made from model files are named owner/repo:quant, with a slash.
     path("models/<path:alias>", api.AliasDetailApi.as_view(), name="model-detail"),
 ]

@@ -270,6 +270,8 @@ class AliasChange(models.Model):
         CREATE = "create"
         UPDATE = "update"
         DELETE = "delete"
+        REVERT = "revert"
+        RESTORE = "restore"
 
     alias = models.ForeignKey(Alias, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes")
     alias_name = models.CharField(max_length=MODEL_ALIAS_NAME_MAX)
@@ -284,7 +286,11 @@ class AliasChange(models.Model):
 
     class Meta:
         ordering = ["-changed_at", "-pk"]
-        indexes = [models.Index(fields=["alias", "version"], name="aliaschange_alias_version")]
+        indexes = [
+            models.Index(fields=["alias", "version"], name="aliaschange_alias_version"),
+            # Deleted aliases are found by name, ignoring case, once their rows (and keys) are gone.
+            models.Index(Lower("alias_name"), name="aliaschange_name_lower"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.alias_name} v{self.version}"

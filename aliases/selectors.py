@@ -5,11 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 
-from aliases.models import Alias
+from aliases.models import Alias, AliasChange
 from aliases.search import SEARCH_FIELDS, alias_search
 
-__all__ = ["SEARCH_FIELDS", "alias_get", "alias_list", "alias_search", "model_choices"]
+__all__ = [
+    "SEARCH_FIELDS",
+    "alias_deleted_list",
+    "alias_get",
+    "alias_list",
+    "alias_search",
+    "alias_versions",
+    "model_choices",
+]
 
 
 def alias_list(*, search: str = "") -> QuerySet[Alias]:
@@ -43,3 +52,29 @@ def model_choices(*, repo: str = "", filename: str = "", limit: int = 200) -> Mo
             snapshots.extend(ref for ref in refs if ref not in snapshots)
             snapshots.append(snapshot)
     return ModelChoices(repos=repos, filenames=filenames, snapshots=snapshots)
+
+
+def alias_versions(*, alias: Alias) -> QuerySet[AliasChange]:
+    """Every saved version of `alias` (its change records, each holding the whole alias), newest first."""
+    return AliasChange.objects.filter(alias=alias).select_related("changed_by").order_by("-version", "-pk")
+
+
+def alias_deleted_list() -> QuerySet[AliasChange]:
+    """Deletions not undone (each record keeps the alias whole as it was), newest first."""
+    return (
+        AliasChange.objects.filter(action=AliasChange.Action.DELETE, alias__isnull=True)
+        .select_related("changed_by")
+        .order_by("-changed_at", "-pk")
+    )
+
+
+def alias_names_taken(*, names: list[str]) -> set[str]:
+    """Which of `names` (lower-cased) some alias has now, in one query the case-insensitive unique index serves."""
+    lowered = sorted({name.lower() for name in names})
+    if not lowered:
+        return set()
+    return set(
+        Alias.objects.annotate(name_lower=Lower("alias"))
+        .filter(name_lower__in=lowered)
+        .values_list("name_lower", flat=True)
+    )

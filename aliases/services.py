@@ -38,18 +38,48 @@ class FieldChange:
 
 
 class AliasVersionConflict(Exception):
-    """The alias changed since the editor read it; carries what changed so the editor can decide."""
+    """The alias changed since the editor read it; carries what changed so the editor can decide.
 
-    def __init__(self, *, current: Alias, expected_version: int, changes: list[FieldChange], changed_by: str):
+    `conflicts` names the fields both sides changed to different values (the ones that need a choice), when the
+    editor's values were known; `mergeable` says the base version is on record, so the other fields can merge.
+    """
+
+    def __init__(
+        self,
+        *,
+        current: Alias,
+        expected_version: int,
+        changes: list[FieldChange],
+        changed_by: str,
+        conflicts: list[str] | None = None,
+        mergeable: bool = False,
+    ):
         self.current = current
         self.expected_version = expected_version
         self.changes = changes
         self.changed_by = changed_by
+        self.conflicts = conflicts or []
+        self.mergeable = mergeable
         names = ", ".join(change.field for change in changes) or "no field values"
         super().__init__(
             f"'{current.alias}' was changed by {changed_by} since you opened it (you edited version "
             f"{expected_version}, it is now version {current.version}; changed: {names}). Nothing was saved."
         )
+
+
+class AliasRestoreError(Exception):
+    """A deleted alias cannot come back under its name (taken again) or was never deleted."""
+
+    def __init__(self, message: str, *, code: str):
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    alias: Alias
+    applied: list[str]  # your changed fields that were saved
+    kept_theirs: list[str]  # fields the other person changed that were kept as they saved them
 
 
 def _user_or_none(by: AbstractBaseUser | None) -> AbstractBaseUser | None:
@@ -134,21 +164,68 @@ def alias_create(*, data: Mapping[str, Any], by: AbstractBaseUser | None) -> Ali
     return alias
 
 
-def _conflict(current: Alias, expected_version: int) -> AliasVersionConflict:
-    base_record = AliasChange.objects.filter(alias=current, version=expected_version).first()
+def _base_snapshot(current: Alias, version: int) -> dict[str, Any] | None:
+    record = AliasChange.objects.filter(alias=current, version=version).order_by("-pk").first()
+    return None if record is None else record.snapshot
+
+
+def _yours_changed(base: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in data.items() if name in EDITABLE_FIELDS and value != base.get(name)}
+
+
+def _overlap(base: Mapping[str, Any], theirs: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
+    """Fields both sides changed since `base`, to different values: only these need a choice."""
+    theirs_changed = _diff(base, theirs)
+    return [
+        name for name, value in _yours_changed(base, data).items() if name in theirs_changed and value != theirs[name]
+    ]
+
+
+def _conflict(
+    current: Alias, expected_version: int, data: Mapping[str, Any] | None = None, unresolved: list[str] | None = None
+) -> AliasVersionConflict:
+    base = _base_snapshot(current, expected_version)
     now = current.values()
-    if base_record is not None:
-        base = base_record.snapshot
+    conflicts: list[str] = []
+    if base is not None:
         changes = [FieldChange(field=name, theirs=new, base=old) for name, (old, new) in _diff(base, now).items()]
+        if unresolved is not None:
+            conflicts = unresolved
+        elif data is not None:
+            conflicts = _overlap(base, now, data)
     else:
         changes = []
+        # Without the base version nothing says which side changed what: every field that differs needs a choice.
+        if data is not None:
+            conflicts = [name for name in EDITABLE_FIELDS if name in data and data[name] != now.get(name)]
     latest = AliasChange.objects.filter(alias=current).select_related("changed_by").first()
     changed_by = (
         latest.changed_by.get_username() if latest is not None and latest.changed_by is not None else "someone else"
     )
     return AliasVersionConflict(
-        current=current, expected_version=expected_version, changes=changes, changed_by=changed_by
+        current=current,
+        expected_version=expected_version,
+        changes=changes,
+        changed_by=changed_by,
+        conflicts=conflicts,
+        mergeable=base is not None,
     )
+
+
+def _save_version(
+    *, current: Alias, data: Mapping[str, Any], by: AbstractBaseUser | None, action: str = AliasChange.Action.UPDATE
+) -> Alias:
+    """Apply `data` to the locked row `current` and save it as a new version (no change, no version)."""
+    before = current.values()
+    _apply(current, data)
+    changes = _diff(before, current.values())
+    if not changes:
+        return current
+    current.version += 1
+    current.updated_by = _user_or_none(by)
+    _save_checked(current)
+    _record(alias=current, action=action, changes=changes, by=by, before=before)
+    return current
 
 
 @transaction.atomic
@@ -161,17 +238,51 @@ def alias_update(*, alias: Alias, data: Mapping[str, Any], expected_version: int
     if current.is_read_only:
         raise AliasReadOnlyError(current)
     if current.version != expected_version:
-        raise _conflict(current, expected_version)
-    before = current.values()
-    _apply(current, data)
-    changes = _diff(before, current.values())
-    if not changes:
-        return current
-    current.version += 1
-    current.updated_by = _user_or_none(by)
-    _save_checked(current)
-    _record(alias=current, action=AliasChange.Action.UPDATE, changes=changes, by=by, before=before)
-    return current
+        raise _conflict(current, expected_version, data)
+    return _save_version(current=current, data=data, by=by)
+
+
+@transaction.atomic
+def alias_update_merged(
+    *,
+    alias: Alias,
+    data: Mapping[str, Any],
+    base_version: int,
+    by: AbstractBaseUser | None,
+    resolutions: Mapping[str, str] | None = None,
+) -> MergeResult:
+    """Save `data`, edited from `base_version`, merging field by field with what others saved since.
+
+    Your fields that differ from the base version are applied on top of the current alias; fields only the others
+    changed keep their values. A field both sides changed to different values needs `resolutions[field]`
+    ("theirs" or "mine"); while any lacks one, AliasVersionConflict names them and nothing is saved. Without the
+    base version on record, every field that differs from the current alias counts as changed by both.
+    """
+    current = Alias.objects.select_for_update().get(pk=alias.pk)
+    if current.is_read_only:
+        raise AliasReadOnlyError(current)
+    if current.version == base_version:
+        before = current.values()
+        saved = _save_version(current=current, data=data, by=by)
+        return MergeResult(alias=saved, applied=list(_diff(before, saved.values())), kept_theirs=[])
+    resolutions = resolutions or {}
+    theirs = current.values()
+    base = _base_snapshot(current, base_version)
+    if base is None:
+        overlap = [name for name in EDITABLE_FIELDS if name in data and data[name] != theirs.get(name)]
+        yours = {name: data[name] for name in overlap}
+        theirs_changed: list[str] = []
+    else:
+        overlap = _overlap(base, theirs, data)
+        yours = _yours_changed(base, data)
+        theirs_changed = list(_diff(base, theirs))
+    unresolved = [name for name in overlap if resolutions.get(name) not in ("theirs", "mine")]
+    if unresolved:
+        raise _conflict(current, base_version, data, unresolved=unresolved)
+    merged = {name: value for name, value in yours.items() if name not in overlap or resolutions[name] == "mine"}
+    kept = [name for name in theirs_changed if name not in merged]
+    saved = _save_version(current=current, data=merged, by=by)
+    return MergeResult(alias=saved, applied=list(merged), kept_theirs=kept)
 
 
 @transaction.atomic
@@ -186,6 +297,68 @@ def alias_delete(*, alias: Alias, by: AbstractBaseUser | None, expected_version:
     before = current.values()
     _record(alias=current, action=AliasChange.Action.DELETE, changes=_diff(before, {}), by=by, before=before)
     current.delete()
+
+
+@transaction.atomic
+def alias_revert(*, alias: Alias, version: int, by: AbstractBaseUser | None) -> Alias:
+    """Make a new version of `alias` equal to its saved `version` (through the same checks as any save)."""
+    current = Alias.objects.select_for_update().get(pk=alias.pk)
+    if current.is_read_only:
+        raise AliasReadOnlyError(current)
+    snapshot = _base_snapshot(current, version)
+    if snapshot is None:
+        raise ValidationError({"version": f"'{current.alias}' has no saved version {version}."}, code="not_found")
+    if version == current.version:
+        raise ValidationError({"version": f"Version {version} is the current version; nothing to revert."})
+    values = {name: snapshot[name] for name in EDITABLE_FIELDS if name in snapshot}
+    return _save_version(current=current, data=values, by=by, action=AliasChange.Action.REVERT)
+
+
+def alias_deleted_record(*, name: str) -> AliasChange | None:
+    """The latest deletion of an alias called `name` (any case) that has not been restored since."""
+    record = (
+        AliasChange.objects.filter(action=AliasChange.Action.DELETE, alias__isnull=True)
+        .annotate(name_lower=Lower("alias_name"))
+        .filter(name_lower=name.lower())
+        .order_by("-changed_at", "-pk")
+        .first()
+    )
+    return record
+
+
+@transaction.atomic
+def alias_restore(*, name: str, by: AbstractBaseUser | None, new_name: str = "") -> Alias:
+    """Bring a deleted alias back as it was when deleted, as a new version, under its name or `new_name`.
+
+    Refused when the name is taken again (restore it under another name). Its history comes with it.
+    """
+    record = alias_deleted_record(name=name)
+    if record is None:
+        raise AliasRestoreError(f"No deleted alias named {name!r}.", code="not_deleted")
+    target = new_name or record.alias_name
+    if Alias.objects.by_name(target).exists():
+        raise AliasRestoreError(
+            f"An alias named {target!r} exists again; restore the deleted one under another name.", code="name_taken"
+        )
+    alias = Alias(source=Alias.Source.USER)
+    _apply(alias, {name: record.snapshot[name] for name in EDITABLE_FIELDS if name in record.snapshot})
+    alias.alias = target
+    alias.version = record.version + 1
+    alias.created_by = alias.updated_by = _user_or_none(by)
+    _save_checked(alias)
+    # The deleted alias's earlier versions (unlinked when its row went) belong to it again.
+    # Only since the name's previous deletion: an older alias of the same name has versions of its own.
+    history = (
+        AliasChange.objects.filter(alias__isnull=True)
+        .annotate(name_lower=Lower("alias_name"))
+        .filter(name_lower=record.alias_name.lower(), pk__lte=record.pk)
+    )
+    previous = history.filter(action=AliasChange.Action.DELETE, pk__lt=record.pk).order_by("-pk").first()
+    if previous is not None:
+        history = history.filter(pk__gt=previous.pk)
+    AliasChange.objects.filter(pk__in=list(history.values_list("pk", flat=True))).update(alias=alias)
+    _record(alias=alias, action=AliasChange.Action.RESTORE, changes=_diff({}, alias.values()), by=by)
+    return alias
 
 
 def alias_copy_values(*, source: Alias, new_name: str = "") -> dict[str, Any]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from aliases import views
+from aliases import history_views, views
 
 app_name = "aliases"
 
@@ -14,6 +14,10 @@ urlpatterns = [
     path("", views.AliasListView.as_view(), name="list"),
     path("-/new/", views.AliasCreateView.as_view(), name="create"),
     path("-/model-options/", views.ModelOptionsView.as_view(), name="model-options"),
+    path("-/deleted/", history_views.DeletedAliasListView.as_view(), name="deleted"),
+    path("-/deleted/<str:name>/restore/", history_views.DeletedAliasRestoreView.as_view(), name="restore"),
+    path("<path:name>/history/", history_views.AliasHistoryView.as_view(), name="history"),
+    path("<path:name>/history/<int:version>/revert/", history_views.AliasRevertView.as_view(), name="revert"),
     path("<path:name>/edit/", views.AliasEditView.as_view(), name="edit"),
     path("<path:name>/delete/", views.AliasDeleteView.as_view(), name="delete"),
     path("<path:name>/duplicate/", views.AliasDuplicateView.as_view(), name="duplicate"),

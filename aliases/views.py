@@ -29,7 +29,7 @@ from aliases.services import (
     alias_copy_values,
     alias_create,
     alias_delete,
-    alias_update,
+    alias_update_merged,
 )
 from aliases.tables import AliasTable, alias_url, file_status_badge
 from aliases.validators import ALIAS_NAME_RE
@@ -235,10 +235,16 @@ class AliasDuplicateView(AliasFormView):
 
 @dataclass(frozen=True)
 class ConflictRow:
+    field: str
     label: str
     base: str
     theirs: str
     yours: str
+    needs_choice: bool
+    choice: str
+
+
+RESOLUTION_PREFIX = "resolve_"
 
 
 class AliasEditView(AliasFormView):
@@ -258,26 +264,37 @@ class AliasEditView(AliasFormView):
             return self.render_form(AliasForm(instance=alias, initial=initial), mode="edit", alias=alias)
         original_name = alias.alias
         form = AliasForm(data=request.POST, instance=alias)
+        # Per field both editors changed: "theirs" or "mine", chosen on the conflict table of the previous answer.
+        resolutions = {
+            key.removeprefix(RESOLUTION_PREFIX): value
+            for key, value in request.POST.items()
+            if key.startswith(RESOLUTION_PREFIX)
+        }
         if form.is_valid():
             try:
-                saved = alias_update(
+                result = alias_update_merged(
                     alias=alias,
                     data=form.service_data(),
-                    expected_version=form.cleaned_data["version"],
+                    base_version=form.cleaned_data["version"],
                     by=request.user,
+                    resolutions=resolutions,
                 )
             except AliasVersionConflict as conflict:
                 rows = [
                     ConflictRow(
+                        field=change.field,
                         label=field_label(change.field),
                         base=display_value(change.base),
                         theirs=display_value(change.theirs),
                         yours=display_value(form.cleaned_data.get(change.field)),
+                        needs_choice=change.field in conflict.conflicts,
+                        choice=resolutions.get(change.field, ""),
                     )
                     for change in conflict.changes
                 ]
-                # The next save is then a deliberate overwrite of the version the editor has now seen.
-                form.rebase(conflict.current.version)
+                if not conflict.mergeable:
+                    # The version the editor opened is not on record: the next save knowingly replaces this one.
+                    form.rebase(conflict.current.version)
                 return self.render_form(
                     form, status=409, mode="edit", alias=conflict.current, conflict=conflict, conflict_rows=rows
                 )
@@ -286,7 +303,17 @@ class AliasEditView(AliasFormView):
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
-                messages.success(request, f"Saved alias {saved.alias}.")
+                saved = result.alias
+                if result.kept_theirs:
+                    kept = ", ".join(field_label(name) for name in result.kept_theirs)
+                    mine = ", ".join(field_label(name) for name in result.applied) or "nothing"
+                    messages.success(
+                        request,
+                        f"Saved alias {saved.alias}, merged with changes saved meanwhile: kept theirs for {kept}; "
+                        f"applied yours for {mine}.",
+                    )
+                else:
+                    messages.success(request, f"Saved alias {saved.alias}.")
                 return _back_to_list(request)
         # The form wrote the typed values onto the instance; the page header keeps naming the stored alias.
         alias.alias = original_name

@@ -25,6 +25,7 @@ from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, i
 
 from aliases.models import Alias
 from aliases.presets.models import Preset
+from aliases.services import alias_create, alias_delete, alias_update
 from config.accounts.roles import ADMIN as ADMIN_ROLE
 from config.accounts.roles import EDITOR as EDITOR_ROLE
 from config.accounts.roles import OPERATOR as OPERATOR_ROLE
@@ -238,6 +239,9 @@ def samples(hf_home, users, bearer_tokens) -> dict[str, str | dict[str, str]]:
     model_alias = Alias.objects.get(source=Alias.Source.MODEL)
     assert "/" in model_alias.alias
     user_alias = AliasFactory(**USER_ALIAS)
+    history = alias_create(data={**USER_ALIAS, "alias": "matrix-history"}, by=None)
+    alias_update(alias=history, data={"temperature": 0.5}, expected_version=1, by=None)
+    alias_delete(alias=alias_create(data={**USER_ALIAS, "alias": "matrix-gone"}, by=None), by=None)
     active = make_download(status=Download.Status.QUEUED)
     failed = make_download(status=Download.Status.FAILED, error_code="network_error", error_message="Reset.")
     target = UserFactory(username="matrix-target", role=VIEWER_ROLE)
@@ -257,6 +261,9 @@ def samples(hf_home, users, bearer_tokens) -> dict[str, str | dict[str, str]]:
         "own_token_pk": {ANONYMOUS: own_tokens[VIEWER], **own_tokens},
         "audit_entry_pk": str(entry.pk),
         "user_preset": user_preset.name,
+        "history_alias": history.alias,
+        "history_version": "1",
+        "deleted_alias": "matrix-gone",
     }
 
 

@@ -173,6 +173,9 @@ SAMPLES = {
     "own_token_pk": "primary key of the requesting role's own API token (anonymous: the viewer's)",
     "audit_entry_pk": "primary key of an audit entry",
     "user_preset": "name of a preset made by an editor (USER_PRESET below; built-in ones are read-only)",
+    "history_alias": "name of a user alias saved twice through the services (versions 1 and 2 on record)",
+    "history_version": "1, an older saved version of history_alias",
+    "deleted_alias": "name of a user alias that was deleted (restorable: the name is free)",
 }
 
 # Which sample object fills a path argument, by the argument's name.
@@ -244,6 +247,15 @@ EXPECTATIONS: dict[str, Expectation] = {
     ),
     "presets:delete": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": {"version": 1}}, answers={"POST": 302}),
     "presets:form-values": page(GET=READ_ROLES, answers={"GET": 200}),
+    "aliases:history": page(GET=READ_ROLES, kwargs={"name": "history_alias"}, query={"a": "1", "b": "2"}),
+    "aliases:revert": page(
+        GET=EDITOR_ROLES,
+        POST=EDITOR_ROLES,
+        kwargs={"name": "history_alias", "version": "history_version"},
+        answers={"GET": 200, "POST": 302},
+    ),
+    "aliases:deleted": page(GET=EDITOR_ROLES, answers={"GET": 200}),
+    "aliases:restore": page(POST=EDITOR_ROLES, kwargs={"name": "deleted_alias"}, answers={"POST": 302}),
     # --- model files and downloads -------------------------------------------------------------------------------
     "modelfiles:list": page(GET=READ_ROLES),
     "modelfiles:detail": page(GET=READ_ROLES, kwargs={"pk": "modelfile_pk"}),
@@ -287,6 +299,12 @@ EXPECTATIONS: dict[str, Expectation] = {
         data={"PUT": REPLACED_PRESET},
         answers={"GET": 200, "PUT": 200, "DELETE": 204},
     ),
+    "aliases_api:model-versions": api(GET=READ_ROLES, kwargs={"alias": "history_alias"}, answers={"GET": 200}),
+    "aliases_api:model-revert": api(
+        POST=EDITOR_ROLES, kwargs={"alias": "history_alias", "n": "history_version"}, answers={"POST": 200}
+    ),
+    "aliases_api:model-deleted": api(GET=READ_ROLES, answers={"GET": 200}),
+    "aliases_api:model-restore": api(POST=EDITOR_ROLES, kwargs={"alias": "deleted_alias"}, answers={"POST": 201}),
     "modelfiles_api:modelfile-list": api(GET=READ_ROLES),
     "modelfiles_api:pull": api(POST=OPERATOR_ROLES, data={"POST": PULL}, answers={"POST": 201}),
     "modelfiles_api:download-list": api(GET=READ_ROLES),

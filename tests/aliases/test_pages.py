@@ -512,31 +512,32 @@ def test_stale_edit_is_refused_and_lists_what_changed(client_for, editor, make_u
     content = response.content.decode()
     assert response.status_code == 409
     assert "sample was changed by olga-other while you were editing" in content
-    assert "Save again to replace their changes with yours" in content
+    assert "choose, per field, whose value to keep" in content
     table = content[content.index('data-testid="version-conflict"') :]
-    assert re.search(r"<th scope=\"row\">temperature</th><td>—</td><td>0.9</td><td>0.1</td>", table)
-    assert re.search(r"<th scope=\"row\">n_ctx</th><td>—</td><td>4096</td><td>—</td>", table)
-    # What the editor typed is kept; the hidden version now names the version they have been shown.
+    # Both changed temperature: a choice. Only they changed n_ctx: theirs is kept, no choice.
+    assert re.search(r"<th scope=\"row\">temperature</th><td>—</td><td>0.9</td><td>0.1</td>\s*<td", table)
+    assert 'name="resolve_temperature"' in table
+    assert re.search(r"<th scope=\"row\">n_ctx</th><td>—</td><td>4096</td><td>—</td>\s*<td[^>]*>theirs</td>", table)
+    assert 'name="resolve_n_ctx"' not in table
+    # What the editor typed is kept, and so is the version it was opened at (the merge's base).
     assert 'value="0.1"' in content
-    assert '<input type="hidden" name="version" value="2"' in content
+    assert '<input type="hidden" name="version" value="1"' in content
     sample.refresh_from_db()
     assert sample.temperature == 0.9
     assert sample.version == 2
 
 
-def test_saving_again_after_a_conflict_replaces_their_change(client_for, editor, make_user, sample):
+def test_choosing_mine_after_a_conflict_replaces_only_that_field(client_for, editor, make_user, sample):
     other = make_user("editor", "olga-other")
-    alias_update(alias=sample, data={"temperature": 0.9}, expected_version=1, by=other)
+    alias_update(alias=sample, data={"temperature": 0.9, "n_ctx": 4096}, expected_version=1, by=other)
     client = client_for(editor)
     edit_url = reverse("aliases:edit", args=[sample.alias])
     first = client.post(edit_url, edit_data(sample, temperature="0.1", version="1"))
     assert first.status_code == 409
-    version_now = re.search(r'name="version" value="(\d+)"', first.content.decode())[1]
-    second = client.post(edit_url, edit_data(sample, temperature="0.1", version=version_now))
+    second = client.post(edit_url, {**edit_data(sample, temperature="0.1", version="1"), "resolve_temperature": "mine"})
     assert second.status_code == 302
     sample.refresh_from_db()
-    assert sample.temperature == 0.1
-    assert sample.version == 3
+    assert (sample.temperature, sample.n_ctx, sample.version) == (0.1, 4096, 3)
 
 
 def test_edit_without_a_version_is_refused(client_for, editor, sample):

@@ -213,9 +213,9 @@ def test_two_editors_on_one_alias_nothing_is_overwritten_or_lost(new_context, ed
     second.get_by_role("button", name="Save changes").click()
     conflict = second.get_by_test_id("version-conflict")
     expect(conflict).to_contain_text(f"shared was changed by {editor.username} while you were editing")
-    # Field, when you opened it, saved now, your value.
+    # Field, when you opened it, saved now, your value, and the choice (both changed it).
     temperature_row = conflict.locator("tbody tr").filter(has=second.locator("th", has_text="temperature"))
-    expect(temperature_row.locator("td")).to_have_text(["0.7", "0.2", "1.1"])
+    expect(temperature_row.locator("td")).to_have_text(["0.7", "0.2", "1.1", re.compile(r"keep theirs\s+use mine")])
     # Nothing typed is lost.
     expect(second.get_by_label("temperature")).to_have_value("1.1")
     expect(second.get_by_label("n_ctx")).to_have_value("4096")
@@ -223,7 +223,10 @@ def test_two_editors_on_one_alias_nothing_is_overwritten_or_lost(new_context, ed
     shared = Alias.objects.get(alias="shared")
     assert (shared.temperature, shared.n_ctx) == (0.2, None)
 
-    # Having seen the other change, saving again is a deliberate overwrite.
+    # Both changed temperature: saving again without a choice asks again; "use mine" for it, then the save merges.
+    second.get_by_role("button", name="Save changes").click()
+    expect(second.get_by_test_id("version-conflict")).to_be_visible()
+    second.get_by_test_id("version-conflict").get_by_label("use mine").check()
     second.get_by_role("button", name="Save changes").click()
     expect(flash(second)).to_have_text("Saved alias shared.")
     shot(second, "saved-knowingly")

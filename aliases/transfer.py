@@ -344,7 +344,7 @@ class ImportRow:
         if self.suggestions:
             data["suggestions"] = self.suggestions
         if self.note:
-            data["note"] = self.note
+            data["note"] = self.note.strip()
         return data
 
 
@@ -493,7 +493,8 @@ def plan_import(
         row = ImportRow(number=number, alias=name, errors=dict(shape_errors))
         for field_name in fixes.get(number, ()):
             suggestion = _closest(field_name, values.get(field_name), values)
-            if suggestion is not None:
+            if suggestion is not None and suggestion != values.get(field_name):
+                row.note += f"{field_name}: {values.get(field_name)!r} replaced by the closest valid {suggestion!r}. "
                 values[field_name] = suggestion
         row.alias = values["alias"] if isinstance(values["alias"], str) else str(values["alias"])
         plan.append(row)
@@ -515,7 +516,7 @@ def plan_import(
         if current is not None and on_conflict == "rename" and current.values() != values:
             new_name = _free_name(row.alias, taken)
             if new_name is not None:
-                row.note = f"Renamed from {row.alias} (that name is taken)."
+                row.note += f"Renamed from {row.alias} (that name is taken)."
                 row.alias = values["alias"] = new_name
                 current = None
         taken.add(row.alias.lower())
@@ -543,7 +544,8 @@ def plan_import(
                 f"'{current.alias}' is generated from a local model file and read-only; choose rename."
             )
         elif on_conflict == "skip":
-            row.action, row.note = "unchanged", "An alias with this name exists; skipped (on conflict: skip)."
+            row.action = "unchanged"
+            row.note += "An alias with this name exists; skipped (on conflict: skip)."
         else:
             row.action, row.target = "update", current
     return plan

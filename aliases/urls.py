@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from aliases import views
+from aliases import import_views, views
 
 app_name = "aliases"
 
@@ -13,6 +13,8 @@ app_name = "aliases"
 urlpatterns = [
     path("", views.AliasListView.as_view(), name="list"),
     path("-/new/", views.AliasCreateView.as_view(), name="create"),
+    path("-/import/", import_views.AliasImportView.as_view(), name="import"),
+    path("-/export/", import_views.AliasExportView.as_view(), name="export"),
     path("-/model-options/", views.ModelOptionsView.as_view(), name="model-options"),
     path("<path:name>/edit/", views.AliasEditView.as_view(), name="edit"),
     path("<path:name>/delete/", views.AliasDeleteView.as_view(), name="delete"),

@@ -392,9 +392,7 @@ def _closest(name: str, value: Any, values: Mapping[str, Any]) -> Any:
         clamped = min(max(value, bounded.low), bounded.high)
         candidates = [clamped, *bounded.specials]
         best = min(candidates, key=lambda c: abs(c - value))
-        if isinstance(Alias._meta.get_field(name), models.IntegerField):
-            best = int(best)
-        return best
+        return int(best) if isinstance(Alias._meta.get_field(name), models.IntegerField) else float(best)
     return None
 
 

@@ -312,3 +312,78 @@ def test_import_command_reports_refused_rows_and_exits_1():
     assert exited.value.code == 1
     assert "llama2:legacy: error" in stdout.getvalue() and "closest valid" in stdout.getvalue()
     assert Alias.objects.count() == 0
+
+
+# --- pages -----------------------------------------------------------------------------------------------------
+
+PAGE_URL = "/aliases/-/import/"
+
+
+def upload(client, name: str, content: bytes, **data):
+    handle = io.BytesIO(content)
+    handle.name = name
+    return client.post(PAGE_URL, data={"file": handle, "step": "preview", **data})
+
+
+def test_page_preview_shows_each_row_and_saves_nothing(editor_client):
+    response = upload(editor_client, "models.yaml", (FIXTURES / "models.yaml").read_bytes())
+    assert response.status_code == 200
+    plan = response.context["plan"]
+    assert [(row.alias, row.action) for row in plan] == [
+        ("llama3:instruct", "create"),
+        ("tinyllama:chat", "create"),
+        ("llama2:legacy", "error"),
+    ]
+    html = response.content.decode()
+    assert 'value="3:chat_template"' in html and "<code>llama2</code>" in html
+    assert Alias.objects.count() == 0
+
+
+def test_page_apply_with_an_error_imports_nothing(editor_client):
+    upload(editor_client, "models.yaml", (FIXTURES / "models.yaml").read_bytes())
+    response = editor_client.post(PAGE_URL, data={"step": "apply", "on_conflict": "skip"})
+    assert response.status_code == 200
+    assert "Nothing was imported" in response.content.decode()
+    assert Alias.objects.count() == 0
+
+
+def test_page_apply_with_accepted_values_imports_every_row(editor_client):
+    upload(editor_client, "models.yaml", (FIXTURES / "models.yaml").read_bytes())
+    response = editor_client.post(
+        PAGE_URL, data={"step": "apply", "fix": ["3:chat_template", "3:temperature"]}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == "/aliases/"
+    assert "Imported: 3 created" in response.content.decode()
+    assert Alias.objects.get(alias="llama2:legacy").chat_template == "llama2"
+
+
+def test_page_valid_only_and_conflict_choice(editor_client):
+    make("tinyllama:chat")
+    upload(editor_client, "models.yaml", (FIXTURES / "models.yaml").read_bytes())
+    response = editor_client.post(
+        PAGE_URL, data={"step": "apply", "valid_only": "1", "on_conflict": "rename"}, follow=True
+    )
+    assert "Imported: 2 created, 0 updated, 0 unchanged, 1 refused rows left out." in response.content.decode()
+    assert Alias.objects.filter(alias="tinyllama:chat-2").exists()
+
+
+def test_page_refuses_an_unreadable_file(editor_client):
+    response = upload(editor_client, "x.yaml", b"alias: \xff")
+    assert response.status_code == 400 and "not UTF-8" in response.content.decode()
+
+
+def test_page_import_is_for_editors(viewer_client, operator_client):
+    for client in (viewer_client, operator_client):
+        assert client.get(PAGE_URL).status_code == 403
+        assert upload(client, "models.yaml", b"[]").status_code == 403
+
+
+def test_list_shows_import_for_editors_and_export_links_with_the_filters(editor_client, viewer_client):
+    shelf()
+    html = editor_client.get("/aliases/?q=phi3").content.decode()
+    assert 'href="/aliases/-/import/"' in html
+    assert 'href="/aliases/-/export/?format=csv&amp;q=phi3"' in html
+    viewer_html = viewer_client.get("/aliases/?q=phi3").content.decode()
+    assert 'href="/aliases/-/import/"' not in viewer_html
+    response = viewer_client.get("/aliases/-/export/?format=json&q=phi3")
+    assert [item["alias"] for item in json.loads(b"".join(response.streaming_content))] == ["phi3:mini"]

@@ -182,9 +182,12 @@ def alias_not_available(queryset: QuerySet[Alias]) -> QuerySet[Alias]:
     return queryset.filter(~Exists(loadable))
 
 
-def alias_file_problems(alias: Alias) -> dict[str, str]:
-    """Field errors from the header of the alias's file when it is local: {field: what the model supports}."""
-    found = alias_file(alias)
+def alias_file_problems(alias: Alias, *, found: AliasFile | None = None) -> dict[str, str]:
+    """Field errors from the header of the alias's file when it is local: {field: what the model supports}.
+
+    `found`: the alias's file when the caller looked many up at once (alias_files), as an import does.
+    """
+    found = found if found is not None else alias_file(alias)
     modelfile = found.modelfile
     if modelfile is None or not modelfile.gguf_read_key or modelfile.state == "unreadable":
         return {}

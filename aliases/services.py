@@ -497,3 +497,39 @@ def alias_sync_model_files(
     for start in range(0, len(pks), SYNC_BATCH):
         Alias.objects.filter(pk__in=pks[start : start + SYNC_BATCH]).delete()
     return {"created": len(to_create), "removed": len(gone)}
+
+
+@dataclass
+class ImportResult:
+    rows: list  # aliases.transfer.ImportRow, one per row of the file
+    counts: dict[str, int]
+    applied: bool  # whether anything was written (False for a dry run or a refused import)
+
+
+@transaction.atomic
+def alias_import(
+    *,
+    rows: list[tuple[dict[str, Any], dict[str, str]]],
+    by: AbstractBaseUser | None,
+    on_conflict: str = "skip",
+    valid_only: bool = False,
+    dry_run: bool = False,
+    fixes: Mapping[int, Any] | None = None,
+) -> ImportResult:
+    """Import parsed rows (aliases.transfer.parse) in one transaction, through alias_create / alias_update.
+
+    Nothing is written when any row has an error, unless `valid_only`: then the valid rows are. Each alias
+    created or changed gets its own change record and audit entry, as if saved in the form.
+    """
+    from aliases.transfer import plan_counts, plan_import
+
+    plan = plan_import(rows, on_conflict=on_conflict, fixes=fixes)
+    counts = plan_counts(plan)
+    if dry_run or (counts["error"] and not valid_only):
+        return ImportResult(rows=plan, counts=counts, applied=False)
+    for row in plan:
+        if row.action == "create":
+            alias_create(data=row.values, by=by)
+        elif row.action == "update":
+            alias_update(alias=row.target, data=row.values, expected_version=row.target.version, by=by)
+    return ImportResult(rows=plan, counts=counts, applied=True)

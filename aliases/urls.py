@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from aliases import history_views, views
+from aliases import history_views, import_views, views
 
 app_name = "aliases"
 
@@ -13,6 +13,8 @@ app_name = "aliases"
 urlpatterns = [
     path("", views.AliasListView.as_view(), name="list"),
     path("-/new/", views.AliasCreateView.as_view(), name="create"),
+    path("-/import/", import_views.AliasImportView.as_view(), name="import"),
+    path("-/export/", import_views.AliasExportView.as_view(), name="export"),
     path("-/model-options/", views.ModelOptionsView.as_view(), name="model-options"),
     path("-/deleted/", history_views.DeletedAliasListView.as_view(), name="deleted"),
     path("-/deleted/<str:name>/restore/", history_views.DeletedAliasRestoreView.as_view(), name="restore"),

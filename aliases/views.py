@@ -78,6 +78,16 @@ class AliasListView(TableListView):
     def get_table_kwargs(self) -> dict[str, Any]:
         return {"next_url": self.next_url()}
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        # The export links carry the list's search and filters (aliases/import_views.py reads the same names).
+        kept = [(key, value) for key in ("q", "source", "repo", "file") if (value := self.request.GET.get(key))]
+        context.update(
+            export_formats=(("bodhi-yaml", "BodhiApp YAML"), ("json", "JSON"), ("csv", "CSV")),
+            export_query=urlencode(kept),
+        )
+        return context
+
 
 class AliasDetailView(RoleRequiredMixin, View):
     """Read-only view of one alias, for every role; editors also get its write buttons."""

@@ -232,6 +232,9 @@ EXPECTATIONS: dict[str, Expectation] = {
     # --- aliases -------------------------------------------------------------------------------------------------
     "aliases:list": page(GET=READ_ROLES),
     "aliases:create": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": NEW_ALIAS}, answers={"POST": 302}),
+    # A POST with no file re-shows the upload form with a 400 saying so.
+    "aliases:import": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
+    "aliases:export": page(GET=READ_ROLES, query={"format": "json"}),
     "aliases:model-options": page(GET=READ_ROLES, query={"repo": USER_ALIAS["repo"]}),
     "aliases:edit": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": REPLACED_ALIAS}, answers={"POST": 302}),
     "aliases:delete": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": {"version": 1}}, answers={"POST": 302}),
@@ -282,6 +285,10 @@ EXPECTATIONS: dict[str, Expectation] = {
     "modelfiles:update": page(POST=OPERATOR_ROLES, kwargs={"pk": "modelfile_pk"}, answers={"POST": 302}),
     # --- JSON API ------------------------------------------------------------------------------------------------
     "aliases_api:model-list": api(GET=READ_ROLES, POST=EDITOR_ROLES, data={"POST": NEW_ALIAS}, answers={"POST": 201}),
+    "aliases_api:model-import": api(
+        POST=EDITOR_ROLES, query={"format": "json", "dry_run": "1"}, data={"POST": [NEW_ALIAS]}, answers={"POST": 200}
+    ),
+    "aliases_api:model-export": api(GET=READ_ROLES, query={"format": "csv"}, answers={"GET": 200}),
     "aliases_api:model-detail": api(
         GET=READ_ROLES,
         PUT=EDITOR_ROLES,

@@ -1,0 +1,600 @@
+"""Alias import and export formats, and the import plan (what each row would do), with no request in sight.
+
+Formats (FORMATS):
+- ``bodhi-yaml``: BodhiApp's alias YAML, one alias mapping per file or a list of them (its ``models.yaml``).
+  ``request_params`` and ``context_params`` are nested mappings; ``chat_template`` is left out when it is
+  ``embedded`` (BodhiApp has no such value: a missing template means the file's own).
+- ``json``: a list of aliases in the API's shape (``GET /api/models`` items); the list envelope
+  ``{"data": [...]}`` is accepted too. Read-only keys (source, version, timestamps, file_*) are ignored on import.
+- ``csv``: a header row and one column per field (CSV_COLUMNS). Empty cell = not set. ``stop`` is a JSON list in
+  one cell (``["</s>", "\\n\\n"]``). On export, text cells starting with = + - @ (or tab/CR) get a leading ``'``
+  so spreadsheets do not run them as formulas; on import that quote is removed again.
+
+Parsing never trusts the input: it must be UTF-8, YAML is read with a safe loader that refuses anchors/aliases
+(no entity expansion) and deep nesting, and every value then goes through the model's own validators
+(``plan_import``), which also offer the closest valid value for a refused one where there is one.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models.functions import Lower
+
+from aliases.file_status import AliasFile, alias_file, alias_file_problems, alias_files
+from aliases.models import BASIC_FIELDS, CONTEXT_PARAMS, EDITABLE_FIELDS, REQUEST_PARAMS, Alias
+from aliases.validators import (
+    ALIAS_NAME_MAX,
+    ALIAS_NAME_RE,
+    BUILTIN_CHAT_TEMPLATES,
+    EMBEDDED_CHAT_TEMPLATE,
+    STOP_ALLOWED_CONTROLS,
+    STOP_MAX_COUNT,
+    STOP_MAX_LENGTH,
+    USER_MAX,
+    Bounded,
+    control_problem,
+)
+
+FORMATS = ("bodhi-yaml", "json", "csv")
+CONTENT_TYPES = {"bodhi-yaml": "application/yaml", "json": "application/json", "csv": "text/csv"}
+EXTENSIONS = {"bodhi-yaml": "yaml", "json": "json", "csv": "csv"}
+CONFLICT_CHOICES = ("skip", "overwrite", "rename")
+CSV_COLUMNS = (*BASIC_FIELDS, "source", *REQUEST_PARAMS, *CONTEXT_PARAMS)
+# Keys of the API's shape that describe the stored row, not a value to set.
+READ_ONLY_KEYS = frozenset({"source", "version", "created_at", "updated_at", "file_status", "file_progress",
+                            "file_hosts"})  # fmt: skip
+# BodhiApp's templates that ours name differently, and what ours calls them.
+BODHI_TEMPLATES = {"llama2-legacy": "llama2"}
+MAX_ROWS = 100_000
+YAML_MAX_DEPTH = 16
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class TransferError(Exception):
+    """The file as a whole cannot be read (not UTF-8, not YAML/JSON/CSV, not a list of aliases)."""
+
+
+# --- reading ---------------------------------------------------------------------------------------------------
+
+
+def format_for_filename(name: str) -> str | None:
+    lowered = name.lower()
+    if lowered.endswith((".yaml", ".yml")):
+        return "bodhi-yaml"
+    if lowered.endswith(".json"):
+        return "json"
+    if lowered.endswith(".csv"):
+        return "csv"
+    return None
+
+
+def _text(content: bytes | str) -> str:
+    if isinstance(content, str):
+        return content
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TransferError(
+            f"The file is not UTF-8 text (byte 0x{content[exc.start]:02x} at position {exc.start}). Save it as UTF-8."
+        ) from exc
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when PyYAML was built with it: ~10x faster
+
+
+def _check_yaml_events(text: str) -> None:
+    """Refuse anchors/aliases (a few lines can expand to gigabytes) and deep nesting (which exhausts the stack),
+    from the parser's event stream, before anything is built."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise TransferError("YAML anchors and aliases (&name / *name) are not accepted in an alias file.")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > YAML_MAX_DEPTH:
+                raise TransferError(f"The YAML is nested more than {YAML_MAX_DEPTH} levels deep.")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        _check_yaml_events(text)
+        # A safe loader (SafeLoader or its libyaml twin): plain data only, never Python objects.
+        return yaml.load(text, Loader=_LOADER)
+    except yaml.YAMLError as exc:
+        raise TransferError(f"Not valid YAML: {exc}") from exc
+
+
+def _records(data: Any, fmt: str) -> list[Any]:
+    if fmt == "json" and isinstance(data, Mapping) and isinstance(data.get("data"), list):
+        data = data["data"]  # the API's list envelope
+    if fmt == "bodhi-yaml" and isinstance(data, Mapping):
+        data = [data]  # one alias per file, as BodhiApp writes them
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        what = "one alias mapping or a list of them" if fmt == "bodhi-yaml" else "a list of aliases"
+        raise TransferError(f"The file must hold {what}.")
+    if len(data) > MAX_ROWS:
+        raise TransferError(f"At most {MAX_ROWS:,} aliases per import (the file has {len(data):,}).")
+    return data
+
+
+def _flatten(record: Any, *, nested: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """A record as flat {field: value} plus the errors of its shape (unknown keys, wrong group types)."""
+    if not isinstance(record, Mapping):
+        return {}, {"alias": "Each entry must be a mapping of field names to values."}
+    flat: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key, value in record.items():
+        key = str(key)
+        if key in ("request_params", "context_params"):
+            names = REQUEST_PARAMS if key == "request_params" else CONTEXT_PARAMS
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                errors[key] = "Must be a mapping of parameter names to values."
+                continue
+            for name, item in value.items():
+                name = str(name)
+                if name in names:
+                    flat[name] = item
+                else:
+                    errors[f"{key}.{name}"] = f"Unknown parameter (known: {', '.join(names)})."
+        elif key in BASIC_FIELDS or (not nested and key in EDITABLE_FIELDS):
+            flat[key] = value
+        elif key in READ_ONLY_KEYS:
+            if key == "source":
+                flat["_source"] = value
+        else:
+            errors[key] = "Unknown field."
+    return flat, errors
+
+
+def _csv_value(name: str, cell: str) -> Any:
+    if cell[:2] in {f"'{c}" for c in _FORMULA_START}:
+        cell = cell[1:]  # the quote our export adds against formula injection
+    if cell == "":
+        return None
+    model_field = Alias._meta.get_field(name)
+    if name == "stop":
+        try:
+            return json.loads(cell)
+        except ValueError as exc:
+            raise ValueError('Write stop words as a JSON list, e.g. ["</s>", "###"].') from exc
+    if isinstance(model_field, models.IntegerField):
+        try:
+            return int(cell)
+        except ValueError as exc:
+            raise ValueError(f"Not a whole number: {cell!r}.") from exc
+    if isinstance(model_field, models.FloatField):
+        try:
+            return float(cell)
+        except ValueError as exc:
+            raise ValueError(f"Not a number: {cell!r}.") from exc
+    return cell
+
+
+def _read_csv(text: str) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        header = [name.strip() for name in header]
+        unknown = [name for name in header if name not in CSV_COLUMNS]
+        if unknown:
+            raise TransferError(f"Unknown CSV columns: {', '.join(unknown)} (known: {', '.join(CSV_COLUMNS)}).")
+        if "alias" not in header:
+            raise TransferError("The CSV needs a header row with an 'alias' column.")
+        rows = []
+        for cells in reader:
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(rows) >= MAX_ROWS:
+                raise TransferError(f"At most {MAX_ROWS:,} aliases per import.")
+            flat: dict[str, Any] = {}
+            errors: dict[str, str] = {}
+            if len(cells) > len(header):
+                errors["alias"] = f"The row has {len(cells)} cells; the header names {len(header)}."
+            for name, cell in zip(header, cells, strict=False):
+                if name == "source":
+                    flat["_source"] = cell or None
+                    continue
+                try:
+                    flat[name] = _csv_value(name, cell)
+                except ValueError as exc:
+                    errors[name] = str(exc)
+            rows.append((flat, errors))
+        return rows
+    except csv.Error as exc:
+        raise TransferError(f"Not valid CSV: {exc}") from exc
+
+
+def parse(content: bytes | str, fmt: str) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """Rows of a file as (flat values, shape errors). Raises TransferError when the file itself is unreadable."""
+    if fmt not in FORMATS:
+        raise TransferError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    text = _text(content)
+    if fmt == "csv":
+        return _read_csv(text)
+    try:
+        data = _load_yaml(text) if fmt == "bodhi-yaml" else json.loads(text)
+    except RecursionError as exc:
+        raise TransferError("The file is nested too deeply.") from exc
+    except ValueError as exc:
+        raise TransferError(f"Not valid JSON: {exc}") from exc
+    return [_flatten(record, nested=fmt == "bodhi-yaml") for record in _records(data, fmt)]
+
+
+# --- writing ---------------------------------------------------------------------------------------------------
+
+
+def _params(alias: Alias, names: Iterable[str]) -> dict[str, Any]:
+    values = {}
+    for name in names:
+        value = getattr(alias, name)
+        if value not in (None, "", []):
+            values[name] = value
+    return values
+
+
+def alias_as_bodhi(alias: Alias) -> dict[str, Any]:
+    data: dict[str, Any] = {"alias": alias.alias, "repo": alias.repo, "filename": alias.filename,
+                            "snapshot": alias.snapshot}  # fmt: skip
+    if alias.chat_template != EMBEDDED_CHAT_TEMPLATE:
+        data["chat_template"] = alias.chat_template
+    for group, names in (("request_params", REQUEST_PARAMS), ("context_params", CONTEXT_PARAMS)):
+        values = _params(alias, names)
+        if values:
+            data[group] = values
+    return data
+
+
+def _yaml_scalar(value: Any) -> str:
+    # JSON's spelling of a string, number or list is also YAML's (a double-quoted scalar, a flow sequence), and
+    # quoting every string keeps "yes", "0x10" or "null" text; writing it ourselves is ~20x faster than yaml.dump.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _bodhi_entry(data: Mapping[str, Any]) -> str:
+    """One alias as an item of a models.yaml list."""
+    lines = []
+    for key, value in data.items():
+        prefix = "- " if not lines else "  "
+        if isinstance(value, Mapping):
+            lines.append(f"{prefix}{key}:\n")
+            lines.extend(f"    {name}: {_yaml_scalar(item)}\n" for name, item in value.items())
+        else:
+            lines.append(f"{prefix}{key}: {_yaml_scalar(value)}\n")
+    return "".join(lines)
+
+
+def alias_as_json(alias: Alias) -> dict[str, Any]:
+    """The API's shape for the editable fields (and source), without the per-host file status."""
+    return {
+        **{name: getattr(alias, name) for name in BASIC_FIELDS},
+        "source": alias.source,
+        "request_params": {name: getattr(alias, name) for name in REQUEST_PARAMS},
+        "context_params": {name: getattr(alias, name) for name in CONTEXT_PARAMS},
+    }
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def export_chunks(aliases: Iterable[Alias], fmt: str) -> Iterable[str]:
+    """The file's text in pieces (one per alias after a header), so a large export can be streamed."""
+    if fmt == "json":
+        yield "["
+        for index, alias in enumerate(aliases):
+            yield ("," if index else "") + "\n" + json.dumps(alias_as_json(alias), ensure_ascii=False)
+        yield "\n]\n"
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(CSV_COLUMNS)
+        for alias in aliases:
+            writer.writerow([_csv_cell(getattr(alias, name)) for name in CSV_COLUMNS])
+            if buffer.tell() > 65536:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+    elif fmt == "bodhi-yaml":
+        wrote = False
+        lines: list[str] = []
+        for alias in aliases:
+            wrote = True
+            lines.append(_bodhi_entry(alias_as_bodhi(alias)))
+            if len(lines) == 1000:
+                yield "".join(lines)
+                lines = []
+        yield "".join(lines) if wrote else "[]\n"
+    else:
+        raise TransferError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
+
+
+def export_text(aliases: Iterable[Alias], fmt: str) -> str:
+    return "".join(export_chunks(aliases, fmt))
+
+
+# --- the plan --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportRow:
+    """What one row of the file would do. `values` is the flat data to save (for create/update)."""
+
+    number: int  # 1-based position in the file
+    alias: str
+    action: str = "create"  # create | update | unchanged | error
+    errors: dict[str, str] = field(default_factory=dict)
+    suggestions: dict[str, Any] = field(default_factory=dict)  # field -> closest valid value
+    values: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    target: Alias | None = None  # the existing alias an update changes
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"row": self.number, "alias": self.alias, "action": self.action,
+                                "errors": self.errors}  # fmt: skip
+        if self.suggestions:
+            data["suggestions"] = self.suggestions
+        if self.note:
+            data["note"] = self.note.strip()
+        return data
+
+
+def _messages(exc: ValidationError) -> dict[str, str]:
+    return {name: " ".join(str(m) for m in messages) for name, messages in exc.message_dict.items()}
+
+
+def _bounded(name: str) -> Bounded | None:
+    return next((v for v in Alias._meta.get_field(name).validators if isinstance(v, Bounded)), None)
+
+
+def _closest(name: str, value: Any, values: Mapping[str, Any]) -> Any:
+    """The valid value nearest to a refused one, or None when there is no sensible guess."""
+    if name == "chat_template" and isinstance(value, str):
+        if value in BODHI_TEMPLATES:
+            return BODHI_TEMPLATES[value]
+        choices = (EMBEDDED_CHAT_TEMPLATE, *BUILTIN_CHAT_TEMPLATES)
+        match = difflib.get_close_matches(value.lower(), choices, n=1, cutoff=0.5)
+        return match[0] if match else EMBEDDED_CHAT_TEMPLATE
+    if name == "alias" and isinstance(value, str):
+        cleaned = re.sub(r"[^A-Za-z0-9._:-]+", "-", value).lstrip("._:-")[:ALIAS_NAME_MAX].rstrip("-")
+        return cleaned if cleaned and ALIAS_NAME_RE.fullmatch(cleaned) else None
+    if name == "snapshot":
+        return "main"
+    if name == "user" and isinstance(value, str):
+        return "".join(c for c in value if control_problem(c) is None)[:USER_MAX]
+    if name == "stop" and isinstance(value, list):
+        words: list[str] = []
+        for word in value:
+            if not isinstance(word, str):
+                continue
+            word = "".join(c for c in word if control_problem(c, allowed=STOP_ALLOWED_CONTROLS) is None)
+            word = word[:STOP_MAX_LENGTH]
+            if word and word not in words:
+                words.append(word)
+        return words[:STOP_MAX_COUNT]
+    if name in ("n_keep", "max_tokens", "n_predict"):
+        n_ctx = values.get("n_ctx")
+        if isinstance(value, int) and isinstance(n_ctx, int) and n_ctx > 0 and value > n_ctx:
+            return n_ctx
+    bounded = _bounded(name) if name in EDITABLE_FIELDS else None
+    if bounded is not None and isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        clamped = min(max(value, bounded.low), bounded.high)
+        candidates = [clamped, *bounded.specials]
+        best = min(candidates, key=lambda c: abs(c - value))
+        return int(best) if isinstance(Alias._meta.get_field(name), models.IntegerField) else float(best)
+    return None
+
+
+def _type_problem(name: str, value: Any) -> str | None:
+    """JSON/YAML types the model fields would coerce silently (True for a number, 1 for a name)."""
+    if value is None:
+        return None
+    model_field = Alias._meta.get_field(name)
+    if name == "stop":
+        return None  # the stop validator says what is wrong
+    if isinstance(model_field, models.IntegerField):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "Must be a whole number."
+    elif isinstance(model_field, models.FloatField):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "Must be a number."
+    elif not isinstance(value, str):
+        return "Must be text."
+    return None
+
+
+def _normalise(values: dict[str, Any]) -> dict[str, Any]:
+    """Every editable field, the missing ones at their defaults, as a whole replacement of an alias."""
+    data = {name: values.get(name) for name in EDITABLE_FIELDS}
+    for name in ("snapshot", "chat_template"):
+        if data[name] is None:
+            data[name] = Alias._meta.get_field(name).get_default()
+    for name in ("alias", "repo", "filename"):
+        if data[name] is None:
+            data[name] = ""
+    if data["stop"] is None:
+        data["stop"] = []
+    if data["user"] is None:
+        data["user"] = ""
+    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        if isinstance(data[name], int) and not isinstance(data[name], bool):
+            data[name] = float(data[name])
+    return data
+
+
+FileCache = dict[tuple[Any, Any, Any], AliasFile]
+
+
+def _prefetch_files(rows: list[dict[str, Any]]) -> FileCache:
+    """Each row's file, looked up SYNC-style in batches (two queries per 500 rows, not two per row)."""
+    cache: FileCache = {}
+    candidates = []
+    for values in rows:
+        key = (values.get("repo"), values.get("filename"), values.get("snapshot"))
+        if key not in cache and all(isinstance(part, str) for part in key):
+            cache[key] = None  # type: ignore[assignment]
+            candidates.append(Alias(pk=len(candidates) + 1, repo=key[0], filename=key[1], snapshot=key[2]))
+    for start in range(0, len(candidates), 500):
+        batch = candidates[start : start + 500]
+        for alias, found in zip(batch, alias_files(batch).values(), strict=True):
+            cache[(alias.repo, alias.filename, alias.snapshot)] = found
+    return cache
+
+
+def _check(values: dict[str, Any], *, pk: int | None, files: FileCache | None = None) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for name, value in values.items():
+        problem = _type_problem(name, value)
+        if problem:
+            errors[name] = problem
+    if errors:
+        return errors
+    alias = Alias(pk=pk, source=Alias.Source.USER, **values)
+    try:
+        alias.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        errors.update(_messages(exc))
+    if not errors:
+        key = (alias.repo, alias.filename, alias.snapshot)
+        found = (files or {}).get(key)
+        if found is None:
+            found = alias_file(alias)
+        errors.update(alias_file_problems(alias, found=found))
+    return errors
+
+
+def _free_name(name: str, taken: set[str]) -> str | None:
+    for number in range(2, 10_000):
+        suffix = f"-{number}"
+        candidate = name[: ALIAS_NAME_MAX - len(suffix)] + suffix
+        # `taken` holds the file's names and the existing aliases among them; the database has the rest.
+        if candidate.lower() not in taken and not Alias.objects.by_name(candidate).exists():
+            return candidate
+    return None
+
+
+def plan_import(
+    rows: list[tuple[dict[str, Any], dict[str, str]]],
+    *,
+    on_conflict: str = "skip",
+    fixes: Mapping[int, Iterable[str]] | None = None,
+) -> list[ImportRow]:
+    """What importing `rows` would do, row by row, without writing anything.
+
+    `fixes` maps a row number to the fields whose offered closest valid value the user accepted.
+    """
+    if on_conflict not in CONFLICT_CHOICES:
+        raise TransferError(f"on_conflict must be one of {', '.join(CONFLICT_CHOICES)}.")
+    fixes = fixes or {}
+    names = [str(flat.get("alias") or "") for flat, _errors in rows]
+    existing: dict[str, Alias] = {}
+    lowered = sorted({name.lower() for name in names if name})
+    for start in range(0, len(lowered), 500):
+        batch = lowered[start : start + 500]
+        # LOWER(alias) IN (...): the expression of the case-insensitive unique index, so the index serves it.
+        for alias in Alias.objects.annotate(name_lower=Lower("alias")).filter(name_lower__in=batch):
+            existing[alias.alias.lower()] = alias
+    taken = set(existing)
+    seen: dict[str, int] = {}
+    plan: list[ImportRow] = []
+    files = _prefetch_files([_normalise(flat) for flat, _errors in rows])
+    for number, ((flat, shape_errors), name) in enumerate(zip(rows, names, strict=True), start=1):
+        source = flat.pop("_source", None)
+        values = _normalise(flat)
+        row = ImportRow(number=number, alias=name, errors=dict(shape_errors))
+        for field_name in fixes.get(number, ()):
+            suggestion = _closest(field_name, values.get(field_name), values)
+            if suggestion is not None and suggestion != values.get(field_name):
+                row.note += f"{field_name}: {values.get(field_name)!r} replaced by the closest valid {suggestion!r}. "
+                values[field_name] = suggestion
+        row.alias = values["alias"] if isinstance(values["alias"], str) else str(values["alias"])
+        plan.append(row)
+        key = row.alias.lower()
+        if key and key in seen:
+            row.action = "error"
+            row.errors.setdefault("alias", f"The same name appears earlier in the file (row {seen[key]}).")
+            continue
+        seen[key] = number
+        current = existing.get(key)
+        if source == Alias.Source.MODEL:
+            if current is not None and current.is_read_only:
+                row.action, row.note = "unchanged", "Generated from a local model file; kept as it is."
+            else:
+                row.action = "error"
+                row.errors.setdefault("alias", "Generated from a model file elsewhere; it appears here when the "
+                                      "file is in this cache (rescan).")  # fmt: skip
+            continue
+        if current is not None and on_conflict == "rename" and current.values() != values:
+            new_name = _free_name(row.alias, taken)
+            if new_name is not None:
+                row.note += f"Renamed from {row.alias} (that name is taken)."
+                row.alias = values["alias"] = new_name
+                current = None
+        taken.add(row.alias.lower())
+        errors = _check(values, pk=current.pk if current is not None else None, files=files)
+        for field_name, message in errors.items():
+            row.errors.setdefault(field_name, message)
+        if row.errors:
+            row.action = "error"
+            for field_name in row.errors:
+                if field_name in EDITABLE_FIELDS:
+                    suggestion = _closest(field_name, values.get(field_name), values)
+                    if suggestion is not None and suggestion != values.get(field_name):
+                        trial = {**values, field_name: suggestion}
+                        if field_name not in _check(trial, pk=current.pk if current is not None else None, files=files):
+                            row.suggestions[field_name] = suggestion
+            continue
+        row.values = values
+        if current is None:
+            row.action = "create"
+        elif current.values() == values:
+            row.action = "unchanged"
+        elif current.is_read_only:
+            row.action = "error"
+            row.errors["alias"] = (
+                f"'{current.alias}' is generated from a local model file and read-only; choose rename."
+            )
+        elif on_conflict == "skip":
+            row.action = "unchanged"
+            row.note += "An alias with this name exists; skipped (on conflict: skip)."
+        else:
+            row.action, row.target = "update", current
+    return plan
+
+
+def plan_counts(plan: list[ImportRow]) -> dict[str, int]:
+    counts = {"create": 0, "update": 0, "unchanged": 0, "error": 0}
+    for row in plan:
+        counts[row.action] += 1
+    return counts

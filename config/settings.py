@@ -197,6 +197,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two lists answer an `action` of their own: name each set, so clients get stable enum names.
+    "ENUM_NAME_OVERRIDES": {
+        "AliasVersionActionEnum": "aliases.models.AliasChange.Action",
+        "ImportRowActionEnum": [
+            ("create", "create"),
+            ("update", "update"),
+            ("unchanged", "unchanged"),
+            ("error", "error"),
+        ],
+    },
 }
 
 # Celery: the on-disk broker needs no service; CELERY_BROKER_URL=redis://... for production and CI.

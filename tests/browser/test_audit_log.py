@@ -48,7 +48,8 @@ def test_admin_reads_an_editors_alias_changes_in_the_audit_log(page, new_context
     editing.get_by_label("temperature").fill("0.7")
     editing.get_by_role("button", name="Create alias").click()
     expect(flash(editing)).to_have_text(f"Created alias {NAME}.")
-    editing.get_by_role("link", name=NAME).click()
+    assert_titled(editing, NAME)  # the new alias's own page
+    editing.get_by_role("main").get_by_role("link", name="Edit", exact=True).click()
     assert_titled(editing, f"Edit {NAME}")
     editing.get_by_label("temperature").fill("0.2")
     editing.get_by_label("n_ctx").fill("8192")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from aliases import api, transfer_api
+from config.serving import api as serving_api
 
 app_name = "aliases_api"
 urlpatterns = [
@@ -20,6 +21,8 @@ urlpatterns = [
     # name is still reachable in another case, e.g. models/Import, since names ignore case).
     path("models/import", transfer_api.AliasImportApi.as_view(), name="model-import"),
     path("models/export", transfer_api.AliasExportApi.as_view(), name="model-export"),
+    # One alias for another runtime (config/serving): before `<alias>`, which would take the whole path.
+    path("models/<path:alias>/export/<str:fmt>", serving_api.AliasExportApi.as_view(), name="model-export-one"),
     # `path`: aliases made from model files are named owner/repo:quant, with a slash.
     path("models/<path:alias>", api.AliasDetailApi.as_view(), name="model-detail"),
 ]

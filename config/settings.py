@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "axes",
     "config.accounts",
     "config.audit",
+    "config.serving",
     "aliases",
     "aliases.presets",
     "modelfiles",
@@ -293,6 +294,11 @@ PULL_ALLOWED_REPOS = [
 ]
 # Largest file a pull may fetch, in bytes; 0 or empty: no limit.
 PULL_MAX_FILE_BYTES = int(env("MODELDESK_MAX_FILE_BYTES", default="") or 0)
+
+# Serving with llama-server (README "Serving with llama-server"): the router preset file ModelDesk keeps up to date
+# (empty: none is written), and the router told to reload it after each change (empty: none is told).
+MODELDESK_LLAMA_PRESET_PATH = env("MODELDESK_LLAMA_PRESET_PATH", default="")
+MODELDESK_LLAMA_SERVER_URL = env("MODELDESK_LLAMA_SERVER_URL", default="")
 
 LOGGING = {
     "version": 1,

@@ -15,12 +15,14 @@ urlpatterns = [
     path("files/", include("modelfiles.urls")),
     path("presets/", include("aliases.presets.urls")),
     path("audit/", include("config.audit.urls")),
+    path("serving/", include("config.serving.urls")),
     # /account/tokens/ (everyone's own API tokens) and /users/ (admins).
     path("", include("config.accounts.urls")),
     path("api/", include("aliases.api_urls")),
     path("api/", include("modelfiles.api_urls")),
     path("api/", include("aliases.presets.api_urls")),
     path("api/", include("config.audit.api_urls")),
+    path("api/", include("config.serving.api_urls")),
     path("api/", include("config.accounts.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # A page for people: signed-out visitors go to the login page like everywhere else (the schema answers 401).

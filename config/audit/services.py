@@ -37,7 +37,20 @@ def audit_record(
                                        object_repr=object_repr, before=before, after=after))  # fmt: skip
     entry = AuditEntry(actor_id=values.pop("actor"), **values)
     entry.save(force_insert=True)
+    _changed([values["kind"]])
     return entry
+
+
+# Changes that alter what the llama-server preset holds: it is rewritten once their transaction commits.
+SERVING_KINDS = frozenset({AuditEntry.Kind.ALIAS.value, AuditEntry.Kind.MODELFILE.value})
+
+
+def _changed(kinds: Iterable[str]) -> None:
+    # Every change to an alias or a file is recorded here, so this is the one place that hears of them all.
+    if SERVING_KINDS.intersection(kinds):
+        from config.serving.services import preset_sync_on_commit
+
+        preset_sync_on_commit()
 
 
 def _entry_values(record: AuditRecord) -> dict[str, Any]:
@@ -75,4 +88,6 @@ AUDIT_BATCH = 500
 def audit_record_many(records: Iterable[AuditRecord]) -> int:
     """Record many changes at once (the entries audit_record would write, in batched INSERTs); how many."""
     # Plain rows for one prepared INSERT (config/bulk.py): a first scan writes thousands of entries.
-    return bulk_insert(AuditEntry, [_entry_values(record) for record in records], batch_size=AUDIT_BATCH)
+    rows = [_entry_values(record) for record in records]
+    _changed({row["kind"] for row in rows})
+    return bulk_insert(AuditEntry, rows, batch_size=AUDIT_BATCH)

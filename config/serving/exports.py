@@ -1,0 +1,165 @@
+"""One alias for other runtimes (issue 10, item 4): the llama-server command line, an Ollama Modelfile and
+BodhiApp's alias YAML. The model path and the llama-server options are the preset's (config/serving/preset.py)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from aliases.file_status import alias_file
+from aliases.models import Alias
+from aliases.transfer import alias_as_bodhi
+from config.serving.preset import Unservable, alias_options, chat_template, model_path
+
+FORMATS = ("llama-server", "ollama", "bodhi")
+FORMAT_LABELS = {"llama-server": "llama-server command", "ollama": "Ollama Modelfile", "bodhi": "BodhiApp alias YAML"}
+EXTENSIONS = {"llama-server": "sh", "ollama": "Modelfile", "bodhi": "yaml"}
+
+# Ollama's Go templates for our built-in ids (Ollama reads an embedded template from the GGUF itself).
+OLLAMA_TEMPLATES = {
+    "llama3": (
+        "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}"
+        "{{ if .Prompt }}<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>{{ end }}"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n{{ .Response }}<|eot_id|>"
+    ),
+    "chatml": (
+        "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+        "{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n{{ end }}"
+        "<|im_start|>assistant\n{{ .Response }}<|im_end|>\n"
+    ),
+    "phi3": (
+        "{{ if .System }}<|system|>\n{{ .System }}<|end|>\n{{ end }}"
+        "{{ if .Prompt }}<|user|>\n{{ .Prompt }}<|end|>\n{{ end }}"
+        "<|assistant|>\n{{ .Response }}<|end|>\n"
+    ),
+    "gemma": (
+        "<start_of_turn>user\n{{ if .System }}{{ .System }} {{ end }}{{ .Prompt }}<end_of_turn>\n"
+        "<start_of_turn>model\n{{ .Response }}<end_of_turn>\n"
+    ),
+    "llama2": "[INST] {{ if .System }}<<SYS>>{{ .System }}<</SYS>>\n\n{{ end }}{{ .Prompt }} [/INST] {{ .Response }}",
+    "tinyllama": (
+        "{{ if .System }}<|system|>\n{{ .System }}</s>\n{{ end }}"
+        "{{ if .Prompt }}<|user|>\n{{ .Prompt }}</s>\n{{ end }}"
+        "<|assistant|>\n{{ .Response }}</s>\n"
+    ),
+}
+# (our field, Ollama's PARAMETER) for what Ollama's options support.
+OLLAMA_PARAMETERS = (
+    ("n_ctx", "num_ctx"),
+    ("n_threads", "num_thread"),
+    ("n_keep", "num_keep"),
+    ("n_predict", "num_predict"),
+    ("temperature", "temperature"),
+    ("top_p", "top_p"),
+    ("presence_penalty", "presence_penalty"),
+    ("frequency_penalty", "frequency_penalty"),
+)
+
+
+@dataclass(frozen=True)
+class Export:
+    format: str
+    label: str
+    text: str
+    filename: str
+
+
+def _ollama_string(value: str) -> str:
+    # A quoted string; a value with a line break uses Ollama's triple quotes (its parser takes them literally).
+    if "\n" in value or "\r" in value:
+        if '"""' in value:
+            raise Unservable('a value holds both a line break and """, which a Modelfile cannot quote')
+        return f'"""{value}"""'
+    return json.dumps(value, ensure_ascii=False)
+
+
+def llama_server_command(alias: Alias, *, template_dir: Path | None = None) -> str:
+    """`llama-server --model PATH --alias NAME ...`, shell-quoted; a template we write needs `template_dir`."""
+    found = alias_file(alias)
+    args = ["llama-server", "--model", str(model_path(alias, found)), "--alias", alias.alias]
+    for option, value in alias_options(alias):
+        args += [f"--{option}", value]
+    option, value, text = chat_template(alias)
+    lines = []
+    if text:
+        if template_dir is None:
+            lines.append(
+                f"# The chat template ({alias.chat_template}) is a file ModelDesk writes beside its preset: set "
+                "MODELDESK_LLAMA_PRESET_PATH, or save the template given below as chat-template.jinja.\n"
+            )
+            value = "chat-template.jinja"
+        else:
+            value = str(template_dir / value)
+    if option:
+        args += [f"--{option}", value]
+    lines.append(" ".join(shlex.quote(arg) for arg in args) + "\n")
+    if alias.stop:
+        lines.append("# Stop words are per request in llama-server; send them with each request: ")
+        lines.append(json.dumps(alias.stop, ensure_ascii=False) + "\n")
+    if text and template_dir is None:
+        lines.append("# chat-template.jinja:\n" + "".join(f"#   {line}\n" for line in text.splitlines()))
+    return "".join(lines)
+
+
+def ollama_modelfile(alias: Alias) -> str:
+    found = alias_file(alias)
+    lines = [f"# Ollama Modelfile for the ModelDesk alias {json.dumps(alias.alias)}: ollama create NAME -f FILE\n"]
+    lines.append(f"FROM {_ollama_string(str(model_path(alias, found)))}\n")
+    for name, parameter in OLLAMA_PARAMETERS:
+        value = getattr(alias, name)
+        if value is not None:
+            lines.append(f"PARAMETER {parameter} {value!r}\n" if isinstance(value, float) else
+                         f"PARAMETER {parameter} {value}\n")  # fmt: skip
+    seed = alias.seed if alias.seed is not None else alias.n_seed
+    if seed is not None:
+        lines.append(f"PARAMETER seed {seed}\n")
+    lines.extend(f"PARAMETER stop {_ollama_string(word)}\n" for word in alias.stop or ())
+    template = OLLAMA_TEMPLATES.get(alias.chat_template)
+    if template:
+        lines.append(f"TEMPLATE {_ollama_string(template)}\n")
+    elif alias.chat_template not in ("embedded",):
+        lines.append(f"# The chat template {alias.chat_template} has no Ollama (Go) equivalent here; write TEMPLATE.\n")
+    if alias.n_parallel is not None:
+        lines.append(f"# Parallel requests are Ollama's server setting: OLLAMA_NUM_PARALLEL={alias.n_parallel}\n")
+    return "".join(lines)
+
+
+def bodhi_yaml(alias: Alias) -> str:
+    """One alias as BodhiApp's alias file (aliases/transfer.py's mapping, as a single YAML document)."""
+    return yaml.safe_dump(alias_as_bodhi(alias), sort_keys=False, allow_unicode=True)
+
+
+def export_filename(alias: Alias, fmt: str) -> str:
+    # BodhiApp names its files after the alias with ':' as '--'; a generated alias's '/' too.
+    stem = "".join(
+        ch if ch.isalnum() or ch in "._-" else "-" for ch in alias.alias.replace(":", "--").replace("/", "--")
+    )
+    return "Modelfile" if fmt == "ollama" else f"{stem}.{EXTENSIONS[fmt]}"
+
+
+def alias_export(alias: Alias, fmt: str, *, template_dir: Path | None = None) -> Export:
+    """The alias in `fmt` (one of FORMATS). Raises Unservable when its file is not local (llama-server, Ollama)."""
+    if fmt == "llama-server":
+        text = llama_server_command(alias, template_dir=template_dir)
+    elif fmt == "ollama":
+        text = ollama_modelfile(alias)
+    elif fmt == "bodhi":
+        text = bodhi_yaml(alias)
+    else:
+        raise ValueError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    return Export(format=fmt, label=FORMAT_LABELS[fmt], text=text, filename=export_filename(alias, fmt))
+
+
+def alias_exports(alias: Alias, *, template_dir: Path | None = None) -> list[Export | tuple[str, str]]:
+    """Every format for the alias page: an Export, or (label, why it cannot be made)."""
+    result: list[Export | tuple[str, str]] = []
+    for fmt in FORMATS:
+        try:
+            result.append(alias_export(alias, fmt, template_dir=template_dir))
+        except Unservable as exc:
+            result.append((FORMAT_LABELS[fmt], str(exc)))
+    return result

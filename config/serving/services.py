@@ -1,0 +1,122 @@
+"""Writing the llama-server preset and keeping a running router in step with the shelf (issue 10, items 1-2).
+
+With `MODELDESK_LLAMA_PRESET_PATH` set, every committed change to an alias or a model file rewrites that file
+(and the chat template files beside it) atomically, once per transaction however many rows it changed, and only
+when its content changed; with `MODELDESK_LLAMA_SERVER_URL` set, the router is then told to read it again.
+Failures are logged, never raised: the change that triggered the sync is committed already.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from config.serving.preset import Preset, preset_build
+from config.serving.router import router_reload
+
+logger = logging.getLogger(__name__)
+
+
+def preset_path() -> Path | None:
+    """The preset file the router reads (MODELDESK_LLAMA_PRESET_PATH), or None when ModelDesk keeps none."""
+    value = getattr(settings, "MODELDESK_LLAMA_PRESET_PATH", "")
+    return Path(value).expanduser().absolute() if value else None
+
+
+def router_url() -> str:
+    return getattr(settings, "MODELDESK_LLAMA_SERVER_URL", "")
+
+
+def preset_current() -> Preset:
+    """The preset for the shelf as it is, with template files beside the configured preset path (if any)."""
+    path = preset_path()
+    return preset_build(template_dir=path.parent if path else None)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` to `path` under a temporary name and rename it into place, unless `path` holds it already."""
+    data = text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return True
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # Render and write under one lock: a process that rendered before another's commit must not replace the
+    # newer file with its older view after it.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def preset_write(*, path: Path, preset: Preset | None = None) -> bool:
+    """Write the preset (built now unless given) and its template files to `path`; whether the preset changed.
+
+    The template files go first: the preset that names them must never be read before they exist.
+    """
+    with _locked(path):
+        preset = preset if preset is not None else preset_build(template_dir=path.parent)
+        for name, text in preset.template_files.items():
+            _write_if_changed(path.parent / name, text)
+        return _write_if_changed(path, preset.text)
+
+
+def preset_sync() -> bool:
+    """Bring the configured preset file up to date and, when it changed, tell the router; whether it changed."""
+    path = preset_path()
+    if path is None:
+        return False
+    try:
+        changed = preset_write(path=path)
+    except Exception:
+        logger.exception("could not write the llama-server preset %s", path)
+        return False
+    if changed:
+        logger.info("llama-server preset %s rewritten", path)
+        url = router_url()
+        if url:
+            router_reload(url)
+    return changed
+
+
+def _sync_after_commit() -> None:
+    preset_sync()
+
+
+def preset_sync_on_commit(using: str = DEFAULT_DB_ALIAS) -> None:
+    """Sync once the current transaction commits (at once outside one). Called for every change; a transaction
+    that changes a thousand aliases still syncs once: the callback is queued only if it is not queued already."""
+    if preset_path() is None:
+        return
+    connection = connections[using]
+    if connection.in_atomic_block and any(entry[1] is _sync_after_commit for entry in connection.run_on_commit):
+        return
+    transaction.on_commit(_sync_after_commit, using=using, robust=True)

@@ -264,6 +264,7 @@ def samples(hf_home, users, bearer_tokens) -> dict[str, str | dict[str, str]]:
         "history_alias": history.alias,
         "history_version": "1",
         "deleted_alias": "matrix-gone",
+        "export_format": "llama-server",
     }
 
 

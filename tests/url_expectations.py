@@ -176,6 +176,7 @@ SAMPLES = {
     "history_alias": "name of a user alias saved twice through the services (versions 1 and 2 on record)",
     "history_version": "1, an older saved version of history_alias",
     "deleted_alias": "name of a user alias that was deleted (restorable: the name is free)",
+    "export_format": "llama-server, an export format of one alias (the model alias's file is local)",
 }
 
 # Which sample object fills a path argument, by the argument's name.
@@ -388,6 +389,16 @@ EXPECTATIONS: dict[str, Expectation] = {
     "audit:detail": page(GET=ADMIN_ROLES, kwargs={"pk": "audit_entry_pk"}, answers={"GET": 200}),
     "audit:export-csv": page(GET=ADMIN_ROLES, answers={"GET": 200}),
     "audit:export-json": page(GET=ADMIN_ROLES, answers={"GET": 200}),
+    # --- serving with llama-server (every role reads) ------------------------------------------------------------
+    "serving:index": page(GET=READ_ROLES, answers={"GET": 200}),
+    "serving:preset": page(GET=READ_ROLES, answers={"GET": 200}),
+    "serving:export": page(
+        GET=READ_ROLES, kwargs={"fmt": "export_format", "name": "model_alias"}, answers={"GET": 200}
+    ),
+    "serving_api:preset": api(GET=READ_ROLES, answers={"GET": 200}),
+    "aliases_api:model-export-one": api(
+        GET=READ_ROLES, kwargs={"alias": "model_alias", "fmt": "export_format"}, answers={"GET": 200}
+    ),
 }
 
 # The Django admin: a few URLs standing for all of its patterns. Admins pass with every method (the admin's own

@@ -187,14 +187,19 @@ def celery_worker(
         process.hostname = hostname  # type: ignore[attr-defined]
         yield process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_session(process, timeout=20)
         log.close()
+
+
+def stop_session(process: subprocess.Popen, *, timeout: float) -> None:
+    """Stop a process started with start_new_session=True, and everything it started, by its own pid."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def wait_for_download(download_id, predicate, seconds: float = 60.0, every: float = 0.1):

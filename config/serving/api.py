@@ -19,12 +19,14 @@ from config.serving.services import preset_current, preset_path
 from config.serving.views import PRESET_FILENAME, text_attachment
 
 
-class PresetApi(APIView):
+class _TextApi(APIView):
     permission_classes = [ModelPermissions]
     queryset = Alias.objects.all()  # GET needs aliases.view_alias (every role)
     content_negotiation_class = _IgnoreFormatParam  # the answer is text whatever the client accepts
     http_method_names = ["get", "head", "options"]
 
+
+class PresetApi(_TextApi):
     @extend_schema(
         operation_id="serving_preset",
         summary="The llama-server router preset for the local aliases",
@@ -49,12 +51,7 @@ FORMAT_PATH = OpenApiParameter(
 ALIAS_PATH = OpenApiParameter("alias", str, OpenApiParameter.PATH, description="The alias name; case does not matter.")
 
 
-class AliasExportApi(APIView):
-    permission_classes = [ModelPermissions]
-    queryset = Alias.objects.all()
-    content_negotiation_class = _IgnoreFormatParam
-    http_method_names = ["get", "head", "options"]
-
+class AliasExportApi(_TextApi):
     @extend_schema(
         operation_id="models_export_one",
         summary="One alias for another runtime",

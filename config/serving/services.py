@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from config.serving.preset import Preset, preset_build
 from config.serving.router import router_reload
+from modelfiles import cache
 
 logger = logging.getLogger(__name__)
 
@@ -43,24 +42,12 @@ def preset_current() -> Preset:
 
 def _write_if_changed(path: Path, text: str) -> bool:
     """Write `text` to `path` under a temporary name and rename it into place, unless `path` holds it already."""
-    data = text.encode("utf-8")
     try:
-        if path.read_bytes() == data:
+        if path.read_text(encoding="utf-8") == text:
             return False
-    except OSError:
+    except (OSError, ValueError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    cache._atomic_write_text(path, text)  # a temporary file renamed into place, as the cache refs are
     return True
 
 

@@ -152,19 +152,33 @@ def build(*, version: str = VERSION, index: str | None = None) -> Path:
             log.write_text("")
             _run(["cmake", "-S", str(source), "-B", str(build_dir), *CMAKE_FLAGS], cwd=work_dir, log=log)
             _run(["ninja", "-C", str(build_dir), BINARY], cwd=work_dir, log=log)
-            built = build_dir / "bin"
-            staged = folder / f".bin-{os.getpid()}"
-            shutil.rmtree(staged, ignore_errors=True)
-            staged.mkdir()
-            for item in built.iterdir():
-                if item.name == BINARY or item.name.startswith(("libggml", "libllama", "libmtmd")):
-                    shutil.copy2(item, staged / item.name, follow_symlinks=False)
-            shutil.rmtree(folder / "bin", ignore_errors=True)
-            os.rename(staged, folder / "bin")
-    found = cached_binary(version)
-    if found is None:
-        raise BuildError(f"the build finished without {folder / 'bin' / BINARY}")
-    return found
+            return install_bin(build_dir / "bin", folder)
+
+
+def install_bin(built: Path, folder: Path) -> Path:
+    """Copy the binary and its libraries from a build's `bin/` into `folder/bin`, whole: staged under another
+    name and renamed into place, so a reader finds the old folder, the new one, or none, never part of one."""
+    if not (built / BINARY).is_file():
+        raise BuildError(f"the build finished without {built / BINARY}")
+    staged = folder / f".bin-{os.getpid()}"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    for item in built.iterdir():
+        if item.name == BINARY or item.name.startswith(("libggml", "libllama", "libmtmd")):
+            shutil.copy2(item, staged / item.name, follow_symlinks=False)
+    target = folder / "bin"
+    if target.exists() or target.is_symlink():
+        # A folder cannot be renamed over a non-empty one: move the old one aside first, then drop it.
+        old = folder / f".old-bin-{os.getpid()}"
+        os.rename(target, old)
+        os.rename(staged, target)
+        if old.is_symlink():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staged, target)
+    return target / BINARY
 
 
 def llama_server(*, build_if_missing: bool = True) -> Path | None:

@@ -109,3 +109,29 @@ def test_the_cache_is_kept_by_version(monkeypatch, tmp_path, capsys):
     assert llama_build.main(["--cached"]) == 0
     assert capsys.readouterr().out.strip() == str(binary)
     assert llama_build.build() == binary  # built already: nothing is fetched
+
+
+def test_a_build_is_installed_whole_into_the_cache(tmp_path):
+    built = tmp_path / "build" / "bin"
+    built.mkdir(parents=True)
+    for name in ("llama-server", "libggml.so.0.26.0", "libllama.so.0", "test-tokenizer", "llama-cli"):
+        (built / name).write_bytes(name.encode())
+    (built / "libggml.so").symlink_to("libggml.so.0.26.0")
+    folder = tmp_path / "cache" / llama_build.VERSION
+    folder.mkdir(parents=True)
+    (folder / "bin").mkdir()
+    (folder / "bin" / "stale").write_text("from an older build")
+
+    binary = llama_build.install_bin(built, folder)
+
+    assert binary == folder / "bin" / "llama-server"
+    assert sorted(p.name for p in (folder / "bin").iterdir()) == [
+        "libggml.so", "libggml.so.0.26.0", "libllama.so.0", "llama-server"]  # fmt: skip
+    assert (folder / "bin" / "libggml.so").is_symlink()  # the library links are kept as links
+    assert sorted(p.name for p in folder.iterdir()) == ["bin"]  # nothing staged is left behind
+
+
+def test_a_build_without_the_binary_is_refused(tmp_path):
+    (tmp_path / "bin").mkdir()
+    with pytest.raises(llama_build.BuildError, match="without"):
+        llama_build.install_bin(tmp_path / "bin", tmp_path / "cache")

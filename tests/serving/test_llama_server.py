@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -23,7 +22,7 @@ from config.serving.preset import preset_build
 from config.serving.router import router_id
 from tests.gguf_files import tiny_llama_gguf
 from tests.serving.conftest import snapshot_path
-from tests.workers import stop_session
+from tests.workers import free_port, stop_session
 
 pytestmark = [pytest.mark.llama_server, pytest.mark.django_db(transaction=True)]
 
@@ -32,12 +31,6 @@ FILENAME = "tiny.F32.gguf"
 EMBEDDED = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 STARTUP_SECONDS = 60
 SECONDS_TO_SEE_A_CHANGE = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def http(url: str, body: dict | None = None, *, timeout: float = 30) -> Any:
@@ -102,7 +95,7 @@ def shelf(hf_home, settings, tmp_path) -> Path:
 
 @pytest.fixture
 def router(llama_server_binary, shelf, tmp_path, settings) -> Iterator[Router]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "llama-server.log"
     # An empty cache of its own: the router lists every GGUF of the cache it sees besides the preset, and ours
     # are to be the preset's only.

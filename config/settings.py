@@ -200,6 +200,8 @@ SPECTACULAR_SETTINGS = {
     # Two lists answer an `action` of their own: name each set, so clients get stable enum names.
     "ENUM_NAME_OVERRIDES": {
         "AliasVersionActionEnum": "aliases.models.AliasChange.Action",
+        "BulkActionEnum": "aliases.bulk.BulkAction",
+        "BulkSkipCodeEnum": "aliases.bulk.SkipCode",
         "ImportRowActionEnum": [
             ("create", "create"),
             ("update", "update"),

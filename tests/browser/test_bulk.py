@@ -68,7 +68,6 @@ def test_editor_selects_all_matching_across_pages_and_applies_a_preset(page: Pag
     expect(page).to_have_url(re.compile(r"[?&]page=3"))
     expect(column(page, "Temperature")).to_have_text(["0.2"] * (MATCHING - 20))
     expect(flash(page).first).to_contain_text(f"Applied preset cool to {MATCHING} aliases")
-    # Last: Playwright's screenshot leaves style="" on inputs, which a later htmx swap would copy (refused by CSP).
     shot(page, "bulk-result")
 
 

@@ -425,3 +425,17 @@ def test_api_readers_get_403(trio, viewer_client, operator_client, action):
 
 def test_api_bulk_is_post_only(editor_client):
     assert_error(editor_client.get(API), 405, "invalid_request_error")
+
+
+def test_the_boxes_and_the_bar_cost_the_same_queries_whatever_the_page_size(editor, editor_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    AliasFactory.create_batch(60)
+    counts = []
+    for size in (10, 100):
+        with CaptureQueriesContext(connection) as queries:
+            page = editor_client.get("/aliases/", {"per_page": size})
+        assert page.content.decode().count("data-bulk-row") == min(size, 60)
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts

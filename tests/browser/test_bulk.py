@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from aliases.models import Alias
 from aliases.presets.services import preset_create
-from aliases.services import alias_create
+from aliases.services import alias_create, alias_update
 from tests.browser.helpers import BROWSER_TEST, assert_inputs_labelled, flash, login
 
 pytestmark = BROWSER_TEST
@@ -95,3 +95,26 @@ def test_editor_deletes_ticked_aliases_through_the_confirmation_page(page: Page,
     expect(page).to_have_url(re.compile(r"/aliases/\?sort=alias$"))
     expect(page.locator("#alias-rows tbody tr")).to_have_count(1)
     assert list(Alias.objects.values_list("alias", flat=True)) == ["keep-me"]
+
+
+def test_a_row_someone_saves_meanwhile_is_skipped_and_keeps_their_edit(page: Page, editor, make_user):
+    for name in ("one", "two", "three"):
+        make(name, editor)
+    login(page, editor)
+    page.goto("/aliases/")
+    page.get_by_label("Select all on this page").check()
+    # Another editor saves "two" after the list was shown.
+    other = make_user("editor", "olga-other")
+    alias_update(alias=Alias.objects.get(alias="two"), data={"temperature": 1.5}, expected_version=1, by=other)
+
+    page.get_by_label("Parameter").select_option("temperature")
+    page.get_by_label("Value").fill("0.5")
+    page.get_by_role("button", name="Set", exact=True).click()
+
+    expect(flash(page).filter(has_text="Set temperature to 0.5 on 2 aliases")).to_contain_text("one, three")
+    expect(flash(page).filter(has_text="Skipped")).to_contain_text("two (changed by olga-other")
+    assert Alias.objects.get(alias="two").temperature == 1.5
+    assert list(Alias.objects.filter(temperature=0.5).order_by("alias").values_list("alias", flat=True)) == [
+        "one",
+        "three",
+    ]

@@ -53,6 +53,25 @@ def file_status_badge(found: AliasFile) -> SafeString:
 class AliasTable(tables.Table):
     """Every column sorts; the primary key breaks ties so a page never repeats or skips a row."""
 
+    # Bulk actions (aliases/bulk_views.py): each box carries the row's version, so a row someone saved since the
+    # page was shown is skipped, not overwritten. The boxes belong to the action bar's form (`form=`), outside the
+    # table, so rows may hold forms of their own. Shown to those who may change aliases (before_render).
+    select = tables.CheckBoxColumn(
+        accessor="pk",
+        attrs={
+            "th": {"class": "bulk-select"},
+            "td": {"class": "bulk-select"},
+            "th__input": {"class": "form-check-input", "aria-label": "Select all on this page", "data-bulk-page": ""},
+            "td__input": {
+                "class": "form-check-input",
+                "name": "selected",
+                "form": "alias-bulk",
+                "value": lambda record: f"{record.version}:{record.alias}",
+                "aria-label": lambda record: f"Select {record.alias}",
+                "data-bulk-row": "",
+            },
+        },
+    )
     alias = tables.Column(verbose_name="Alias")
     source = tables.Column(order_by=("source", "pk"))
     repo = tables.Column(order_by=("repo", "pk"), attrs={"td": {"class": "text-break"}})
@@ -79,7 +98,7 @@ class AliasTable(tables.Table):
             "temperature",
             "updated_at",
         )
-        sequence = ("alias", "file_status", "...")
+        sequence = ("select", "alias", "file_status", "...")
         template_name = TABLE_TEMPLATE
         attrs = {"class": "table table-sm table-hover align-middle", "id": "alias-rows"}
         row_attrs = {"data-alias": lambda record: record.alias}
@@ -90,6 +109,10 @@ class AliasTable(tables.Table):
     def __init__(self, *args: Any, next_url: str = "", **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.next_url = next_url
+
+    def before_render(self, request) -> None:
+        if not request.user.has_perm("aliases.change_alias"):
+            self.columns.hide("select")
 
     @cached_property
     def alias_files(self) -> dict[int, AliasFile]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from aliases import history_views, import_views, views
+from aliases import bulk_views, history_views, import_views, views
 
 app_name = "aliases"
 
@@ -15,6 +15,7 @@ urlpatterns = [
     path("-/new/", views.AliasCreateView.as_view(), name="create"),
     path("-/import/", import_views.AliasImportView.as_view(), name="import"),
     path("-/export/", import_views.AliasExportView.as_view(), name="export"),
+    path("-/bulk/", bulk_views.AliasBulkView.as_view(), name="bulk"),
     path("-/model-options/", views.ModelOptionsView.as_view(), name="model-options"),
     path("-/deleted/", history_views.DeletedAliasListView.as_view(), name="deleted"),
     path("-/deleted/<str:name>/restore/", history_views.DeletedAliasRestoreView.as_view(), name="restore"),

@@ -198,9 +198,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    # Two lists answer an `action` of their own: name each set, so clients get stable enum names.
+    # Several lists answer an `action` (and bulk skips a `code`) of their own: name each set, so clients get stable
+    # enum names.
     "ENUM_NAME_OVERRIDES": {
         "AliasVersionActionEnum": "aliases.models.AliasChange.Action",
+        "BulkActionEnum": "aliases.bulk.BulkAction",
+        "BulkSkipCodeEnum": "aliases.bulk.SkipCode",
         "ImportRowActionEnum": [
             ("create", "create"),
             ("update", "update"),

@@ -199,6 +199,10 @@ USER_ALIAS = {
 NEW_ALIAS = {**USER_ALIAS, "alias": "matrix-new"}
 REPLACED_ALIAS = {**USER_ALIAS, "filename": "other.Q4_K_M.gguf", "version": 1}
 
+# A bulk "set" on the sample alias, from the list page's action bar (the box carries its version) and the API.
+BULK_SET_PAGE = {"action": "set", "field": "temperature", "value": "0.5", "selected": f"1:{USER_ALIAS['alias']}"}
+BULK_SET = {"action": "set", "aliases": [USER_ALIAS["alias"]], "values": {"temperature": 0.5}}
+
 # The preset the samples fixture creates, and bodies that make or replace one.
 USER_PRESET = {"name": "matrix-preset", "temperature": 0.3}
 NEW_PRESET = {"name": "matrix-new-preset", "temperature": 0.5}
@@ -236,6 +240,7 @@ EXPECTATIONS: dict[str, Expectation] = {
     # A POST with no file re-shows the upload form with a 400 saying so.
     "aliases:import": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
     "aliases:export": page(GET=READ_ROLES, query={"format": "json"}),
+    "aliases:bulk": page(POST=EDITOR_ROLES, data={"POST": BULK_SET_PAGE}, answers={"POST": 302}),
     "aliases:model-options": page(GET=READ_ROLES, query={"repo": USER_ALIAS["repo"]}),
     "aliases:edit": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": REPLACED_ALIAS}, answers={"POST": 302}),
     "aliases:delete": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": {"version": 1}}, answers={"POST": 302}),
@@ -290,6 +295,7 @@ EXPECTATIONS: dict[str, Expectation] = {
         POST=EDITOR_ROLES, query={"format": "json", "dry_run": "1"}, data={"POST": [NEW_ALIAS]}, answers={"POST": 200}
     ),
     "aliases_api:model-export": api(GET=READ_ROLES, query={"format": "csv"}, answers={"GET": 200}),
+    "aliases_api:model-bulk": api(POST=EDITOR_ROLES, data={"POST": BULK_SET}, answers={"POST": 200}),
     "aliases_api:model-detail": api(
         GET=READ_ROLES,
         PUT=EDITOR_ROLES,

@@ -129,8 +129,12 @@ def preset_copy_values(*, source: Preset) -> dict[str, Any]:
     return {**source.values(), "name": "", "description": source.description}
 
 
-def preset_apply(*, alias: Alias, preset: Preset, by: AbstractBaseUser | None) -> Alias:
+def preset_apply(
+    *, alias: Alias, preset: Preset, by: AbstractBaseUser | None, expected_version: int | None = None
+) -> Alias:
     """Set the preset's parameters on `alias` (the others stay as they are), through alias_update and so through
     every alias rule, its history and the audit log. Raises what alias_update raises (read-only alias, a
-    ValidationError when a value clashes with the alias's own, e.g. max_tokens above its n_ctx)."""
-    return alias_update(alias=alias, data=preset_values(preset), expected_version=alias.version, by=by)
+    ValidationError when a value clashes with the alias's own, e.g. max_tokens above its n_ctx, and
+    AliasVersionConflict when the alias is no longer at `expected_version`, by default the version `alias` holds)."""
+    version = alias.version if expected_version is None else expected_version
+    return alias_update(alias=alias, data=preset_values(preset), expected_version=version, by=by)

@@ -349,3 +349,70 @@
       });
   });
 })();
+
+// Alias list bulk actions: "select all on this page" ticks every row's box; once the whole page is ticked, the
+// bar offers "select all N matching" (as the Django admin's select-across). The boxes and the bar arrive with the
+// table fragment, so everything is found afresh after each htmx swap. Without JavaScript the boxes and the
+// select-across box still post the same form.
+(function () {
+  "use strict";
+
+  function rows(form) {
+    return document.querySelectorAll('input[data-bulk-row][form="' + form.id + '"]');
+  }
+
+  function update(form) {
+    var boxes = Array.prototype.slice.call(rows(form));
+    var ticked = boxes.filter(function (box) { return box.checked; }).length;
+    var across = form.querySelector("[data-bulk-across]");
+    var offer = form.querySelector("[data-bulk-across-offer]");
+    var count = form.querySelector("[data-bulk-count]");
+    var total = parseInt(form.dataset.bulkTotal, 10) || 0;
+    var pageBox = document.querySelector("#alias-rows [data-bulk-page]");
+    var all = boxes.length > 0 && ticked === boxes.length;
+    if (pageBox) {
+      pageBox.checked = all;
+      pageBox.indeterminate = ticked > 0 && !all;
+    }
+    if (across && !all) {
+      across.checked = false;
+    }
+    if (offer) {
+      offer.hidden = !(all && total > boxes.length);
+    }
+    if (count) {
+      if (across && across.checked) {
+        count.textContent = "All " + total + " matching selected";
+      } else if (ticked) {
+        count.textContent = ticked + " selected";
+      } else {
+        count.textContent = "Tick aliases to act on them";
+      }
+    }
+  }
+
+  function init() {
+    document.querySelectorAll("form[data-bulk-form]").forEach(update);
+  }
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    var form = document.querySelector("form[data-bulk-form]");
+    if (!form) {
+      return;
+    }
+    if (target.matches("[data-bulk-page]")) {
+      rows(form).forEach(function (box) { box.checked = target.checked; });
+    } else if (target.matches("[data-bulk-across]")) {
+      if (target.checked) {
+        rows(form).forEach(function (box) { box.checked = true; });
+      }
+    } else if (!target.matches("[data-bulk-row]")) {
+      return;
+    }
+    update(form);
+  });
+
+  document.addEventListener("htmx:afterSettle", init);
+  init();
+})();

@@ -28,6 +28,7 @@ it a database of its own: the benchmark deletes every alias in it.
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import re
 import shutil
@@ -191,7 +192,9 @@ def problems(plan: list[str], vendor: str) -> list[str]:
             scan = re.search(r"\bSCAN (aliases_\w+)(?! USING)", line)
             if scan and "USING" not in line:
                 found.append(f"full scan of {scan[1]}")
-            if "TEMP B-TREE FOR ORDER BY" in line:
+            # A sort of rows an index already narrowed (one page by key, one alias's changes) is cheap; a sort
+            # after walking a whole table is not.
+            if "TEMP B-TREE FOR ORDER BY" in line and any(re.search(r"\bSCAN aliases_", other) for other in plan):
                 found.append("sorted without an index")
         else:
             scan = re.search(r"Seq Scan on (aliases_\w+)", line)
@@ -272,6 +275,7 @@ def main() -> None:
         if url.startswith("/admin/") and "change" not in url:
             assert b"result_list" in response.content, url  # the admin's table, not an error page
 
+    queries = Queries()
     explainer = Explainer()
     for scenario in scenarios:  # warm: templates compiled, URLs resolved; our queries kept for EXPLAIN
         for name, (url, headers) in contenders(scenario).items():
@@ -280,14 +284,22 @@ def main() -> None:
             else:
                 explainer.record(f"{scenario.name} · {name}", lambda url=url, headers=headers: get(url, headers))
 
+    # Garbage from one request must not be collected on the next contender's clock: collect before each one, and
+    # keep the objects alive since setup out of every collection.
+    gc.collect()
+    gc.freeze()
+
+    def get_timed(url: str, headers: dict) -> tuple[float, int]:
+        gc.collect()
+        return queries.count(lambda: get(url, headers))
+
     times: dict[tuple[str, str], list[float]] = {}
     counts: dict[tuple[str, str], int] = {}
-    queries = Queries()
     for run in range(args.runs):
         print(f"run {run + 1} of {args.runs}", flush=True)
         for scenario in scenarios:
             for name, (url, headers) in contenders(scenario).items():
-                seconds, count = queries.count(lambda url=url, headers=headers: get(url, headers))
+                seconds, count = get_timed(url, headers)
                 times.setdefault((scenario.name, name), []).append(seconds)
                 counts[(scenario.name, name)] = count
 

@@ -120,3 +120,22 @@ def test_postgresql_migration_is_a_no_op_on_sqlite():
 
     assert names.isdisjoint(migration.INDEXES)
     assert {"alias_sort_alias", "alias_sort_temperature", "alias_sort_updated_at"} <= names  # migration 0006's
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["llama3:instruct", "Owner/Repo-GGUF:Q4_K_M", "a b", "ü-naïve", "100%", "what?", "x#y", "~tilde", "semi;colon",
+     "a+b&c=d", "ends/", "new"],
+)  # fmt: skip
+@pytest.mark.parametrize("view_name", ["aliases:detail", "aliases:edit", "aliases:delete"])
+def test_alias_url_is_what_reverse_gives(view_name, name):
+    from aliases.tables import alias_url
+
+    assert alias_url(view_name, name) == reverse(view_name, args=[name])
+
+
+@pytest.mark.parametrize("name", ["ends\n", "", "two\nlines"])
+def test_alias_url_is_none_for_names_no_url_can_hold(name):
+    from aliases.tables import alias_url
+
+    assert alias_url("aliases:detail", name) is None

@@ -21,6 +21,11 @@ def page_rows(queryset: QuerySet, *, offset: int, limit: int, total: int) -> lis
     ordered = queryset.order_by(*order)
     if backwards:
         ordered, offset, end = ordered.reverse(), total - end, total - offset
-    keys = ordered.values("pk")[offset:end]
-    rows = list(ordered.filter(pk__in=keys))
+    query = ordered.query
+    if query.distinct or query.group_by is not None or query.combinator:
+        # A DISTINCT subquery selects its order's columns too, and a grouped one its groups: slice plainly.
+        rows = list(ordered[offset:end])
+    else:
+        keys = ordered.values("pk")[offset:end]
+        rows = list(ordered.filter(pk__in=keys))
     return rows[::-1] if backwards else rows

@@ -139,3 +139,12 @@ def test_alias_url_is_none_for_names_no_url_can_hold(name):
     from aliases.tables import alias_url
 
     assert alias_url("aliases:detail", name) is None
+
+
+def test_page_rows_of_a_distinct_queryset_slices_it_plainly(alias_factory):
+    for number in range(7):
+        alias_factory(alias=f"d-{number}", repo=f"org/R{number % 3}-GGUF")
+    ordered = Alias.objects.filter(repo__contains="R").distinct().order_by("repo", "pk")
+    everything = list(ordered)
+    assert page_rows(ordered, offset=0, limit=3, total=7) == everything[:3]
+    assert page_rows(ordered, offset=5, limit=3, total=7) == everything[5:]

@@ -75,8 +75,14 @@ SORTABLE_FIELDS = (
     "updated_at",
 )
 ALIAS_LIST_QUERY = ListQuery(
-    sorts=model_sorts(Alias, SORTABLE_FIELDS),
+    # Only the name ignores case (its unique index is on Lower(alias)); the other columns sort as the list page
+    # sorts them, so the same (column, pk) indexes serve both.
+    sorts=model_sorts(Alias, SORTABLE_FIELDS, ignore_case=("alias",)),
     default_sort="alias",
+    sort_help=(
+        "Column to sort by; `alias` ignores case, other text sorts as the database orders it (as the list page "
+        "does); unset values come last; ties in creation order."
+    ),
     search_help=(
         f"Case-insensitive text to find in {', '.join(SEARCH_FIELDS)}, with field:value terms to narrow: "
         "repo:, file:, alias:, snapshot:, template:, source:user|model, and number fields with =, <, <=, >, >= or "

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Lower
 
 from aliases.validators import (
@@ -41,6 +41,10 @@ CONTEXT_PARAMS = ("n_seed", "n_threads", "n_ctx", "n_parallel", "n_predict", "n_
 BASIC_FIELDS = ("alias", "repo", "filename", "snapshot", "chat_template")
 # Everything a person or a script sets; `source`, `version` and the bookkeeping fields are the system's.
 EDITABLE_FIELDS = (*BASIC_FIELDS, *REQUEST_PARAMS, *CONTEXT_PARAMS)
+# The columns lists sort by (the name has its own index on Lower(alias)); each has a (column, id) index.
+SORTED_COLUMNS = ("repo", "filename", "snapshot", "source", "chat_template", "user",
+                  *(name for name in (*REQUEST_PARAMS, *CONTEXT_PARAMS) if name not in ("stop", "user")),
+                  "version", "created_at", "updated_at")  # fmt: skip
 
 
 class AliasQuerySet(models.QuerySet):
@@ -208,7 +212,11 @@ class Alias(models.Model):
         ]
         indexes = [
             models.Index(fields=["repo", "filename"], name="alias_repo_filename"),
-            models.Index(fields=["updated_at"], name="alias_updated_at"),
+            # Every sort of the list page and the API, with the primary key that breaks ties: a page is read off
+            # the index in order (either way) instead of sorting every alias. Descending NULLS LAST on PostgreSQL
+            # needs indexes of its own: migration 0007.
+            models.Index(Lower("alias"), F("id"), name="alias_sort_alias"),
+            *(models.Index(fields=[name, "id"], name=f"alias_sort_{name}") for name in SORTED_COLUMNS),
         ]
 
     def __str__(self) -> str:

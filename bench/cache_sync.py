@@ -35,11 +35,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import Queries, append_section, setup_django, timed  # noqa: E402
 
 QUANTS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_K_S", "Q5_K_M", "Q6_K",
           "Q8_0", "F16", "BF16", "IQ2_XS", "IQ3_M", "IQ4_XS", "IQ4_NL", "F32", "MXFP4")  # fmt: skip
@@ -130,38 +131,6 @@ def build_cache(hub: Path, *, files: int, repos: int, revisions: int, vocab: int
         (root / "refs").mkdir()
         (root / "refs" / "main").write_text(latest[repo])
     return latest
-
-
-def timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
-
-
-def setup_django(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-
-
-class Queries:
-    """How many queries an action ran, counted as they reach the database driver (nothing is kept)."""
-
-    def count(self, action: Callable[[], object]) -> tuple[float, int]:
-        from django.db import connection
-
-        executed = 0
-
-        def counter(execute, sql, params, many, context):
-            nonlocal executed
-            executed += 1
-            return execute(sql, params, many, context)
-
-        with connection.execute_wrapper(counter):
-            seconds = timed(action)
-        return seconds, executed
 
 
 def main() -> None:
@@ -372,11 +341,12 @@ def main() -> None:
             f" --{name.replace('_', '-')} {getattr(args, name)}"
             for name in ("files", "repos", "revisions", "runs", "aliases", "vocab")
         )
-        with open(args.write, "a") as handle:
-            handle.write(
-                f"\n### Cache sync of {args.files:,} files ({time.strftime('%Y-%m-%d')}, database {database})\n\n"
-                f"`.venv/bin/python {command}`\n\n{report}\n"
-            )
+        append_section(
+            args.write,
+            title=f"Cache sync of {args.files:,} files ({time.strftime('%Y-%m-%d')}, database {database})",
+            command=f".venv/bin/python {command}",
+            body=report,
+        )
     reset()
     Alias.objects.all().delete()
     get_user_model().objects.filter(pk=user.pk).delete()

@@ -35,6 +35,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
+from config.paging import page_rows
+
 logger = logging.getLogger(__name__)
 
 INVALID_REQUEST = "invalid_request_error"
@@ -365,13 +367,29 @@ NO_NUL_PATTERN = r"^[^\u0000]*$"
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+")
 
 
-def model_sorts(model: type[models.Model], names: Sequence[str]) -> dict[str, models.Expression]:
-    """Sort keys for ``ListQuery``: text columns sort case-insensitively, others by value."""
-    sorts: dict[str, models.Expression] = {}
+@dataclass(frozen=True)
+class Sort:
+    """One sort key of a list: what to order by, and whether the column can hold NULL (those rows come last)."""
+
+    expression: models.Expression
+    nullable: bool = True
+
+
+def model_sorts(
+    model: type[models.Model], names: Sequence[str], *, ignore_case: Sequence[str] | None = None
+) -> dict[str, Sort]:
+    """Sort keys for ``ListQuery``: text columns sort case-insensitively (every one, or those in ``ignore_case``),
+    others by value.
+
+    ``NULLS LAST`` is asked for only where the column can hold NULL: on a NOT NULL column it changes nothing but
+    keeps PostgreSQL from ordering by a plain ``(column, pk)`` index read backwards.
+    """
+    sorts: dict[str, Sort] = {}
     for name in names:
         field = model._meta.get_field(name)
         text = isinstance(field, models.CharField | models.TextField)
-        sorts[name] = Lower(name) if text else models.F(name)
+        folded = text and (ignore_case is None or name in ignore_case)
+        sorts[name] = Sort(Lower(name) if folded else models.F(name), nullable=field.null)
     return sorts
 
 
@@ -404,13 +422,15 @@ class ListQuery:
     def __init__(
         self,
         *,
-        sorts: Mapping[str, models.Expression],
+        sorts: Mapping[str, Sort | models.Expression],
         default_sort: str,
         default_sort_order: str = "asc",
         search_help: str = "Case-insensitive text search.",
+        sort_help: str = "Column to sort by; text sorts ignore case, unset values come last.",
     ):
         assert default_sort in sorts and default_sort_order in SORT_ORDERS
-        self.sorts = dict(sorts)
+        self.sorts = {name: sort if isinstance(sort, Sort) else Sort(sort) for name, sort in sorts.items()}
+        self.sort_help = sort_help
         self.default_sort = default_sort
         self.default_sort_order = default_sort_order
         self.search_help = search_help
@@ -442,21 +462,26 @@ class ListQuery:
         return value
 
     def order_by(self, params: ListParams) -> list[OrderBy]:
-        expression = self.sorts[params.sort]
+        sort = self.sorts[params.sort]
         descending = params.sort_order == "desc"
         # Unset values last either way; the primary key breaks ties so pages never repeat or skip rows.
         return [
-            OrderBy(expression, descending=descending, nulls_last=True),
+            OrderBy(sort.expression, descending=descending, nulls_last=True if sort.nullable else None),
             OrderBy(models.F("pk"), descending=descending),
         ]
 
     def page(self, queryset: models.QuerySet, params: ListParams) -> Page:
-        """Two queries whatever the page size: a count and one page of rows (none past the end)."""
+        """Two queries whatever the page size: a count and one page of rows (none past the end).
+
+        The rows are read as config.paging does it: keys first from the index of the sort, from the nearer end.
+        """
         total = queryset.count()
         if params.offset >= total:
             return Page(items=[], total=total, params=params)
-        rows = queryset.order_by(*self.order_by(params))[params.offset : params.offset + params.page_size]
-        return Page(items=list(rows), total=total, params=params)
+        rows = page_rows(
+            queryset.order_by(*self.order_by(params)), offset=params.offset, limit=params.page_size, total=total
+        )
+        return Page(items=rows, total=total, params=params)
 
     def openapi_parameters(self) -> list[OpenApiParameter]:
         query = OpenApiParameter.QUERY
@@ -481,7 +506,7 @@ class ListQuery:
                 query,
                 enum=list(self.sorts),
                 default=self.default_sort,
-                description="Column to sort by; text sorts ignore case, unset values come last.",
+                description=self.sort_help,
             ),
             OpenApiParameter(
                 "sort_order",

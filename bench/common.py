@@ -1,0 +1,77 @@
+"""What the benchmarks share: Django set up on the benchmark's own database, timing, query counting, and the
+section each one appends to docs/PERFORMANCE.md."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_SECRET_KEY = "bench-secret-key-not-for-production-0123456789"
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def bench_env(work: Path, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark working in `work`: DATABASE_URL as given, else a fresh SQLite file there."""
+    return {
+        "MODELDESK_VAR_DIR": str(work / "var"),
+        "SECRET_KEY": os.environ.get("SECRET_KEY", BENCH_SECRET_KEY),
+        "ALLOWED_HOSTS": "testserver,localhost",
+        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{work / 'bench.sqlite3'}"),
+        **extra,
+    }
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env={**os.environ, **env}, check=True)
+
+
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+
+
+def database_name(env: dict[str, str]) -> str:
+    return env["DATABASE_URL"].split("://")[0]
+
+
+class Queries:
+    """How many queries an action ran, counted as they reach the database driver (nothing is kept)."""
+
+    def count(self, action: Callable[[], object]) -> tuple[float, int]:
+        from django.db import connection
+
+        executed = 0
+
+        def counter(execute, sql, params, many, context):
+            nonlocal executed
+            executed += 1
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(counter):
+            seconds = timed(action)
+        return seconds, executed
+
+
+def median_ms(times: Sequence[float]) -> float:
+    return statistics.median(times) * 1000
+
+
+def append_section(path: str, *, title: str, command: str, body: str) -> None:
+    """Append one benchmark's results to a Markdown file: a dated heading, the command that produced them, the
+    figures."""
+    with open(path, "a") as handle:
+        handle.write(f"\n### {title}\n\n`{command}`\n\n{body}\n")

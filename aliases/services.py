@@ -516,10 +516,11 @@ def alias_import(
     dry_run: bool = False,
     fixes: Mapping[int, Any] | None = None,
 ) -> ImportResult:
-    """Import parsed rows (aliases.transfer.parse) in one transaction, through alias_create / alias_update.
+    """Import parsed rows (aliases.transfer.parse) in one transaction.
 
     Nothing is written when any row has an error, unless `valid_only`: then the valid rows are. Each alias
-    created or changed gets its own change record and audit entry, as if saved in the form.
+    created or changed gets its own change record and audit entry, the ones alias_create / alias_update write when
+    it is saved in the form; the writes go in batches (alias_import_apply).
     """
     from aliases.transfer import plan_counts, plan_import
 
@@ -527,9 +528,92 @@ def alias_import(
     counts = plan_counts(plan)
     if dry_run or (counts["error"] and not valid_only):
         return ImportResult(rows=plan, counts=counts, applied=False)
-    for row in plan:
-        if row.action == "create":
-            alias_create(data=row.values, by=by)
-        elif row.action == "update":
-            alias_update(alias=row.target, data=row.values, expected_version=row.target.version, by=by)
+    alias_import_apply(plan=plan, by=by)
     return ImportResult(rows=plan, counts=counts, applied=True)
+
+
+# Rows per locking SELECT, UPDATE batch and key look-up of an import (the sync's batch, for the same reasons).
+IMPORT_BATCH = SYNC_BATCH
+
+
+@transaction.atomic
+def alias_import_apply(*, plan: list, by: AbstractBaseUser | None) -> None:
+    """Write the creates and updates of an import plan (aliases.transfer.plan_import, made in this transaction):
+    the records alias_create and alias_update would write row by row, in a few statements per IMPORT_BATCH rows.
+
+    The plan has run every check those services run (the model's full_clean through the same validators, the file's
+    header, the names ignoring case); what can still change since is guarded as they guard it: the aliases to
+    update are locked and must still be at the version the plan read (else AliasVersionConflict, nothing saved),
+    and a name another writer took meanwhile is refused by the unique index (a ValidationError naming it).
+    """
+    creates = [row for row in plan if row.action == "create"]
+    updates = [row for row in plan if row.action == "update"]
+    user = _user_or_none(by)
+    now = timezone.now()
+    records: dict[int, tuple[str, Alias, dict, dict | None]] = {}  # row number -> (action, alias, changes, before)
+
+    locked = {alias.pk: alias for alias in _aliases_by_pk([row.target.pk for row in updates])}
+    changed: list[Alias] = []
+    for row in updates:
+        current = locked.get(row.target.pk)
+        if current is None:
+            raise ValidationError(
+                {"alias": f"'{row.target.alias}' was deleted while the import ran; nothing was imported."}
+            )
+        if current.is_read_only:
+            raise AliasReadOnlyError(current)
+        if current.version != row.target.version:
+            raise _conflict(current, row.target.version, row.values)
+        before = current.values()
+        _apply(current, row.values)
+        changes = _diff(before, current.values())
+        if not changes:
+            continue  # as _save_version: no change, no version
+        current.version += 1
+        current.updated_by = user
+        current.updated_at = now  # auto_now is not applied by bulk_update
+        changed.append(current)
+        records[row.number] = (AliasChange.Action.UPDATE, current, changes, before)
+    Alias.objects.bulk_update(
+        changed, [*EDITABLE_FIELDS, "version", "updated_by", "updated_at"], batch_size=IMPORT_BATCH
+    )
+
+    created: list[Alias] = []
+    for row in creates:
+        alias = Alias(source=Alias.Source.USER)
+        _apply(alias, row.values)
+        alias.created_by = alias.updated_by = user
+        created.append(alias)
+        records[row.number] = (AliasChange.Action.CREATE, alias, _diff({}, alias.values()), None)
+    columns = [field for field in Alias._meta.concrete_fields if not field.primary_key]
+    try:
+        # A savepoint, so a name lost to another writer since the plan leaves the outer transaction usable.
+        with transaction.atomic():
+            bulk_insert(Alias, [{field.name: getattr(alias, field.attname) for field in columns} for alias in created])
+    except IntegrityError as exc:
+        taken = _names_taken([alias.alias for alias in created])
+        clash = next((alias for alias in created if alias.alias.lower() in taken), None)
+        if clash is not None:
+            raise ValidationError(
+                {"alias": f"An alias named {clash.alias} already exists (names ignore case)."}, code="unique"
+            ) from exc
+        raise
+    keys = _names_taken([alias.alias for alias in created])
+    for alias in created:
+        alias.pk = keys[alias.alias.lower()]
+
+    # In the file's order, as row-by-row saves would number them.
+    ordered = [records[number] for number in sorted(records)]
+    bulk_insert(
+        AliasChange,
+        [
+            {"alias": alias.pk, "alias_name": alias.alias, "action": action, "version": alias.version,
+             "changes": changes, "snapshot": alias.values(), "changed_by": user.pk if user is not None else None}
+            for action, alias, changes, _before in ordered
+        ],
+    )  # fmt: skip
+    audit_record_many(
+        AuditRecord(kind="alias", action=action, actor=by, object_id=alias.pk, object_repr=alias.alias, before=before,
+                    after=alias.values())
+        for action, alias, _changes, before in ordered
+    )  # fmt: skip

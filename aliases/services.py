@@ -16,7 +16,7 @@ from django.utils import timezone
 from aliases.file_status import alias_file_problems
 from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
 from config.audit.services import AuditRecord, audit_record, audit_record_many
-from config.bulk import bulk_insert
+from config.bulk import bulk_insert, bulk_update_rows
 
 
 class AliasReadOnlyError(Exception):
@@ -550,7 +550,8 @@ def alias_import_apply(*, plan: list, by: AbstractBaseUser | None) -> None:
     updates = [row for row in plan if row.action == "update"]
     user = _user_or_none(by)
     now = timezone.now()
-    records: dict[int, tuple[str, Alias, dict, dict | None]] = {}  # row number -> (action, alias, changes, before)
+    # Per row number: (action, alias key, name, version, values after, changes, values before).
+    records: dict[int, tuple[str, int, str, int, dict, dict, dict | None]] = {}
 
     locked = {alias.pk: alias for alias in _aliases_by_pk([row.target.pk for row in updates])}
     changed: list[Alias] = []
@@ -566,54 +567,60 @@ def alias_import_apply(*, plan: list, by: AbstractBaseUser | None) -> None:
             raise _conflict(current, row.target.version, row.values)
         before = current.values()
         _apply(current, row.values)
-        changes = _diff(before, current.values())
+        after = current.values()
+        changes = _diff(before, after)
         if not changes:
             continue  # as _save_version: no change, no version
         current.version += 1
         current.updated_by = user
         current.updated_at = now  # auto_now is not applied by bulk_update
         changed.append(current)
-        records[row.number] = (AliasChange.Action.UPDATE, current, changes, before)
-    Alias.objects.bulk_update(
-        changed, [*EDITABLE_FIELDS, "version", "updated_by", "updated_at"], batch_size=IMPORT_BATCH
-    )
+        records[row.number] = (AliasChange.Action.UPDATE, current.pk, current.alias, current.version, after, changes,
+                               before)  # fmt: skip
+    written = [*EDITABLE_FIELDS, "version", "updated_by", "updated_at"]
+    bulk_update_rows(Alias, [{"pk": alias.pk, **{name: getattr(alias, Alias._meta.get_field(name).attname)
+                                                 for name in written}} for alias in changed], written)  # fmt: skip
 
-    created: list[Alias] = []
+    # New aliases as plain rows (config/bulk.py): what alias_create's _apply leaves on a new Alias, without
+    # building one per row.
+    blank = Alias(source=Alias.Source.USER)
+    created: list[dict[str, Any]] = []
     for row in creates:
-        alias = Alias(source=Alias.Source.USER)
-        _apply(alias, row.values)
-        alias.created_by = alias.updated_by = user
-        created.append(alias)
-        records[row.number] = (AliasChange.Action.CREATE, alias, _diff({}, alias.values()), None)
-    columns = [field for field in Alias._meta.concrete_fields if not field.primary_key]
+        # One instance serves every row that sets every field (a plan's rows do); a row that leaves some at their
+        # defaults gets a fresh one.
+        target = blank if len(row.values) == len(EDITABLE_FIELDS) else Alias(source=Alias.Source.USER)
+        _apply(target, row.values)
+        created.append(target.values())
+    user_pk = user.pk if user is not None else None
     try:
         # A savepoint, so a name lost to another writer since the plan leaves the outer transaction usable.
         with transaction.atomic():
-            bulk_insert(Alias, [{field.name: getattr(alias, field.attname) for field in columns} for alias in created])
+            bulk_insert(Alias, [{**values, "source": Alias.Source.USER, "created_by": user_pk,
+                                 "updated_by": user_pk} for values in created])  # fmt: skip
     except IntegrityError as exc:
-        taken = _names_taken([alias.alias for alias in created])
-        clash = next((alias for alias in created if alias.alias.lower() in taken), None)
+        taken = _names_taken([values["alias"] for values in created])
+        clash = next((values["alias"] for values in created if values["alias"].lower() in taken), None)
         if clash is not None:
             raise ValidationError(
-                {"alias": f"An alias named {clash.alias} already exists (names ignore case)."}, code="unique"
+                {"alias": f"An alias named {clash} already exists (names ignore case)."}, code="unique"
             ) from exc
         raise
-    keys = _names_taken([alias.alias for alias in created])
-    for alias in created:
-        alias.pk = keys[alias.alias.lower()]
+    keys = _names_taken([values["alias"] for values in created])
+    for row, values in zip(creates, created, strict=True):
+        records[row.number] = (AliasChange.Action.CREATE, keys[values["alias"].lower()], values["alias"], 1, values,
+                               _diff({}, values), None)  # fmt: skip
 
     # In the file's order, as row-by-row saves would number them.
     ordered = [records[number] for number in sorted(records)]
     bulk_insert(
         AliasChange,
         [
-            {"alias": alias.pk, "alias_name": alias.alias, "action": action, "version": alias.version,
-             "changes": changes, "snapshot": alias.values(), "changed_by": user.pk if user is not None else None}
-            for action, alias, changes, _before in ordered
+            {"alias": pk, "alias_name": name, "action": action, "version": version, "changes": changes,
+             "snapshot": after, "changed_by": user_pk}
+            for action, pk, name, version, after, changes, _before in ordered
         ],
     )  # fmt: skip
     audit_record_many(
-        AuditRecord(kind="alias", action=action, actor=by, object_id=alias.pk, object_repr=alias.alias, before=before,
-                    after=alias.values())
-        for action, alias, _changes, before in ordered
-    )  # fmt: skip
+        AuditRecord(kind="alias", action=action, actor=by, object_id=pk, object_repr=name, before=before, after=after)
+        for action, pk, name, _version, after, _changes, before in ordered
+    )

@@ -4,6 +4,7 @@ with the number of rows."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -14,7 +15,16 @@ from django.test.utils import CaptureQueriesContext
 
 from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
 from aliases.services import AliasVersionConflict, alias_create, alias_import, alias_import_apply, alias_update
-from aliases.transfer import RowChecker, TransferError, _load_yaml, parse, plan_import
+from aliases.transfer import (
+    EXPORT_CHUNK,
+    RowChecker,
+    TransferError,
+    _load_yaml,
+    alias_as_bodhi,
+    export_text,
+    parse,
+    plan_import,
+)
 from config.audit.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
@@ -321,3 +331,46 @@ def test_yaml_beyond_plain_data_is_read_or_refused_the_careful_way(text, message
 def test_tagged_and_merged_yaml_still_reads_as_the_safe_loader_reads_it():
     for text in ("a: !!str 1\n", "<<: {a: 1}\nb: 2\n"):
         assert _load_yaml(text) == yaml.load(text, Loader=yaml.SafeLoader)
+
+
+# --- export reads plain rows -----------------------------------------------------------------------------------
+
+
+def odd_shelf() -> None:
+    existing("zz-odd", stop=["é\n", '"q"', "yes"], user="=1+1", temperature=0.0, seed=-5, n_ctx=0, n_keep=-1,
+             top_p=1e-7, chat_template="owner/tpl")  # fmt: skip
+    existing("plain", chat_template="embedded")
+    existing("null", n_threads=8, max_tokens=512)
+
+
+@pytest.mark.parametrize("fmt", ["bodhi-yaml", "json", "csv"])
+def test_a_queryset_exports_as_its_model_instances_export(fmt):
+    odd_shelf()
+    aliases = Alias.objects.order_by("alias", "pk")
+    assert export_text(aliases, fmt) == export_text(list(aliases), fmt)
+
+
+def test_bodhi_export_reads_back_as_the_bodhi_mapping_of_each_alias():
+    odd_shelf()
+    aliases = Alias.objects.order_by("alias", "pk")
+    assert yaml.safe_load(export_text(aliases, "bodhi-yaml")) == [alias_as_bodhi(alias) for alias in aliases]
+
+
+def test_export_queries_do_not_grow_with_the_rows(django_assert_max_num_queries):
+    alias_import(rows=parse(many(2 * EXPORT_CHUNK + 1), "bodhi-yaml"), by=None)
+    # One SELECT per EXPORT_CHUNK rows (fetchmany of one statement on SQLite; a server-side cursor on PostgreSQL).
+    with django_assert_max_num_queries(1):
+        text = export_text(Alias.objects.order_by("alias", "pk"), "json")
+    assert len(json.loads(text)) == 2 * EXPORT_CHUNK + 1
+
+
+@pytest.mark.parametrize("fmt", ["bodhi-yaml", "json", "csv"])
+def test_odd_values_survive_an_export_and_an_import(fmt):
+    odd_shelf()
+    aliases = Alias.objects.order_by("alias", "pk")
+    before = [alias.values() for alias in aliases]
+    text = export_text(aliases, fmt)
+    Alias.objects.all().delete()
+    result = alias_import(rows=parse(text, fmt), by=None)
+    assert result.applied, [row.errors for row in result.rows]
+    assert [alias.values() for alias in Alias.objects.order_by("alias", "pk")] == before

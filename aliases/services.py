@@ -599,10 +599,12 @@ def alias_import_apply(*, plan: list, by: AbstractBaseUser | None) -> None:
                                  "updated_by": user_pk} for values in created])  # fmt: skip
     except IntegrityError as exc:
         taken = _names_taken([values["alias"] for values in created])
-        clash = next((values["alias"] for values in created if values["alias"].lower() in taken), None)
+        clash = next((taken[values["alias"].lower()] for values in created if values["alias"].lower() in taken), None)
         if clash is not None:
+            # Worded as alias_create's refusal (Alias.validate_constraints), with the existing alias's own name.
+            existing = Alias.objects.get(pk=clash).alias
             raise ValidationError(
-                {"alias": f"An alias named {clash} already exists (names ignore case)."}, code="unique"
+                {"alias": f"An alias named {existing} already exists (names ignore case)."}, code="unique"
             ) from exc
         raise
     keys = _names_taken([values["alias"] for values in created])

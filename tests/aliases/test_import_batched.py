@@ -232,7 +232,7 @@ def test_a_name_taken_since_the_plan_is_refused_by_name_and_nothing_is_saved():
     with pytest.raises(ValidationError) as caught, transaction.atomic():
         alias_import_apply(plan=plan, by=None)
 
-    assert caught.value.message_dict == {"alias": ["An alias named Late already exists (names ignore case)."]}
+    assert caught.value.message_dict == {"alias": ["An alias named late already exists (names ignore case)."]}
     assert (Alias.objects.count(), AliasChange.objects.count(), AuditEntry.objects.count()) == counts
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from aliases.file_status import alias_file_problems
 from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
 from config.audit.services import AuditRecord, audit_record, audit_record_many
-from config.bulk import bulk_insert
+from config.bulk import bulk_insert, bulk_update_rows
 
 
 class AliasReadOnlyError(Exception):
@@ -516,10 +516,11 @@ def alias_import(
     dry_run: bool = False,
     fixes: Mapping[int, Any] | None = None,
 ) -> ImportResult:
-    """Import parsed rows (aliases.transfer.parse) in one transaction, through alias_create / alias_update.
+    """Import parsed rows (aliases.transfer.parse) in one transaction.
 
     Nothing is written when any row has an error, unless `valid_only`: then the valid rows are. Each alias
-    created or changed gets its own change record and audit entry, as if saved in the form.
+    created or changed gets its own change record and audit entry, the ones alias_create / alias_update write when
+    it is saved in the form; the writes go in batches (alias_import_apply).
     """
     from aliases.transfer import plan_counts, plan_import
 
@@ -527,9 +528,101 @@ def alias_import(
     counts = plan_counts(plan)
     if dry_run or (counts["error"] and not valid_only):
         return ImportResult(rows=plan, counts=counts, applied=False)
-    for row in plan:
-        if row.action == "create":
-            alias_create(data=row.values, by=by)
-        elif row.action == "update":
-            alias_update(alias=row.target, data=row.values, expected_version=row.target.version, by=by)
+    alias_import_apply(plan=plan, by=by)
     return ImportResult(rows=plan, counts=counts, applied=True)
+
+
+# Rows per locking SELECT, UPDATE batch and key look-up of an import (the sync's batch, for the same reasons).
+IMPORT_BATCH = SYNC_BATCH
+
+
+@transaction.atomic
+def alias_import_apply(*, plan: list, by: AbstractBaseUser | None) -> None:
+    """Write the creates and updates of an import plan (aliases.transfer.plan_import, made in this transaction):
+    the records alias_create and alias_update would write row by row, in a few statements per IMPORT_BATCH rows.
+
+    The plan has run every check those services run (the model's full_clean through the same validators, the file's
+    header, the names ignoring case); what can still change since is guarded as they guard it: the aliases to
+    update are locked and must still be at the version the plan read (else AliasVersionConflict, nothing saved),
+    and a name another writer took meanwhile is refused by the unique index (a ValidationError naming it).
+    """
+    creates = [row for row in plan if row.action == "create"]
+    updates = [row for row in plan if row.action == "update"]
+    user = _user_or_none(by)
+    now = timezone.now()
+    # Per row number: (action, alias key, name, version, values after, changes, values before).
+    records: dict[int, tuple[str, int, str, int, dict, dict, dict | None]] = {}
+
+    locked = {alias.pk: alias for alias in _aliases_by_pk([row.target.pk for row in updates])}
+    changed: list[Alias] = []
+    for row in updates:
+        current = locked.get(row.target.pk)
+        if current is None:
+            raise ValidationError(
+                {"alias": f"'{row.target.alias}' was deleted while the import ran; nothing was imported."}
+            )
+        if current.is_read_only:
+            raise AliasReadOnlyError(current)
+        if current.version != row.target.version:
+            raise _conflict(current, row.target.version, row.values)
+        before = current.values()
+        _apply(current, row.values)
+        after = current.values()
+        changes = _diff(before, after)
+        if not changes:
+            continue  # as _save_version: no change, no version
+        current.version += 1
+        current.updated_by = user
+        current.updated_at = now  # auto_now is not applied by bulk_update
+        changed.append(current)
+        records[row.number] = (AliasChange.Action.UPDATE, current.pk, current.alias, current.version, after, changes,
+                               before)  # fmt: skip
+    written = [*EDITABLE_FIELDS, "version", "updated_by", "updated_at"]
+    bulk_update_rows(Alias, [{"pk": alias.pk, **{name: getattr(alias, Alias._meta.get_field(name).attname)
+                                                 for name in written}} for alias in changed], written)  # fmt: skip
+
+    # New aliases as plain rows (config/bulk.py): what alias_create's _apply leaves on a new Alias, without
+    # building one per row.
+    blank = Alias(source=Alias.Source.USER)
+    created: list[dict[str, Any]] = []
+    for row in creates:
+        # One instance serves every row that sets every field (a plan's rows do); a row that leaves some at their
+        # defaults gets a fresh one.
+        target = blank if len(row.values) == len(EDITABLE_FIELDS) else Alias(source=Alias.Source.USER)
+        _apply(target, row.values)
+        created.append(target.values())
+    user_pk = user.pk if user is not None else None
+    try:
+        # A savepoint, so a name lost to another writer since the plan leaves the outer transaction usable.
+        with transaction.atomic():
+            bulk_insert(Alias, [{**values, "source": Alias.Source.USER, "created_by": user_pk,
+                                 "updated_by": user_pk} for values in created])  # fmt: skip
+    except IntegrityError as exc:
+        taken = _names_taken([values["alias"] for values in created])
+        clash = next((taken[values["alias"].lower()] for values in created if values["alias"].lower() in taken), None)
+        if clash is not None:
+            # Worded as alias_create's refusal (Alias.validate_constraints), with the existing alias's own name.
+            existing = Alias.objects.get(pk=clash).alias
+            raise ValidationError(
+                {"alias": f"An alias named {existing} already exists (names ignore case)."}, code="unique"
+            ) from exc
+        raise
+    keys = _names_taken([values["alias"] for values in created])
+    for row, values in zip(creates, created, strict=True):
+        records[row.number] = (AliasChange.Action.CREATE, keys[values["alias"].lower()], values["alias"], 1, values,
+                               _diff({}, values), None)  # fmt: skip
+
+    # In the file's order, as row-by-row saves would number them.
+    ordered = [records[number] for number in sorted(records)]
+    bulk_insert(
+        AliasChange,
+        [
+            {"alias": pk, "alias_name": name, "action": action, "version": version, "changes": changes,
+             "snapshot": after, "changed_by": user_pk}
+            for action, pk, name, version, after, changes, _before in ordered
+        ],
+    )  # fmt: skip
+    audit_record_many(
+        AuditRecord(kind="alias", action=action, actor=by, object_id=pk, object_repr=name, before=before, after=after)
+        for action, pk, name, _version, after, _changes, before in ordered
+    )

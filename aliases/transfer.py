@@ -23,6 +23,7 @@ import io
 import json
 import math
 import re
+from collections import namedtuple
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,7 +110,93 @@ def _check_yaml_events(text: str) -> None:
             depth -= 1
 
 
+class _NotPlain(Exception):
+    """The YAML uses more than untagged mappings, lists and scalars (or is broken): read it the careful way."""
+
+
+# The scalar types the safe loader gives an untagged plain scalar; any other tag it resolves (merge keys `<<`,
+# the value key `=`) takes the careful way, which accepts or refuses it exactly as yaml.load does.
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "timestamp", "str")}
+
+
+def _plain_yaml(text: str) -> Any:
+    """The data yaml.load(text, Loader=_LOADER) gives, built straight from libyaml's event stream in one pass.
+
+    PyYAML composes a node tree and then constructs it in Python, resolving every scalar's type by regular
+    expressions, which is most of the time a 10,000-alias models.yaml takes (3.6 s). Here each plain scalar is
+    resolved and constructed by the same loader's resolver and constructors, once per distinct text (a file repeats
+    its keys, repos and numbers on every alias). Anything beyond untagged mappings, lists and scalars (anchors,
+    aliases, tags, merge keys, unhashable keys, several documents, nesting deeper than YAML_MAX_DEPTH, a syntax
+    error) raises _NotPlain: the caller then reads the file the careful way, which accepts or refuses it as before.
+    """
+    loader = _LOADER(text)
+    try:
+        resolve, constructors = loader.resolve, loader.yaml_constructors
+        plain: dict[str, Any] = {}
+        # Each open collection: [the list or dict, the key waiting for its value, whether a key is waiting].
+        stack: list[list[Any]] = []
+        result: Any = None
+        documents = 0
+        while True:
+            event = loader.get_event()
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                if event.anchor is not None or event.tag is not None:
+                    raise _NotPlain
+                text_value = event.value
+                if event.implicit[0]:
+                    value = plain.get(text_value, _NotPlain)
+                    if value is _NotPlain:
+                        tag = resolve(yaml.ScalarNode, text_value, (True, False))
+                        if tag not in _PLAIN_TAGS:
+                            raise _NotPlain
+                        value = constructors[tag](loader, yaml.ScalarNode(tag, text_value))
+                        plain[text_value] = value  # null, bool, int, float, datetime, str: immutable, so shared
+                else:
+                    value = text_value  # quoted: always a string
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if event.anchor is not None or event.tag is not None or len(stack) >= YAML_MAX_DEPTH:
+                    raise _NotPlain
+                stack.append([{} if kind is yaml.MappingStartEvent else [], None, False])
+                continue
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                value = stack.pop()[0]
+            elif kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise _NotPlain
+                continue
+            elif kind is yaml.StreamEndEvent:
+                return result
+            elif kind is yaml.StreamStartEvent or kind is yaml.DocumentEndEvent:
+                continue
+            else:  # an alias (*name)
+                raise _NotPlain
+            if not stack:
+                result = value
+                continue
+            top = stack[-1]
+            container = top[0]
+            if type(container) is list:
+                container.append(value)
+            elif top[2]:
+                container[top[1]] = value
+                top[1], top[2] = None, False
+            elif isinstance(value, list | dict):
+                raise _NotPlain  # an unhashable key
+            else:
+                top[1], top[2] = value, True
+    except yaml.YAMLError as exc:
+        raise _NotPlain from exc
+    finally:
+        loader.dispose()
+
+
 def _load_yaml(text: str) -> Any:
+    try:
+        return _plain_yaml(text)
+    except _NotPlain:
+        pass
     try:
         _check_yaml_events(text)
         # A safe loader (SafeLoader or its libyaml twin): plain data only, never Python objects.
@@ -242,8 +329,20 @@ def parse(content: bytes | str, fmt: str) -> list[tuple[dict[str, Any], dict[str
 
 # --- writing ---------------------------------------------------------------------------------------------------
 
+# What the formats read of an alias, as one plain row of a values_list (no model instance, no timestamps).
+ExportRow = namedtuple("ExportRow", CSV_COLUMNS)  # type: ignore[misc]
+EXPORT_CHUNK = 2000  # rows read per round trip (a server-side cursor on PostgreSQL) and written per piece
 
-def _params(alias: Alias, names: Iterable[str]) -> dict[str, Any]:
+
+def export_rows(aliases: Iterable[Alias] | models.QuerySet) -> Iterable[Any]:
+    """The rows to write: a queryset of aliases is read as ExportRows in chunks (its filters and order kept);
+    anything else (model instances, a list) is written as given."""
+    if isinstance(aliases, models.QuerySet):
+        return map(ExportRow._make, aliases.values_list(*CSV_COLUMNS).iterator(chunk_size=EXPORT_CHUNK))
+    return aliases
+
+
+def _params(alias: Any, names: Iterable[str]) -> dict[str, Any]:
     values = {}
     for name in names:
         value = getattr(alias, name)
@@ -252,7 +351,7 @@ def _params(alias: Alias, names: Iterable[str]) -> dict[str, Any]:
     return values
 
 
-def alias_as_bodhi(alias: Alias) -> dict[str, Any]:
+def alias_as_bodhi(alias: Any) -> dict[str, Any]:
     data: dict[str, Any] = {"alias": alias.alias, "repo": alias.repo, "filename": alias.filename,
                             "snapshot": alias.snapshot}  # fmt: skip
     if alias.chat_template != EMBEDDED_CHAT_TEMPLATE:
@@ -264,26 +363,52 @@ def alias_as_bodhi(alias: Alias) -> dict[str, Any]:
     return data
 
 
+_quoted = json.encoder.encode_basestring  # json.dumps(text, ensure_ascii=False) of a str, in C, without an encoder
+
+
 def _yaml_scalar(value: Any) -> str:
     # JSON's spelling of a string, number or list is also YAML's (a double-quoted scalar, a flow sequence), and
     # quoting every string keeps "yes", "0x10" or "null" text; writing it ourselves is ~20x faster than yaml.dump.
+    # The common types are spelled as json.dumps spells them, without its per-call encoder.
+    kind = type(value)
+    if kind is str:
+        return _quoted(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        text = float.__repr__(value)
+        # YAML 1.1 (PyYAML, our own import) reads 1e-07 as text: its floats need a point, so write 1.0e-07.
+        return text.replace("e", ".0e", 1) if "e" in text and "." not in text else text
     return json.dumps(value, ensure_ascii=False)
 
 
-def _bodhi_entry(data: Mapping[str, Any]) -> str:
-    """One alias as an item of a models.yaml list."""
-    lines = []
-    for key, value in data.items():
-        prefix = "- " if not lines else "  "
-        if isinstance(value, Mapping):
-            lines.append(f"{prefix}{key}:\n")
-            lines.extend(f"    {name}: {_yaml_scalar(item)}\n" for name, item in value.items())
-        else:
-            lines.append(f"{prefix}{key}: {_yaml_scalar(value)}\n")
-    return "".join(lines)
+_UNSET = (None, "", [])
+_BODHI_GROUPS = tuple(
+    (f"  {group}:\n", tuple((name, f"    {name}: ") for name in names))
+    for group, names in (("request_params", REQUEST_PARAMS), ("context_params", CONTEXT_PARAMS))
+)
 
 
-def alias_as_json(alias: Alias) -> dict[str, Any]:
+def _bodhi_text(alias: Any) -> str:
+    """alias_as_bodhi(alias) as an item of a models.yaml list, written straight from the row (an export writes
+    100,000 of them)."""
+    parts = ["- alias: ", _yaml_scalar(alias.alias), "\n  repo: ", _yaml_scalar(alias.repo), "\n  filename: ",
+             _yaml_scalar(alias.filename), "\n  snapshot: ", _yaml_scalar(alias.snapshot), "\n"]  # fmt: skip
+    if alias.chat_template != EMBEDDED_CHAT_TEMPLATE:
+        parts += ("  chat_template: ", _yaml_scalar(alias.chat_template), "\n")
+    for header, names in _BODHI_GROUPS:
+        started = False
+        for name, prefix in names:
+            value = getattr(alias, name)
+            if value not in _UNSET:
+                if not started:
+                    parts.append(header)
+                    started = True
+                parts += (prefix, _yaml_scalar(value), "\n")
+    return "".join(parts)
+
+
+def alias_as_json(alias: Any) -> dict[str, Any]:
     """The API's shape for the editable fields (and source), without the per-host file status."""
     return {
         **{name: getattr(alias, name) for name in BASIC_FIELDS},
@@ -293,52 +418,65 @@ def alias_as_json(alias: Alias) -> dict[str, Any]:
     }
 
 
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
+_json_text = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(…, ensure_ascii=False), one encoder
+
+
+def _csv_cell(value: Any) -> Any:
+    """A cell as the csv writer takes it: None (an empty cell), numbers (written as str() writes them, which for a
+    float is its repr), text with the formula guard, stop words as a JSON list."""
+    kind = type(value)
+    if kind is str:
+        return "'" + value if value.startswith(_FORMULA_START) else value
+    if kind is list:
         return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, float):
-        return repr(value)
-    text = str(value)
-    if isinstance(value, str) and text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
+    return value
 
 
-def export_chunks(aliases: Iterable[Alias], fmt: str) -> Iterable[str]:
-    """The file's text in pieces (one per alias after a header), so a large export can be streamed."""
+def _chunked(pieces: Iterable[str], size: int = EXPORT_CHUNK) -> Iterable[str]:
+    batch: list[str] = []
+    for piece in pieces:
+        batch.append(piece)
+        if len(batch) == size:
+            yield "".join(batch)
+            batch = []
+    if batch:
+        yield "".join(batch)
+
+
+def export_chunks(aliases: Iterable[Alias] | models.QuerySet, fmt: str) -> Iterable[str]:
+    """The file's text in pieces of EXPORT_CHUNK aliases, so a large export is streamed: a queryset is read in
+    chunks as plain rows (export_rows), never held whole."""
+    if fmt not in FORMATS:
+        raise TransferError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    rows = export_rows(aliases)
     if fmt == "json":
         yield "["
-        for index, alias in enumerate(aliases):
-            yield ("," if index else "") + "\n" + json.dumps(alias_as_json(alias), ensure_ascii=False)
+        yield from _chunked(
+            ("," if index else "") + "\n" + _json_text(alias_as_json(row)) for index, row in enumerate(rows)
+        )
         yield "\n]\n"
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
-        for alias in aliases:
-            writer.writerow([_csv_cell(getattr(alias, name)) for name in CSV_COLUMNS])
+        for row in rows:
+            values = row if type(row) is ExportRow else [getattr(row, name) for name in CSV_COLUMNS]
+            writer.writerow([_csv_cell(value) for value in values])
             if buffer.tell() > 65536:
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
         yield buffer.getvalue()
-    elif fmt == "bodhi-yaml":
-        wrote = False
-        lines: list[str] = []
-        for alias in aliases:
-            wrote = True
-            lines.append(_bodhi_entry(alias_as_bodhi(alias)))
-            if len(lines) == 1000:
-                yield "".join(lines)
-                lines = []
-        yield "".join(lines) if wrote else "[]\n"
     else:
-        raise TransferError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
+        wrote = False
+        for chunk in _chunked(_bodhi_text(row) for row in rows):
+            wrote = True
+            yield chunk
+        if not wrote:
+            yield "[]\n"
 
 
-def export_text(aliases: Iterable[Alias], fmt: str) -> str:
+def export_text(aliases: Iterable[Alias] | models.QuerySet, fmt: str) -> str:
     return "".join(export_chunks(aliases, fmt))
 
 
@@ -456,6 +594,16 @@ def _normalise(values: dict[str, Any]) -> dict[str, Any]:
 FileCache = dict[tuple[Any, Any, Any], AliasFile]
 
 
+@dataclass(frozen=True)
+class _FileKey:
+    """What alias_files reads of an alias (its key, repo, filename and snapshot), without a model instance."""
+
+    pk: int
+    repo: str
+    filename: str
+    snapshot: str
+
+
 def _prefetch_files(rows: list[dict[str, Any]]) -> FileCache:
     """Each row's file, looked up SYNC-style in batches (two queries per 500 rows, not two per row)."""
     cache: FileCache = {}
@@ -464,15 +612,79 @@ def _prefetch_files(rows: list[dict[str, Any]]) -> FileCache:
         key = (values.get("repo"), values.get("filename"), values.get("snapshot"))
         if key not in cache and all(isinstance(part, str) for part in key):
             cache[key] = None  # type: ignore[assignment]
-            candidates.append(Alias(pk=len(candidates) + 1, repo=key[0], filename=key[1], snapshot=key[2]))
+            candidates.append(_FileKey(pk=len(candidates) + 1, repo=key[0], filename=key[1], snapshot=key[2]))
     for start in range(0, len(candidates), 500):
         batch = candidates[start : start + 500]
-        for alias, found in zip(batch, alias_files(batch).values(), strict=True):
+        for alias, found in zip(batch, alias_files(batch).values(), strict=True):  # type: ignore[arg-type]
             cache[(alias.repo, alias.filename, alias.snapshot)] = found
     return cache
 
 
-def _check(values: dict[str, Any], *, pk: int | None, files: FileCache | None = None) -> dict[str, str]:
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _memo_key(value: Any) -> tuple | None:
+    """A key telling apart values the checks treat differently (1, 1.0 and True compare equal), or None."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return (kind, value)
+    if kind is list and all(type(item) in _SCALARS for item in value):
+        return (list, *((type(item), item) for item in value))
+    return None
+
+
+class RowChecker:
+    """Alias.full_clean(validate_unique=False, validate_constraints=False) of many rows, without a model instance
+    per row and without running a field's checks twice on the same value.
+
+    The same steps in the same order as Model.full_clean: each field's own `clean` (to_python, validate, its
+    validators), skipped for blank values exactly as clean_fields does, then the model's cross-field rules
+    (Alias.clean) on one reused instance holding the row. A field's checks depend on its value alone, so the
+    outcome (cleaned value or errors) is remembered per value: the rows of a file share most of them (repo,
+    filename, template, the parameters).
+    """
+
+    def __init__(self) -> None:
+        self.fields = [field for field in Alias._meta.fields if not field.generated]
+        self.instance = Alias(source=Alias.Source.USER)
+        self.memo: dict[tuple, tuple[bool, Any]] = {}
+
+    def check(self, values: Mapping[str, Any], *, pk: int | None) -> tuple[Alias, dict[str, str]]:
+        """The row on a model instance (cleaned values, as full_clean leaves them) and {field: message}."""
+        instance = self.instance
+        instance.pk = pk
+        for name in EDITABLE_FIELDS:
+            setattr(instance, name, values[name])
+        errors: dict[str, Any] = {}
+        for model_field in self.fields:
+            raw = getattr(instance, model_field.attname)
+            if model_field.blank and raw in model_field.empty_values:
+                continue
+            key = _memo_key(raw)
+            outcome = self.memo.get((model_field.attname, key)) if key is not None else None
+            if outcome is None:
+                try:
+                    outcome = (True, model_field.clean(raw, instance))
+                except ValidationError as exc:
+                    outcome = (False, exc.error_list)
+                if key is not None:
+                    self.memo[(model_field.attname, key)] = outcome
+            passed, result = outcome
+            if passed:
+                # A list is the row's own object (JSONField.clean gives the value back), never a remembered one.
+                setattr(instance, model_field.attname, raw if type(raw) is list else result)
+            else:
+                errors[model_field.name] = result
+        try:
+            instance.clean()
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        return instance, (_messages(ValidationError(errors)) if errors else {})
+
+
+def _check(
+    values: dict[str, Any], *, pk: int | None, files: FileCache | None = None, checker: RowChecker | None = None
+) -> dict[str, str]:
     errors: dict[str, str] = {}
     for name, value in values.items():
         problem = _type_problem(name, value)
@@ -480,11 +692,7 @@ def _check(values: dict[str, Any], *, pk: int | None, files: FileCache | None = 
             errors[name] = problem
     if errors:
         return errors
-    alias = Alias(pk=pk, source=Alias.Source.USER, **values)
-    try:
-        alias.full_clean(validate_unique=False, validate_constraints=False)
-    except ValidationError as exc:
-        errors.update(_messages(exc))
+    alias, errors = (checker or RowChecker()).check(values, pk=pk)
     if not errors:
         key = (alias.repo, alias.filename, alias.snapshot)
         found = (files or {}).get(key)
@@ -494,12 +702,43 @@ def _check(values: dict[str, Any], *, pk: int | None, files: FileCache | None = 
     return errors
 
 
-def _free_name(name: str, taken: set[str]) -> str | None:
+RENAME_PREFETCH = 10  # suffixes -2 … -9 looked up for every conflicting name at once; later ones one by one
+
+
+def _renamed(name: str, number: int) -> str:
+    suffix = f"-{number}"
+    return name[: ALIAS_NAME_MAX - len(suffix)] + suffix
+
+
+def _names_existing(names: Iterable[str]) -> set[str]:
+    """The lower-cased names among `names` that an alias has, one query per 500 (the Lower(alias) index)."""
+    lowered = sorted({name.lower() for name in names})
+    found: set[str] = set()
+    for start in range(0, len(lowered), 500):
+        batch = lowered[start : start + 500]
+        found.update(
+            Alias.objects.annotate(name_lower=Lower("alias"))
+            .filter(name_lower__in=batch)
+            .values_list("name_lower", flat=True)
+        )
+    return found
+
+
+def _free_name(name: str, taken: set[str], existing_renames: set[str] | None = None) -> str | None:
+    """The first of name-2, name-3, … that neither the file nor the database uses.
+
+    `existing_renames`: which of each conflicting name's first RENAME_PREFETCH candidates the database has,
+    looked up for the whole file at once, so renaming many rows does not cost a query each.
+    """
     for number in range(2, 10_000):
-        suffix = f"-{number}"
-        candidate = name[: ALIAS_NAME_MAX - len(suffix)] + suffix
+        candidate = _renamed(name, number)
+        if candidate.lower() in taken:
+            continue
         # `taken` holds the file's names and the existing aliases among them; the database has the rest.
-        if candidate.lower() not in taken and not Alias.objects.by_name(candidate).exists():
+        if existing_renames is not None and number < RENAME_PREFETCH:
+            if candidate.lower() not in existing_renames:
+                return candidate
+        elif not Alias.objects.by_name(candidate).exists():
             return candidate
     return None
 
@@ -528,7 +767,9 @@ def plan_import(
     taken = set(existing)
     seen: dict[str, int] = {}
     plan: list[ImportRow] = []
-    files = _prefetch_files([_normalise(flat) for flat, _errors in rows])
+    # First every row's values with the accepted fixes, so the files of the values actually checked are looked up
+    # together (a fix of the snapshot changes which file a row names).
+    prepared: list[tuple[ImportRow, Any, dict[str, Any]]] = []
     for number, ((flat, shape_errors), name) in enumerate(zip(rows, names, strict=True), start=1):
         source = flat.pop("_source", None)
         values = _normalise(flat)
@@ -539,6 +780,17 @@ def plan_import(
                 row.note += f"{field_name}: {values.get(field_name)!r} replaced by the closest valid {suggestion!r}. "
                 values[field_name] = suggestion
         row.alias = values["alias"] if isinstance(values["alias"], str) else str(values["alias"])
+        prepared.append((row, source, values))
+    files = _prefetch_files([values for _row, _source, values in prepared])
+    existing_renames = None
+    if on_conflict == "rename":
+        conflicting = {row.alias for row, _source, _values in prepared if row.alias.lower() in existing}
+        existing_renames = _names_existing(
+            _renamed(name, number) for name in conflicting for number in range(2, RENAME_PREFETCH)
+        )
+    checker = RowChecker()
+    for row, source, values in prepared:
+        number = row.number
         plan.append(row)
         key = row.alias.lower()
         if key and key in seen:
@@ -556,13 +808,13 @@ def plan_import(
                                       "file is in this cache (rescan).")  # fmt: skip
             continue
         if current is not None and on_conflict == "rename" and current.values() != values:
-            new_name = _free_name(row.alias, taken)
+            new_name = _free_name(row.alias, taken, existing_renames)
             if new_name is not None:
                 row.note += f"Renamed from {row.alias} (that name is taken)."
                 row.alias = values["alias"] = new_name
                 current = None
         taken.add(row.alias.lower())
-        errors = _check(values, pk=current.pk if current is not None else None, files=files)
+        errors = _check(values, pk=current.pk if current is not None else None, files=files, checker=checker)
         for field_name, message in errors.items():
             row.errors.setdefault(field_name, message)
         if row.errors:
@@ -572,7 +824,8 @@ def plan_import(
                     suggestion = _closest(field_name, values.get(field_name), values)
                     if suggestion is not None and suggestion != values.get(field_name):
                         trial = {**values, field_name: suggestion}
-                        if field_name not in _check(trial, pk=current.pk if current is not None else None, files=files):
+                        pk = current.pk if current is not None else None
+                        if field_name not in _check(trial, pk=pk, files=files, checker=checker):
                             row.suggestions[field_name] = suggestion
             continue
         row.values = values

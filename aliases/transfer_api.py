@@ -173,9 +173,7 @@ def exported_aliases(params: Any) -> Any:
 
 
 def export_response(aliases: Any, fmt: str, *, filename: str = "aliases") -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        export_chunks(aliases.iterator(chunk_size=2000), fmt), content_type=f"{CONTENT_TYPES[fmt]}; charset=utf-8"
-    )
+    response = StreamingHttpResponse(export_chunks(aliases, fmt), content_type=f"{CONTENT_TYPES[fmt]}; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}.{EXTENSIONS[fmt]}"'
     return response
 

@@ -23,7 +23,7 @@ class Command(BaseCommand):
             aliases = exported_aliases({"search": search, "source": source, "repo": repo})
         except ValueError as exc:
             raise CommandError(f"--{exc.args[0]}: {exc.args[1]}") from exc
-        chunks = export_chunks(aliases.iterator(chunk_size=2000), format)
+        chunks = export_chunks(aliases, format)
         if output == "-":
             for chunk in chunks:
                 sys.stdout.write(chunk)

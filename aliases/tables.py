@@ -16,6 +16,7 @@ from django.utils.safestring import SafeString
 from aliases.file_status import AliasFile, FileStatus, alias_files
 from aliases.models import Alias
 from config.tables import TABLE_TEMPLATE
+from config.wrapping import wrap_name
 
 
 def alias_url(view_name: str, name: str) -> str | None:
@@ -53,10 +54,11 @@ def file_status_badge(found: AliasFile) -> SafeString:
 class AliasTable(tables.Table):
     """Every column sorts; the primary key breaks ties so a page never repeats or skips a row."""
 
-    alias = tables.Column(verbose_name="Alias")
+    alias = tables.Column(verbose_name="Alias", attrs={"td": {"class": "name-cell"}})
     source = tables.Column(order_by=("source", "pk"))
-    repo = tables.Column(order_by=("repo", "pk"), attrs={"td": {"class": "text-break"}})
-    filename = tables.Column(order_by=("filename", "pk"), attrs={"td": {"class": "text-break"}})
+    # Names wrap at their separators (config/wrapping.py), never mid-word.
+    repo = tables.Column(order_by=("repo", "pk"), attrs={"td": {"class": "name-cell"}})
+    filename = tables.Column(order_by=("filename", "pk"), attrs={"td": {"class": "name-cell"}})
     snapshot = tables.Column(order_by=("snapshot", "pk"))
     chat_template = tables.Column(verbose_name="Chat template", order_by=("chat_template", "pk"))
     n_ctx = tables.Column(verbose_name="n_ctx", order_by=("n_ctx", "pk"), attrs={"td": {"class": "text-end"}})
@@ -65,6 +67,12 @@ class AliasTable(tables.Table):
     )
     updated_at = tables.Column(verbose_name="Updated", order_by=("updated_at", "pk"))
     file_status = tables.Column(verbose_name="File", empty_values=(), orderable=False)
+    actions = tables.Column(
+        verbose_name="Actions",
+        empty_values=(),
+        orderable=False,
+        attrs={"td": {"class": "text-end text-nowrap row-actions"}, "th": {"class": "row-actions text-end"}},
+    )
 
     class Meta:
         model = Alias
@@ -79,7 +87,7 @@ class AliasTable(tables.Table):
             "temperature",
             "updated_at",
         )
-        sequence = ("alias", "file_status", "...")
+        sequence = ("alias", "file_status", "...", "actions")
         template_name = TABLE_TEMPLATE
         attrs = {"class": "table table-sm table-hover align-middle", "id": "alias-rows"}
         row_attrs = {"data-alias": lambda record: record.alias}
@@ -115,7 +123,62 @@ class AliasTable(tables.Table):
             )
         if self.next_url:
             url = f"{url}?{urlencode({'next': self.next_url})}"
-        return format_html('<a class="fw-semibold" href="{}">{}</a>', url, value)
+        return format_html('<a class="fw-semibold" href="{}">{}</a>', url, wrap_name(value))
+
+    def render_repo(self, value: str) -> SafeString:
+        return wrap_name(value)
+
+    def render_filename(self, value: str) -> SafeString:
+        return wrap_name(value)
+
+    def before_render(self, request) -> None:
+        # Viewers and operators change nothing: no empty column for them.
+        if not any(self.row_permissions):
+            self.columns.hide("actions")
+
+    @cached_property
+    def row_permissions(self) -> tuple[bool, bool, bool]:
+        # Once per table, not once per row.
+        user = self.request.user
+        return (
+            user.has_perm("aliases.change_alias"),
+            user.has_perm("aliases.add_alias"),
+            user.has_perm("aliases.delete_alias"),
+        )
+
+    def render_actions(self, record: Alias) -> SafeString | str:
+        """Edit, duplicate and delete, each as the user may; each page leads back to this list page."""
+        may_change, may_add, may_delete = self.row_permissions
+        back = f"?{urlencode({'next': self.next_url})}" if self.next_url else ""
+        buttons = []
+        for view_name, label, style, allowed in (
+            ("aliases:edit", "Edit", "btn-outline-primary", may_change and not record.is_read_only),
+            ("aliases:duplicate", "Duplicate", "btn-outline-secondary", may_add),
+            ("aliases:delete", "Delete", "btn-outline-danger", may_delete and not record.is_read_only),
+        ):
+            url = alias_url(view_name, record.alias) if allowed else None
+            if url is not None:
+                buttons.append(
+                    format_html(
+                        '<a class="btn {}" href="{}{}" data-row-action="{}" aria-label="{} {}" title="{} {}">{}</a>',
+                        style,
+                        url,
+                        back,
+                        label.lower(),
+                        label,
+                        record.alias,
+                        label,
+                        record.alias,
+                        label,
+                    )
+                )
+        if not buttons:
+            return ""
+        return format_html(
+            '<div class="btn-group btn-group-sm" role="group" aria-label="Actions for {}">{}</div>',
+            record.alias,
+            SafeString("".join(buttons)),
+        )
 
     def render_source(self, record: Alias, value: str) -> str:
         if record.is_read_only:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("-/new/", views.AliasCreateView.as_view(), name="create"),
     path("-/import/", import_views.AliasImportView.as_view(), name="import"),
     path("-/export/", import_views.AliasExportView.as_view(), name="export"),
+    path("-/columns/", views.AliasColumnsView.as_view(), name="columns"),
     path("-/model-options/", views.ModelOptionsView.as_view(), name="model-options"),
     path("-/deleted/", history_views.DeletedAliasListView.as_view(), name="deleted"),
     path("-/deleted/<str:name>/restore/", history_views.DeletedAliasRestoreView.as_view(), name="restore"),

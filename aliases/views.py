@@ -33,6 +33,7 @@ from aliases.services import (
 )
 from aliases.tables import AliasTable, alias_url, file_status_badge
 from aliases.validators import ALIAS_NAME_RE
+from config.columns import ColumnChoice, ColumnPickerMixin, ColumnPickerView
 from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
 from modelfiles.models import Download
@@ -64,8 +65,28 @@ def _get_alias(name: str) -> Alias:
     return alias
 
 
-class AliasListView(TableListView):
+# Source and snapshot are the same on most rows of a typical shelf: hidden until the user asks for them.
+ALIAS_COLUMNS = ColumnChoice(
+    key="aliases",
+    optional=(
+        "file_status",
+        "source",
+        "repo",
+        "filename",
+        "snapshot",
+        "chat_template",
+        "n_ctx",
+        "temperature",
+        "updated_at",
+    ),
+    default_hidden=("source", "snapshot"),
+)
+
+
+class AliasListView(ColumnPickerMixin, TableListView):
     permission_required = "aliases.view_alias"
+    column_choice = ALIAS_COLUMNS
+    columns_url_name = "aliases:columns"
     filterset_class = AliasFilter
     table_class = AliasTable
     template_name = "aliases/alias_list.html"
@@ -76,7 +97,7 @@ class AliasListView(TableListView):
         return alias_list()
 
     def get_table_kwargs(self) -> dict[str, Any]:
-        return {"next_url": self.next_url()}
+        return {**super().get_table_kwargs(), "next_url": self.next_url()}
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -87,6 +108,15 @@ class AliasListView(TableListView):
             export_query=urlencode(kept),
         )
         return context
+
+
+class AliasColumnsView(ColumnPickerView):
+    """The alias list's column picker: every reader chooses their own columns."""
+
+    permission_required = "aliases.view_alias"
+    column_choice = ALIAS_COLUMNS
+    list_url_name = "aliases:list"
+    htmx_target = "#alias-table"
 
 
 class AliasDetailView(RoleRequiredMixin, View):
@@ -314,7 +344,10 @@ class AliasEditView(AliasFormView):
                 form.add_error(None, exc)
             else:
                 saved = result.alias
-                if result.kept_theirs:
+                if not result.changed:
+                    # Nothing differs from what is saved: no new version, no audit entry, updated_at untouched.
+                    messages.info(request, f"No changes to save: alias {saved.alias} is as it was.")
+                elif result.kept_theirs:
                     kept = ", ".join(field_label(name) for name in result.kept_theirs)
                     mine = ", ".join(field_label(name) for name in result.applied) or "nothing"
                     messages.success(

@@ -235,6 +235,8 @@ EXPECTATIONS: dict[str, Expectation] = {
     # A POST with no file re-shows the upload form with a 400 saying so.
     "aliases:import": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
     "aliases:export": page(GET=READ_ROLES, query={"format": "json"}),
+    # Any reader chooses their own columns; an empty form hides every optional column, then back to the list.
+    "aliases:columns": page(POST=READ_ROLES, answers={"POST": 302}),
     "aliases:model-options": page(GET=READ_ROLES, query={"repo": USER_ALIAS["repo"]}),
     "aliases:edit": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": REPLACED_ALIAS}, answers={"POST": 302}),
     "aliases:delete": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": {"version": 1}}, answers={"POST": 302}),

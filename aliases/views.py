@@ -68,17 +68,8 @@ def _get_alias(name: str) -> Alias:
 # Source and snapshot are the same on most rows of a typical shelf: hidden until the user asks for them.
 ALIAS_COLUMNS = ColumnChoice(
     key="aliases",
-    optional=(
-        "file_status",
-        "source",
-        "repo",
-        "filename",
-        "snapshot",
-        "chat_template",
-        "n_ctx",
-        "temperature",
-        "updated_at",
-    ),
+    # Every column but the name (the row's link) and its actions, in the table's order.
+    optional=("file_status", *(name for name in AliasTable._meta.fields if name != "alias")),
     default_hidden=("source", "snapshot"),
 )
 

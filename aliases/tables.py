@@ -1,13 +1,10 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
 from urllib.parse import urlencode
 
 import django_tables2 as tables
 from django.contrib.humanize.templatetags.humanize import intcomma, naturaltime
-from django.db.models import QuerySet
-from django.db.models.functions import Lower
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -15,7 +12,7 @@ from django.utils.safestring import SafeString
 
 from aliases.file_status import AliasFile, FileStatus, alias_files
 from aliases.models import Alias
-from config.tables import TABLE_TEMPLATE
+from config.crud import NamedObjectTable
 from config.wrapping import wrap_name
 
 
@@ -51,7 +48,7 @@ def file_status_badge(found: AliasFile) -> SafeString:
     )
 
 
-class AliasTable(tables.Table):
+class AliasTable(NamedObjectTable):
     """Every column sorts; the primary key breaks ties so a page never repeats or skips a row."""
 
     alias = tables.Column(verbose_name="Alias", attrs={"td": {"class": "name-cell"}})
@@ -74,7 +71,9 @@ class AliasTable(tables.Table):
         attrs={"td": {"class": "text-end text-nowrap row-actions"}, "th": {"class": "row-actions text-end"}},
     )
 
-    class Meta:
+    name_field = "alias"
+
+    class Meta(NamedObjectTable.Meta):
         model = Alias
         fields = (
             "alias",
@@ -88,16 +87,8 @@ class AliasTable(tables.Table):
             "updated_at",
         )
         sequence = ("alias", "file_status", "...", "actions")
-        template_name = TABLE_TEMPLATE
         attrs = {"class": "table table-sm table-hover align-middle", "id": "alias-rows"}
         row_attrs = {"data-alias": lambda record: record.alias}
-        order_by_field = "sort"
-        page_field = "page"
-        empty_text = None
-
-    def __init__(self, *args: Any, next_url: str = "", **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.next_url = next_url
 
     @cached_property
     def alias_files(self) -> dict[int, AliasFile]:
@@ -107,10 +98,8 @@ class AliasTable(tables.Table):
     def render_file_status(self, record: Alias) -> SafeString:
         return file_status_badge(self.alias_files[record.pk])
 
-    def order_alias(self, queryset: QuerySet[Alias], is_descending: bool) -> tuple[QuerySet[Alias], bool]:
-        # Names are unique regardless of case, so sort them the same way.
-        name = Lower("alias").desc() if is_descending else Lower("alias").asc()
-        return queryset.order_by(name, "-pk" if is_descending else "pk"), True
+    # Names are unique regardless of case, so sort them the same way.
+    order_alias = NamedObjectTable.order_by_name
 
     def render_alias(self, record: Alias, value: str) -> str:
         user = self.request.user

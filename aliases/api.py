@@ -19,11 +19,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aliases.file_status import AliasFile, FileStatus, alias_files
+from aliases.kinds import ALIASES
 from aliases.models import BASIC_FIELDS, CONTEXT_PARAMS, EDITABLE_FIELDS, REQUEST_PARAMS, Alias, AliasChange
 from aliases.selectors import (
     SEARCH_FIELDS,
     alias_deleted_list,
-    alias_get,
     alias_list,
     alias_names_taken,
     alias_versions,
@@ -65,6 +65,7 @@ from config.api import (
     list_envelope_serializer,
     model_sorts,
 )
+from config.crud import NamedObjectDeleteApi
 
 SORTABLE_FIELDS = (
     *BASIC_FIELDS,
@@ -278,15 +279,8 @@ def _editable_values(validated: Mapping[str, Any]) -> dict[str, Any]:
 # --- views -----------------------------------------------------------------------------------------------------
 
 
-def _alias_or_404(name: str) -> Alias:
-    alias = alias_get(name=name)
-    if alias is None:
-        raise ApiError(f"No alias named {name!r}.", status=404, code="alias_not_found")
-    return alias
-
-
-def _read_only_error(alias: Alias) -> ApiError:
-    return ApiError(str(AliasReadOnlyError(alias)), status=403, code="read_only_alias")
+_alias_or_404 = ALIASES.get_or_api_404
+_read_only_error = ALIASES.api_read_only
 
 
 def _conflict_error(conflict: AliasVersionConflict) -> ApiError:
@@ -366,8 +360,9 @@ class AliasCollectionApi(APIView):
         )
 
 
-class AliasDetailApi(APIView):
+class AliasDetailApi(NamedObjectDeleteApi, APIView):
     permission_classes = [ModelPermissions]
+    kind = ALIASES
     queryset = Alias.objects.all()  # names the model for ModelPermissions
 
     @extend_schema(
@@ -423,7 +418,7 @@ class AliasDetailApi(APIView):
         except AliasVersionConflict as conflict:
             raise _conflict_error(conflict) from conflict
         except Alias.DoesNotExist as exc:  # deleted by someone else since the lookup above
-            raise ApiError(f"No alias named {alias!r}.", status=404, code="alias_not_found") from exc
+            raise ALIASES.api_not_found(alias) from exc
         return Response(AliasSerializer(updated).data)
 
     @extend_schema(
@@ -434,14 +429,10 @@ class AliasDetailApi(APIView):
         responses={204: None, **error_responses(401, 403, 404)},
     )
     def delete(self, request: Request, alias: str) -> Response:
-        current = _alias_or_404(alias)
-        if current.is_read_only:
-            raise _read_only_error(current)
-        try:
-            alias_delete(alias=current, by=request.user)
-        except AliasReadOnlyError as exc:
-            raise _read_only_error(exc.alias) from exc
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return self.delete_named(request, alias)
+
+    def delete_object(self, *, found: Alias, by: Any) -> None:
+        alias_delete(alias=found, by=by)
 
 
 # --- versions and deleted aliases ----------------------------------------------------------------------------

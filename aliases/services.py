@@ -80,6 +80,7 @@ class MergeResult:
     alias: Alias
     applied: list[str]  # your changed fields that were saved
     kept_theirs: list[str]  # fields the other person changed that were kept as they saved them
+    changed: bool = True  # False when the values equal what is saved: no new version was written
 
 
 def _user_or_none(by: AbstractBaseUser | None) -> AbstractBaseUser | None:
@@ -261,10 +262,12 @@ def alias_update_merged(
     current = Alias.objects.select_for_update().get(pk=alias.pk)
     if current.is_read_only:
         raise AliasReadOnlyError(current)
+    version_before = current.version
     if current.version == base_version:
         before = current.values()
         saved = _save_version(current=current, data=data, by=by)
-        return MergeResult(alias=saved, applied=list(_diff(before, saved.values())), kept_theirs=[])
+        applied = list(_diff(before, saved.values()))
+        return MergeResult(alias=saved, applied=applied, kept_theirs=[], changed=saved.version != version_before)
     resolutions = resolutions or {}
     theirs = current.values()
     base = _base_snapshot(current, base_version)
@@ -282,7 +285,7 @@ def alias_update_merged(
     merged = {name: value for name, value in yours.items() if name not in overlap or resolutions[name] == "mine"}
     kept = [name for name in theirs_changed if name not in merged]
     saved = _save_version(current=current, data=merged, by=by)
-    return MergeResult(alias=saved, applied=list(merged), kept_theirs=kept)
+    return MergeResult(alias=saved, applied=list(merged), kept_theirs=kept, changed=saved.version != version_before)
 
 
 @transaction.atomic

@@ -1,13 +1,10 @@
 from __future__ import annotations
 
 from functools import cached_property, lru_cache
-from typing import Any
 from urllib.parse import quote, urlencode
 
 import django_tables2 as tables
 from django.contrib.humanize.templatetags.humanize import intcomma, naturaltime
-from django.db.models import QuerySet
-from django.db.models.functions import Lower
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -16,7 +13,9 @@ from django.utils.safestring import SafeString, mark_safe
 
 from aliases.file_status import AliasFile, FileStatus, alias_files
 from aliases.models import Alias
+from config.crud import NamedObjectTable
 from config.tables import FAST_BODY_TABLE_TEMPLATE, FastBodyMixin
+from config.wrapping import wrap_name
 
 # Marks where the name goes in a URL reversed once per view and script prefix (reverse() per row was a tenth of
 # the list's rendering); stored names never hold a NUL.
@@ -67,7 +66,7 @@ def file_status_badge(found: AliasFile) -> SafeString:
     )
 
 
-class AliasTable(FastBodyMixin, tables.Table):
+class AliasTable(FastBodyMixin, NamedObjectTable):
     """Every column sorts; the primary key breaks ties so a page never repeats or skips a row."""
 
     # Bulk actions (aliases/bulk_views.py): each box carries the row's version, so a row someone saved since the
@@ -81,10 +80,11 @@ class AliasTable(FastBodyMixin, tables.Table):
         orderable=False,
         attrs={"th": {"class": "bulk-select"}, "td": {"class": "bulk-select"}},
     )
-    alias = tables.Column(verbose_name="Alias")
+    alias = tables.Column(verbose_name="Alias", attrs={"td": {"class": "name-cell"}})
     source = tables.Column(order_by=("source", "pk"))
-    repo = tables.Column(order_by=("repo", "pk"), attrs={"td": {"class": "text-break"}})
-    filename = tables.Column(order_by=("filename", "pk"), attrs={"td": {"class": "text-break"}})
+    # Names wrap at their separators (config/wrapping.py), never mid-word.
+    repo = tables.Column(order_by=("repo", "pk"), attrs={"td": {"class": "name-cell"}})
+    filename = tables.Column(order_by=("filename", "pk"), attrs={"td": {"class": "name-cell"}})
     snapshot = tables.Column(order_by=("snapshot", "pk"))
     chat_template = tables.Column(verbose_name="Chat template", order_by=("chat_template", "pk"))
     n_ctx = tables.Column(verbose_name="n_ctx", order_by=("n_ctx", "pk"), attrs={"td": {"class": "text-end"}})
@@ -93,8 +93,16 @@ class AliasTable(FastBodyMixin, tables.Table):
     )
     updated_at = tables.Column(verbose_name="Updated", order_by=("updated_at", "pk"))
     file_status = tables.Column(verbose_name="File", empty_values=(), orderable=False)
+    actions = tables.Column(
+        verbose_name="Actions",
+        empty_values=(),
+        orderable=False,
+        attrs={"td": {"class": "text-end text-nowrap row-actions"}, "th": {"class": "row-actions text-end"}},
+    )
 
-    class Meta:
+    name_field = "alias"
+
+    class Meta(NamedObjectTable.Meta):
         model = Alias
         fields = (
             "alias",
@@ -107,21 +115,10 @@ class AliasTable(FastBodyMixin, tables.Table):
             "temperature",
             "updated_at",
         )
-        sequence = ("select", "alias", "file_status", "...")
+        sequence = ("select", "alias", "file_status", "...", "actions")
         template_name = FAST_BODY_TABLE_TEMPLATE  # up to 100 rows a page: the body rendered in Python
         attrs = {"class": "table table-sm table-hover align-middle", "id": "alias-rows"}
         row_attrs = {"data-alias": lambda record: record.alias}
-        order_by_field = "sort"
-        page_field = "page"
-        empty_text = None
-
-    def __init__(self, *args: Any, next_url: str = "", **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.next_url = next_url
-
-    def before_render(self, request) -> None:
-        if not request.user.has_perm("aliases.change_alias"):
-            self.columns.hide("select")
 
     @cached_property
     def alias_files(self) -> dict[int, AliasFile]:
@@ -141,10 +138,8 @@ class AliasTable(FastBodyMixin, tables.Table):
     def render_file_status(self, record: Alias) -> SafeString:
         return file_status_badge(self.alias_files[record.pk])
 
-    def order_alias(self, queryset: QuerySet[Alias], is_descending: bool) -> tuple[QuerySet[Alias], bool]:
-        # Names are unique regardless of case, so sort them the same way.
-        name = Lower("alias").desc() if is_descending else Lower("alias").asc()
-        return queryset.order_by(name, "-pk" if is_descending else "pk"), True
+    # Names are unique regardless of case, so sort them the same way.
+    order_alias = NamedObjectTable.order_by_name
 
     def render_alias(self, record: Alias, value: str) -> str:
         user = self.request.user
@@ -157,7 +152,65 @@ class AliasTable(FastBodyMixin, tables.Table):
             )
         if self.next_url:
             url = f"{url}?{urlencode({'next': self.next_url})}"
-        return format_html('<a class="fw-semibold" href="{}">{}</a>', url, value)
+        return format_html('<a class="fw-semibold" href="{}">{}</a>', url, wrap_name(value))
+
+    def render_repo(self, value: str) -> SafeString:
+        return wrap_name(value)
+
+    def render_filename(self, value: str) -> SafeString:
+        return wrap_name(value)
+
+    def before_render(self, request) -> None:
+        # Viewers and operators change nothing: no empty column of actions or boxes for them.
+        may_change = self.row_permissions[0]
+        if not may_change:
+            self.columns.hide("select")
+        if not any(self.row_permissions):
+            self.columns.hide("actions")
+
+    @cached_property
+    def row_permissions(self) -> tuple[bool, bool, bool]:
+        # Once per table, not once per row.
+        user = self.request.user
+        return (
+            user.has_perm("aliases.change_alias"),
+            user.has_perm("aliases.add_alias"),
+            user.has_perm("aliases.delete_alias"),
+        )
+
+    def render_actions(self, record: Alias) -> SafeString | str:
+        """Edit, duplicate and delete, each as the user may; each page leads back to this list page."""
+        may_change, may_add, may_delete = self.row_permissions
+        back = f"?{urlencode({'next': self.next_url})}" if self.next_url else ""
+        buttons = []
+        for view_name, label, style, allowed in (
+            ("aliases:edit", "Edit", "btn-outline-primary", may_change and not record.is_read_only),
+            ("aliases:duplicate", "Duplicate", "btn-outline-secondary", may_add),
+            ("aliases:delete", "Delete", "btn-outline-danger", may_delete and not record.is_read_only),
+        ):
+            url = alias_url(view_name, record.alias) if allowed else None
+            if url is not None:
+                buttons.append(
+                    format_html(
+                        '<a class="btn {}" href="{}{}" data-row-action="{}" aria-label="{} {}" title="{} {}">{}</a>',
+                        style,
+                        url,
+                        back,
+                        label.lower(),
+                        label,
+                        record.alias,
+                        label,
+                        record.alias,
+                        label,
+                    )
+                )
+        if not buttons:
+            return ""
+        return format_html(
+            '<div class="btn-group btn-group-sm" role="group" aria-label="Actions for {}">{}</div>',
+            record.alias,
+            SafeString("".join(buttons)),
+        )
 
     def render_source(self, record: Alias, value: str) -> str:
         if record.is_read_only:

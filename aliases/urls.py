@@ -16,6 +16,7 @@ urlpatterns = [
     path("-/import/", import_views.AliasImportView.as_view(), name="import"),
     path("-/export/", import_views.AliasExportView.as_view(), name="export"),
     path("-/bulk/", bulk_views.AliasBulkView.as_view(), name="bulk"),
+    path("-/columns/", views.AliasColumnsView.as_view(), name="columns"),
     path("-/model-options/", views.ModelOptionsView.as_view(), name="model-options"),
     path("-/deleted/", history_views.DeletedAliasListView.as_view(), name="deleted"),
     path("-/deleted/<str:name>/restore/", history_views.DeletedAliasRestoreView.as_view(), name="restore"),

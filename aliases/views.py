@@ -9,15 +9,15 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.urls import reverse
 from django.utils import timezone
 from django.views import View
 
 from aliases.file_status import FileStatus, alias_file, split_parts
 from aliases.filters import AliasFilter
 from aliases.forms import SECTIONS, AliasForm, display_value, field_label, stop_word_escape
+from aliases.kinds import ALIASES
 from aliases.models import EDITABLE_FIELDS, Alias, AliasChange
 from aliases.presets.forms import form_values
 from aliases.presets.selectors import preset_get, preset_list
@@ -33,6 +33,8 @@ from aliases.services import (
 )
 from aliases.tables import AliasTable, alias_url, file_status_badge
 from aliases.validators import ALIAS_NAME_RE
+from config.columns import ColumnChoice, ColumnPickerMixin, ColumnPickerView
+from config.crud import ConfirmDeleteView
 from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
 from modelfiles.models import Download
@@ -43,8 +45,9 @@ HISTORY_LENGTH = 20
 LISTING_GRACE = timedelta(seconds=30)
 
 
-def _back_to_list(request: HttpRequest) -> HttpResponseRedirect:
-    return HttpResponseRedirect(safe_next(request) or reverse("aliases:list"))
+_back_to_list = ALIASES.back_to_list
+_get_alias = ALIASES.get_or_404
+_read_only_refusal = ALIASES.read_only_refusal
 
 
 def _to_new_alias(request: HttpRequest, alias: Alias) -> HttpResponseRedirect:
@@ -57,15 +60,19 @@ def _to_new_alias(request: HttpRequest, alias: Alias) -> HttpResponseRedirect:
     return HttpResponseRedirect(f"{page}?{urlencode({'next': back})}" if back else page)
 
 
-def _get_alias(name: str) -> Alias:
-    alias = alias_get(name=name)
-    if alias is None:
-        raise Http404(f"No alias named {name!r}.")
-    return alias
+# Source and snapshot are the same on most rows of a typical shelf: hidden until the user asks for them.
+ALIAS_COLUMNS = ColumnChoice(
+    key="aliases",
+    # Every column but the name (the row's link) and its actions, in the table's order.
+    optional=("file_status", *(name for name in AliasTable._meta.fields if name != "alias")),
+    default_hidden=("source", "snapshot"),
+)
 
 
-class AliasListView(TableListView):
+class AliasListView(ColumnPickerMixin, TableListView):
     permission_required = "aliases.view_alias"
+    column_choice = ALIAS_COLUMNS
+    columns_url_name = "aliases:columns"
     filterset_class = AliasFilter
     table_class = AliasTable
     template_name = "aliases/alias_list.html"
@@ -76,7 +83,7 @@ class AliasListView(TableListView):
         return alias_list()
 
     def get_table_kwargs(self) -> dict[str, Any]:
-        return {"next_url": self.next_url()}
+        return {**super().get_table_kwargs(), "next_url": self.next_url()}
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -87,6 +94,15 @@ class AliasListView(TableListView):
             export_query=urlencode(kept),
         )
         return context
+
+
+class AliasColumnsView(ColumnPickerView):
+    """The alias list's column picker: every reader chooses their own columns."""
+
+    permission_required = "aliases.view_alias"
+    column_choice = ALIAS_COLUMNS
+    list_url_name = "aliases:list"
+    htmx_target = "#alias-table"
 
 
 class AliasDetailView(RoleRequiredMixin, View):
@@ -314,7 +330,10 @@ class AliasEditView(AliasFormView):
                 form.add_error(None, exc)
             else:
                 saved = result.alias
-                if result.kept_theirs:
+                if not result.changed:
+                    # Nothing differs from what is saved: no new version, no audit entry, updated_at untouched.
+                    messages.info(request, f"No changes to save: alias {saved.alias} is as it was.")
+                elif result.kept_theirs:
                     kept = ", ".join(field_label(name) for name in result.kept_theirs)
                     mine = ", ".join(field_label(name) for name in result.applied) or "nothing"
                     messages.success(
@@ -330,41 +349,14 @@ class AliasEditView(AliasFormView):
         return self.render_form(form, mode="edit", alias=alias)
 
 
-class AliasDeleteView(RoleRequiredMixin, View):
+class AliasDeleteView(ConfirmDeleteView):
     permission_required = "aliases.delete_alias"
-    http_method_names = ["get", "post", "head", "options"]
     template_name = "aliases/alias_confirm_delete.html"
+    kind = ALIASES
+    version_conflict = AliasVersionConflict
 
-    def get(self, request: HttpRequest, name: str) -> HttpResponse:
-        alias = _get_alias(name)
-        if alias.is_read_only:
-            return _read_only_refusal(request, alias)
-        return render(request, self.template_name, {"alias": alias, "next_url": safe_next(request)})
-
-    def post(self, request: HttpRequest, name: str) -> HttpResponse:
-        alias = _get_alias(name)
-        try:
-            expected_version = int(request.POST["version"])
-        except (KeyError, ValueError):
-            expected_version = None
-        try:
-            alias_delete(alias=alias, by=request.user, expected_version=expected_version)
-        except AliasReadOnlyError as exc:
-            return _read_only_refusal(request, exc.alias)
-        except AliasVersionConflict as conflict:
-            context = {"alias": conflict.current, "conflict": conflict, "next_url": safe_next(request)}
-            return render(request, self.template_name, context, status=409)
-        messages.success(request, f"Deleted alias {alias.alias}.")
-        return _back_to_list(request)
-
-
-def _read_only_refusal(request: HttpRequest, alias: Alias) -> HttpResponse:
-    return render(
-        request,
-        "aliases/alias_read_only.html",
-        {"alias": alias, "message": str(AliasReadOnlyError(alias)), "next_url": safe_next(request)},
-        status=403,
-    )
+    def delete_object(self, *, found: Alias, by: Any, expected_version: int | None) -> None:
+        alias_delete(alias=found, by=by, expected_version=expected_version)
 
 
 class ModelOptionsView(RoleRequiredMixin, View):

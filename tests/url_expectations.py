@@ -241,6 +241,8 @@ EXPECTATIONS: dict[str, Expectation] = {
     "aliases:import": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES),
     "aliases:export": page(GET=READ_ROLES, query={"format": "json"}),
     "aliases:bulk": page(POST=EDITOR_ROLES, data={"POST": BULK_SET_PAGE}, answers={"POST": 302}),
+    # Any reader chooses their own columns; an empty form hides every optional column, then back to the list.
+    "aliases:columns": page(POST=READ_ROLES, answers={"POST": 302}),
     "aliases:model-options": page(GET=READ_ROLES, query={"repo": USER_ALIAS["repo"]}),
     "aliases:edit": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": REPLACED_ALIAS}, answers={"POST": 302}),
     "aliases:delete": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": {"version": 1}}, answers={"POST": 302}),

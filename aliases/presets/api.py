@@ -13,8 +13,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aliases.api import PARAM_GROUPS, REQUEST_SCHEMAS, ContextParamsSerializer, RequestParamsSerializer
+from aliases.presets.kinds import PRESETS
 from aliases.presets.models import DESCRIPTION_MAX, Preset
-from aliases.presets.selectors import SEARCH_FIELDS, preset_get, preset_list
+from aliases.presets.selectors import SEARCH_FIELDS, preset_list
 from aliases.presets.services import (
     PRESET_FIELDS,
     PresetReadOnlyError,
@@ -35,6 +36,7 @@ from config.api import (
     list_envelope_serializer,
     model_sorts,
 )
+from config.crud import NamedObjectDeleteApi
 
 PRESET_LIST_QUERY = ListQuery(
     sorts=model_sorts(Preset, ("name", "builtin", "version", "created_at", "updated_at")),
@@ -91,15 +93,8 @@ def _values(validated: Mapping[str, Any]) -> dict[str, Any]:
     return {name: validated.get(name) for name in PRESET_FIELDS}
 
 
-def _preset_or_404(name: str) -> Preset:
-    preset = preset_get(name=name)
-    if preset is None:
-        raise ApiError(f"No preset named {name!r}.", status=404, code="preset_not_found")
-    return preset
-
-
-def _read_only_error(preset: Preset) -> ApiError:
-    return ApiError(str(PresetReadOnlyError(preset)), status=403, code="read_only_preset")
+_preset_or_404 = PRESETS.get_or_api_404
+_read_only_error = PRESETS.api_read_only
 
 
 PRESET_PATH = OpenApiParameter(
@@ -138,8 +133,9 @@ class PresetCollectionApi(APIView):
         return Response(PresetSerializer(preset).data, status=status.HTTP_201_CREATED, headers={"Location": location})
 
 
-class PresetDetailApi(APIView):
+class PresetDetailApi(NamedObjectDeleteApi, APIView):
     permission_classes = [ModelPermissions]
+    kind = PRESETS
     queryset = Preset.objects.all()
 
     @extend_schema(
@@ -178,7 +174,7 @@ class PresetDetailApi(APIView):
         except PresetVersionConflict as conflict:
             raise ApiError(str(conflict), status=409, code="version_conflict", param="version") from conflict
         except Preset.DoesNotExist as exc:
-            raise ApiError(f"No preset named {preset!r}.", status=404, code="preset_not_found") from exc
+            raise PRESETS.api_not_found(preset) from exc
         return Response(PresetSerializer(updated).data)
 
     @extend_schema(
@@ -189,9 +185,7 @@ class PresetDetailApi(APIView):
         responses={204: None, **error_responses(401, 403, 404)},
     )
     def delete(self, request: Request, preset: str) -> Response:
-        current = _preset_or_404(preset)
-        try:
-            preset_delete(preset=current, by=request.user)
-        except PresetReadOnlyError as exc:
-            raise _read_only_error(exc.preset) from exc
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return self.delete_named(request, preset)
+
+    def delete_object(self, *, found: Preset, by: Any) -> None:
+        preset_delete(preset=found, by=by)

@@ -1,44 +1,31 @@
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 import django_tables2 as tables
-from django.db.models import QuerySet
-from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from aliases.forms import display_value
 from aliases.presets.models import Preset
-from config.tables import TABLE_TEMPLATE
+from config.crud import NamedObjectTable
 
 
-class PresetTable(tables.Table):
+class PresetTable(NamedObjectTable):
     name = tables.Column(verbose_name="Preset")
     description = tables.Column(orderable=False, attrs={"td": {"class": "text-break"}})
     params = tables.Column(verbose_name="Sets", empty_values=(), orderable=False)
     updated_at = tables.Column(verbose_name="Updated", order_by=("updated_at", "pk"))
 
-    class Meta:
+    class Meta(NamedObjectTable.Meta):
         model = Preset
         fields = ("name", "description", "updated_at")
         sequence = ("name", "description", "params", "updated_at")
-        template_name = TABLE_TEMPLATE
         attrs = {"class": "table table-sm table-hover align-middle", "id": "preset-rows"}
         row_attrs = {"data-preset": lambda record: record.name}
-        order_by_field = "sort"
-        page_field = "page"
-        empty_text = None
 
-    def __init__(self, *args: Any, next_url: str = "", **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.next_url = next_url
-
-    def order_name(self, queryset: QuerySet[Preset], is_descending: bool) -> tuple[QuerySet[Preset], bool]:
-        name = Lower("name").desc() if is_descending else Lower("name").asc()
-        return queryset.order_by(name, "-pk" if is_descending else "pk"), True
+    order_name = NamedObjectTable.order_by_name
 
     def render_name(self, record: Preset, value: str) -> SafeString:
         url = reverse("presets:detail", args=[record.name])

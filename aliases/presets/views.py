@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views import View
@@ -15,6 +15,7 @@ from aliases.forms import display_value, field_label, stop_word_escape
 from aliases.models import CONTEXT_PARAMS, REQUEST_PARAMS
 from aliases.presets.filters import PresetFilter
 from aliases.presets.forms import PresetForm, form_values
+from aliases.presets.kinds import PRESETS
 from aliases.presets.models import Preset
 from aliases.presets.selectors import preset_get, preset_list
 from aliases.presets.services import (
@@ -27,24 +28,13 @@ from aliases.presets.services import (
     preset_values,
 )
 from aliases.presets.tables import PresetTable
+from config.crud import ConfirmDeleteView
 from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next
 
-
-def _get_preset(name: str) -> Preset:
-    preset = preset_get(name=name)
-    if preset is None:
-        raise Http404(f"No preset named {name!r}.")
-    return preset
-
-
-def _back_to_list(request: HttpRequest) -> HttpResponseRedirect:
-    return HttpResponseRedirect(safe_next(request) or reverse("presets:list"))
-
-
-def _read_only_refusal(request: HttpRequest, preset: Preset) -> HttpResponse:
-    context = {"preset": preset, "message": str(PresetReadOnlyError(preset)), "next_url": safe_next(request)}
-    return render(request, "aliases/presets/preset_read_only.html", context, status=403)
+_back_to_list = PRESETS.back_to_list
+_get_preset = PRESETS.get_or_404
+_read_only_refusal = PRESETS.read_only_refusal
 
 
 class PresetListView(TableListView):
@@ -154,32 +144,14 @@ class PresetEditView(PresetFormView):
         return self.render_form(form, mode="edit", preset=found)
 
 
-class PresetDeleteView(RoleRequiredMixin, View):
+class PresetDeleteView(ConfirmDeleteView):
     permission_required = "presets.delete_preset"
-    http_method_names = ["get", "post", "head", "options"]
     template_name = "aliases/presets/preset_confirm_delete.html"
+    kind = PRESETS
+    version_conflict = PresetVersionConflict
 
-    def get(self, request: HttpRequest, preset: str) -> HttpResponse:
-        found = _get_preset(preset)
-        if found.builtin:
-            return _read_only_refusal(request, found)
-        return render(request, self.template_name, {"preset": found, "next_url": safe_next(request)})
-
-    def post(self, request: HttpRequest, preset: str) -> HttpResponse:
-        found = _get_preset(preset)
-        try:
-            expected_version = int(request.POST["version"])
-        except (KeyError, ValueError):
-            expected_version = None
-        try:
-            preset_delete(preset=found, by=request.user, expected_version=expected_version)
-        except PresetReadOnlyError as exc:
-            return _read_only_refusal(request, exc.preset)
-        except PresetVersionConflict as conflict:
-            context = {"preset": conflict.current, "conflict": conflict, "next_url": safe_next(request)}
-            return render(request, self.template_name, context, status=409)
-        messages.success(request, f"Deleted preset {found.name}.")
-        return _back_to_list(request)
+    def delete_object(self, *, found: Preset, by: Any, expected_version: int | None) -> None:
+        preset_delete(preset=found, by=by, expected_version=expected_version)
 
 
 class PresetFormValuesView(RoleRequiredMixin, View):

@@ -66,3 +66,21 @@ class BearerFailureWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address}: {self.failures} since {self.window_started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class TablePreference(models.Model):
+    """Which optional columns one user hides in one list table, kept server side so the choice follows the user to
+    every browser. A row exists only once the user has chosen; until then the table's defaults apply."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="table_preferences")
+    table = models.CharField(max_length=64, help_text="The table's key, e.g. 'aliases'.")
+    # Hidden rather than shown: a column added later appears for everyone until they hide it.
+    hidden_columns = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "table"], name="tablepreference_user_table")]
+        verbose_name = "table preference"
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.table}"

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from config.accounts.models import ApiToken, BearerFailureWindow, hash_token
+from config.accounts.models import ApiToken, BearerFailureWindow, TablePreference, hash_token
 from config.accounts.roles import ADMIN, ROLES, role_of, sync_role_groups
 from config.audit.services import audit_record
 
@@ -286,3 +286,18 @@ def bearerfailure_record(*, address: str) -> None:
     except IntegrityError:
         # Another process created the row at the same moment: count on it.
         BearerFailureWindow.objects.filter(address=address).update(failures=F("failures") + 1)
+
+
+# --- preferences ---------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def tablepreference_set(*, user: AbstractUser, table: str, hidden_columns: list[str] | None) -> None:
+    """Remember which columns `user` hides in `table`; None forgets the choice (back to the table's defaults).
+
+    Not audited: it changes only what this user sees, nothing anyone else relies on.
+    """
+    if hidden_columns is None:
+        TablePreference.objects.filter(user=user, table=table).delete()
+        return
+    TablePreference.objects.update_or_create(user=user, table=table, defaults={"hidden_columns": hidden_columns})

@@ -386,7 +386,9 @@ def test_updated_column_shows_relative_time_with_exact_title(client_for, viewer,
 
 def test_snapshot_column_is_short_with_full_hash_on_hover(client_for, viewer, alias_factory):
     alias_factory(alias="pinned", snapshot="0123456789abcdef0123456789abcdef01234567")
-    content = client_for(viewer).get(LIST_URL).content.decode()
+    client = client_for(viewer)
+    client.post(reverse("aliases:columns"), {"columns": ["snapshot"]})  # hidden until asked for
+    content = client.get(LIST_URL).content.decode()
     assert '<code title="0123456789abcdef0123456789abcdef01234567">01234567</code>' in content
 
 

@@ -100,7 +100,7 @@ def test_editor_creates_finds_sorts_edits_duplicates_and_deletes(page, editor, a
     # Edit, from the list; saving comes back to the same list, sort and page size.
     search.fill("journey")
     expect(rows(page)).to_have_count(1)
-    page.get_by_role("link", name=NAME).click()
+    page.get_by_role("link", name=NAME, exact=True).click()
     assert_titled(page, f"Edit {NAME}")
     page.get_by_label("n_ctx").fill("8192")
     shot(page, "editing")
@@ -112,7 +112,7 @@ def test_editor_creates_finds_sorts_edits_duplicates_and_deletes(page, editor, a
     assert Alias.objects.get(alias=NAME).n_ctx == 8192
 
     # Duplicate it: the copy starts with every value of the original and a name of its own.
-    page.get_by_role("link", name=NAME).click()
+    page.get_by_role("link", name=NAME, exact=True).click()
     page.get_by_role("link", name="Duplicate").click()
     assert_titled(page, f"Duplicate {NAME}")
     expect(page.get_by_label(ALIAS_LABEL, exact=True)).to_have_value(COPY)
@@ -125,7 +125,7 @@ def test_editor_creates_finds_sorts_edits_duplicates_and_deletes(page, editor, a
     page.goto(list_url)
     page.get_by_label("Search").fill("copy")
     expect(rows(page)).to_have_count(1)
-    page.get_by_role("link", name=COPY).click()
+    page.get_by_role("link", name=COPY, exact=True).click()
     page.get_by_role("link", name="Delete").click()
     assert_titled(page, f"Delete {COPY}")
     expect(page.get_by_role("heading", name=f"Delete alias {COPY}?")).to_be_visible()

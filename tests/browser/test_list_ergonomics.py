@@ -49,7 +49,7 @@ def pick_columns(page: Page, *, hide: list[str]) -> None:
     page.get_by_test_id("column-picker").locator("summary").click()
     for label in hide:
         page.get_by_label(label, exact=True).uncheck()
-    page.get_by_role("button", name="Apply").click()
+    page.get_by_test_id("column-picker").get_by_role("button", name="Apply", exact=True).click()
 
 
 def test_hidden_columns_stay_hidden_after_a_reload_and_in_another_browser(new_context, editor, alias_factory):

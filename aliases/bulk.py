@@ -150,7 +150,9 @@ def _locked(selection: BulkSelection) -> list[Alias]:
     rows: list[Alias] = []
     for start in range(0, len(pks), NAME_BATCH):
         rows += (
-            Alias.objects.select_for_update()
+            # Only the aliases are locked: PostgreSQL refuses FOR UPDATE over the nullable side of the join to
+            # updated_by, which is read for the skip reasons.
+            Alias.objects.select_for_update(of=("self",))
             .filter(pk__in=pks[start : start + NAME_BATCH])
             .select_related("updated_by")
         )

@@ -60,7 +60,8 @@ def bulk_insert(model: type[models.Model], rows: Sequence[dict], *, batch_size: 
         if connection.vendor == "postgresql":
             # psycopg interpolates every parameter into the statement on the client (Django's default cursor):
             # an executemany or a multi-row VALUES of 10,000 rows spent seconds there. COPY streams them.
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            # The raw cursor's errors come out as Django's (IntegrityError for a taken name), as from any query.
+            with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for start in range(0, len(rows), batch_size):
                     for values in prepared_rows(rows[start : start + batch_size]):
                         copy.write_row(values)

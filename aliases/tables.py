@@ -95,7 +95,9 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
     updated_at = tables.Column(verbose_name="Updated", order_by=("updated_at", "pk"))
     file_status = tables.Column(verbose_name="File", empty_values=(), orderable=False)
     # The alias's state on the llama-server router; hidden unless one is configured (before_render).
-    server = tables.Column(verbose_name="Server", empty_values=(), orderable=False)
+    server = tables.Column(
+        verbose_name="Server", empty_values=(), orderable=False, attrs={"th": {"data-column": "server"}}
+    )
     actions = tables.Column(
         verbose_name="Actions",
         empty_values=(),

@@ -127,7 +127,8 @@ def _parse(url: str, answer: object) -> RouterStatus:
             ModelState(
                 router_id=item["id"],
                 alias=alias_for_router_id(item["id"], names),
-                state=str(status.get("value") or "unknown"),
+                # A model whose process exited is listed as `unloaded` with `failed: true` and its exit code.
+                state="failed" if status.get("failed") is True else str(status.get("value") or "unknown"),
                 exit_code=_int_or_none(status.get("exit_code")),
                 args=tuple(str(arg) for arg in args),
             )

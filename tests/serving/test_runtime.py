@@ -230,3 +230,12 @@ def test_viewers_may_not_load_or_unload(served, settings, viewer_client):
         assert viewer_client.post(reverse(f"serving:{action}", args=["tiny:chat"])).status_code == 403
         assert_error(viewer_client.post(action_api("tiny:chat", action)), 403, "forbidden_error")
     assert not AuditEntry.objects.filter(action__in=["load", "unload"]).exists()
+
+
+def test_the_server_column_is_rendered_by_the_fast_body(served):
+    from aliases.models import Alias
+    from aliases.tables import AliasTable
+
+    table = AliasTable(Alias.objects.all())
+
+    assert table._cell_plan(table.columns["server"])[2] is not None  # a render_ call per cell, no template

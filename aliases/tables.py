@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from aliases.file_status import AliasFile, FileStatus, alias_files
 from aliases.models import Alias
 from config.crud import NamedObjectTable
+from config.serving.runtime import RouterStatus, router_state_badge, router_status
 from config.tables import FAST_BODY_TABLE_TEMPLATE, FastBodyMixin
 from config.wrapping import wrap_name
 
@@ -93,6 +94,10 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
     )
     updated_at = tables.Column(verbose_name="Updated", order_by=("updated_at", "pk"))
     file_status = tables.Column(verbose_name="File", empty_values=(), orderable=False)
+    # The alias's state on the llama-server router; hidden unless one is configured (before_render).
+    server = tables.Column(
+        verbose_name="Server", empty_values=(), orderable=False, attrs={"th": {"data-column": "server"}}
+    )
     actions = tables.Column(
         verbose_name="Actions",
         empty_values=(),
@@ -115,7 +120,7 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
             "temperature",
             "updated_at",
         )
-        sequence = ("select", "alias", "file_status", "...", "actions")
+        sequence = ("select", "alias", "file_status", "server", "...", "actions")
         template_name = FAST_BODY_TABLE_TEMPLATE  # up to 100 rows a page: the body rendered in Python
         attrs = {"class": "table table-sm table-hover align-middle", "id": "alias-rows"}
         row_attrs = {"data-alias": lambda record: record.alias}
@@ -137,6 +142,14 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
 
     def render_file_status(self, record: Alias) -> SafeString:
         return file_status_badge(self.alias_files[record.pk])
+
+    @cached_property
+    def router_status(self) -> RouterStatus | None:
+        # One GET /models for the page (kept a few seconds), never one per row.
+        return router_status()
+
+    def render_server(self, record: Alias) -> SafeString | str:
+        return router_state_badge(self.router_status, record.alias)
 
     # Names are unique regardless of case, so sort them the same way.
     order_alias = NamedObjectTable.order_by_name
@@ -162,6 +175,8 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
 
     def before_render(self, request) -> None:
         # Viewers and operators change nothing: no empty column of actions or boxes for them.
+        if self.router_status is None:
+            self.columns.hide("server")
         may_change = self.row_permissions[0]
         if not may_change:
             self.columns.hide("select")

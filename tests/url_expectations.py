@@ -57,6 +57,7 @@ EVERYONE = (ANONYMOUS, *SIGNED_IN)
 READ_ROLES = SIGNED_IN
 OPERATOR_ROLES = (OPERATOR, ADMIN)  # pulls, cancel, retry, rescan
 EDITOR_ROLES = (EDITOR, ADMIN)  # create / edit / delete aliases
+SERVE_ROLES = (OPERATOR, EDITOR, ADMIN)  # load / unload an alias on the llama-server router
 ADMIN_ROLES = (ADMIN,)  # delete files, users, roles, tokens of others, audit log, the Django admin
 
 METHODS = ("GET", "POST", "PUT", "DELETE")
@@ -404,6 +405,12 @@ EXPECTATIONS: dict[str, Expectation] = {
         GET=READ_ROLES, kwargs={"fmt": "export_format", "name": "model_alias"}, answers={"GET": 200}
     ),
     "serving_api:preset": api(GET=READ_ROLES, answers={"GET": 200}),
+    # No router is configured here: the pages say so and go back (302), the API answers 409 router_not_configured.
+    "serving:load": page(POST=SERVE_ROLES, kwargs={"name": "model_alias"}, answers={"POST": 302}),
+    "serving:unload": page(POST=SERVE_ROLES, kwargs={"name": "model_alias"}, answers={"POST": 302}),
+    "serving_api:models": api(GET=READ_ROLES, answers={"GET": 409}),
+    "serving_api:load": api(POST=SERVE_ROLES, kwargs={"alias": "model_alias"}, answers={"POST": 409}),
+    "serving_api:unload": api(POST=SERVE_ROLES, kwargs={"alias": "model_alias"}, answers={"POST": 409}),
     "aliases_api:model-export-one": api(
         GET=READ_ROLES, kwargs={"alias": "model_alias", "fmt": "export_format"}, answers={"GET": 200}
     ),

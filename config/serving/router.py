@@ -42,7 +42,41 @@ def alias_for_router_id(model_id: str, names: Iterable[str]) -> str | None:
 
 
 class RouterError(Exception):
-    """The router could not be reached or answered with an error."""
+    """The router could not be reached (`status` None) or answered with an HTTP error (`status` its code)."""
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason or message
+
+
+def _error_reason(exc: urllib.error.HTTPError) -> str:
+    """The router's own message in an error answer (`{"error": {"message": ...}}`), else the HTTP reason."""
+    try:
+        data = json.loads(exc.read() or b"null")
+        message = data["error"]["message"] if isinstance(data, dict) and isinstance(data.get("error"), dict) else ""
+    except (OSError, ValueError, KeyError, TypeError):
+        message = ""
+    return str(message) or f"HTTP {exc.code} {exc.reason}"
+
+
+def _call(url: str, *, data: bytes | None, timeout: float) -> Any:
+    headers = {"Accept": "application/json"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        reason = _error_reason(exc)
+        raise RouterError(f"{url}: {reason}", status=exc.code, reason=reason) from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise RouterError(f"{url}: {exc}", reason=str(getattr(exc, "reason", exc))) from exc
+    try:
+        return json.loads(body) if body else None
+    except ValueError as exc:
+        raise RouterError(f"{url}: not JSON ({exc})", status=502, reason="not JSON") from exc
 
 
 def router_get(base_url: str, path: str, *, query: Mapping[str, str] | None = None, timeout: float = 5.0) -> Any:
@@ -50,16 +84,12 @@ def router_get(base_url: str, path: str, *, query: Mapping[str, str] | None = No
     url = base_url.rstrip("/") + path
     if query:
         url += "?" + urllib.parse.urlencode(query)
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise RouterError(f"{url}: {exc}") from exc
-    try:
-        return json.loads(body) if body else None
-    except ValueError as exc:
-        raise RouterError(f"{url}: not JSON ({exc})") from exc
+    return _call(url, data=None, timeout=timeout)
+
+
+def router_post(base_url: str, path: str, body: Mapping[str, Any], *, timeout: float = 5.0) -> Any:
+    """POST `body` as JSON to `path` on the router and return its JSON answer."""
+    return _call(base_url.rstrip("/") + path, data=json.dumps(dict(body)).encode(), timeout=timeout)
 
 
 def router_reload(base_url: str) -> bool:

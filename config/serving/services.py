@@ -15,10 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+from aliases.models import Alias
+from config.audit.models import AuditEntry
 from config.serving.preset import Preset, preset_build
-from config.serving.router import router_reload
+from config.serving.router import RouterError, router_post, router_reload
 from modelfiles import cache
 
 logger = logging.getLogger(__name__)
@@ -107,3 +110,72 @@ def preset_sync_on_commit(using: str = DEFAULT_DB_ALIAS) -> None:
     if connection.in_atomic_block and any(entry[1] is _sync_after_commit for entry in connection.run_on_commit):
         return
     transaction.on_commit(_sync_after_commit, using=using, robust=True)
+
+
+# --- loading and unloading on the router (issue 10, item 3) -------------------------------------------------------
+
+ACTION_TIMEOUT_SECONDS = 5.0
+ROUTER_ACTIONS = ("load", "unload")
+# Loading and unloading is an operator's job (DESIGN.md's roles); editors and admins, who change what is served,
+# may too. Any one of these permissions suffices.
+SERVE_PERMISSIONS = ("modelfiles.request_download", "aliases.change_alias")
+
+
+def may_serve(user: AbstractBaseUser) -> bool:
+    return user.is_authenticated and any(user.has_perm(name) for name in SERVE_PERMISSIONS)
+
+
+class ServingRefused(Exception):
+    """A load or unload that cannot be asked for: `status` 409 (not servable, no router) or 502/503 (router)."""
+
+    def __init__(self, message: str, *, status: int, code: str):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+def served_router_id(alias: Alias) -> str:
+    """The router id the preset serves `alias` under; ServingRefused (409) when the preset leaves it out."""
+    preset = preset_current()
+    for served in preset.served:
+        if served.alias == alias.alias:
+            return served.router_id
+    reason = next((item.reason for item in preset.unserved if item.alias == alias.alias), "it is not in the preset")
+    raise ServingRefused(f"{alias.alias} is not served by the router: {reason}.", status=409, code="not_served")
+
+
+def router_model_action(*, alias: Alias, action: str, by: AbstractBaseUser | None) -> str:
+    """Ask the router to load or unload `alias` (`POST /models/load|unload`); the router id it was asked for.
+
+    Recorded in the audit log once the router accepted it. Loading is asynchronous on the router's side: the
+    model is `loading` until its process answers."""
+    from config.audit.services import audit_record
+    from config.serving.runtime import router_status_forget
+
+    assert action in ROUTER_ACTIONS
+    url = router_url()
+    if not url:
+        raise ServingRefused(
+            "No llama-server router is configured (set MODELDESK_LLAMA_SERVER_URL).",
+            status=409,
+            code="router_not_configured",
+        )
+    model_id = served_router_id(alias)
+    try:
+        router_post(url, f"/models/{action}", {"model": model_id}, timeout=ACTION_TIMEOUT_SECONDS)
+    except RouterError as exc:
+        if exc.status is None:
+            raise ServingRefused(
+                f"llama-server at {url} is not answering ({exc.reason}).", status=503, code="router_unavailable"
+            ) from exc
+        raise ServingRefused(
+            f"llama-server at {url} refused to {action} {model_id}: {exc.reason}",
+            status=409 if 400 <= exc.status < 500 else 502,
+            code="router_refused" if 400 <= exc.status < 500 else "router_error",
+        ) from exc
+    finally:
+        router_status_forget()
+    audit_record(actor=by, kind=AuditEntry.Kind.ALIAS, action=action, object_id=alias.pk, object_repr=alias.alias,
+                 after={"router": url, "router_id": model_id})  # fmt: skip
+    return model_id

@@ -11,4 +11,6 @@ urlpatterns = [
     path("preset.ini", views.PresetDownloadView.as_view(), name="preset"),
     # The format first: alias names hold '/' (owner/repo:quant), so the name takes the rest of the path.
     path("export/<str:fmt>/<path:name>", views.AliasExportView.as_view(), name="export"),
+    path("load/<path:name>", views.RouterActionView.as_view(), {"action": "load"}, name="load"),
+    path("unload/<path:name>", views.RouterActionView.as_view(), {"action": "unload"}, name="unload"),
 ]

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.views import View
 
 from aliases.selectors import alias_get
 from config.mixins import RoleRequiredMixin
 from config.serving.exports import FORMATS, alias_export
 from config.serving.preset import Unservable
-from config.serving.services import preset_current, preset_path, router_url
+from config.serving.runtime import router_status
+from config.serving.services import (
+    ROUTER_ACTIONS,
+    ServingRefused,
+    may_serve,
+    preset_current,
+    preset_path,
+    router_model_action,
+    router_url,
+)
+from config.tables import safe_next
 
 PRESET_FILENAME = "modeldesk-preset.ini"
 
@@ -26,7 +38,13 @@ class ServingView(RoleRequiredMixin, View):
     http_method_names = ["get", "head", "options"]
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        context = {"preset": preset_current(), "preset_path": preset_path(), "router_url": router_url()}
+        context = {
+            "preset": preset_current(),
+            "preset_path": preset_path(),
+            "router_url": router_url(),
+            "router": router_status(),
+            "may_serve": may_serve(request.user),
+        }
         return render(request, "serving/serving.html", context)
 
 
@@ -55,3 +73,25 @@ class AliasExportView(RoleRequiredMixin, View):
             return HttpResponse(f"{alias.alias} cannot be exported as {fmt}: {exc}\n", status=409,
                                 content_type="text/plain; charset=utf-8")  # fmt: skip
         return text_attachment(export.text, export.filename)
+
+
+class RouterActionView(RoleRequiredMixin, View):
+    """Load or unload an alias on the router (the alias page's and the serving page's buttons), then back."""
+
+    http_method_names = ["post", "options"]
+
+    def has_permission(self) -> bool:
+        return may_serve(self.request.user)
+
+    def post(self, request: HttpRequest, action: str, name: str) -> HttpResponse:
+        alias = alias_get(name=name)
+        if alias is None or action not in ROUTER_ACTIONS:
+            raise Http404("No such alias or action.")
+        try:
+            model_id = router_model_action(alias=alias, action=action, by=request.user)
+        except ServingRefused as exc:
+            messages.error(request, exc.message)
+        else:
+            done = "Loading" if action == "load" else "Unloaded"
+            messages.success(request, f"{done} {alias.alias} on the router (as {model_id}).")
+        return HttpResponseRedirect(safe_next(request) or reverse("aliases:detail", args=[alias.alias]))

@@ -96,7 +96,9 @@ def test_search_finds_exactly_what_a_substring_like_finds():
         ('y"hi"', ["quoted"]),  # double quotes inside the FTS5 string
         ("NEAR(a b)", []),  # FTS5 syntax is text
         ("éclair", ["éclair"]),
-        ("ÉCLAIR", []),  # SQLite's LIKE folds ASCII only; the index's wider folding must not add rows
+        # SQLite's LIKE folds ASCII only, and the index's wider folding must not add rows; PostgreSQL's UPPER folds
+        # every letter.
+        ("ÉCLAIR", ["éclair"] if connection.vendor == "postgresql" else []),
         ("repo:LLAMA", ["mistral-x"]),
         ("file:q4_K_m", ["mistral-x"]),
         ("alias:chat", ["Llama-chat"]),

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connections, models
 from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from aliases.models import CONTEXT_PARAMS, REQUEST_PARAMS, Alias
 from config.search import text_search
@@ -84,7 +85,46 @@ def _number_condition(field: str, text: str) -> Q:
     return Q(**{f"{field}__{_OPERATORS[match['op']]}": _number(field, match["number"])})
 
 
-def parse_search(text: str) -> ParsedSearch:
+# SQLite's FTS5 trigram index of alias, repo and filename (migration 0008); PostgreSQL's pg_trgm GIN indexes serve
+# the LIKE itself (migration 0007), so there the search stays plain `icontains`.
+FULLTEXT_TABLE = "aliases_alias_search"
+FULLTEXT_COLUMNS = {"alias", "repo", "filename"}
+# A trigram index cannot answer for fewer than three characters; such a term is left to the LIKE alone.
+FULLTEXT_MIN_LENGTH = 3
+
+
+def _fulltext_match(text: str, columns: tuple[str, ...]) -> str:
+    """An FTS5 query finding `text` as one phrase in any of `columns`: the user's text is one FTS5 string (its
+    double quotes doubled), so nothing in it is FTS syntax."""
+    quoted = text.replace('"', '""')
+    return f'{{{" ".join(columns)}}} : "{quoted}"'
+
+
+def _fulltext_condition(text: str, columns: tuple[str, ...]) -> Q:
+    """Rows whose `columns` may hold `text` as a substring, by the trigram index: every row LIKE finds and perhaps
+    more (the index folds non-ASCII case too, LIKE only ASCII), so it narrows, and the LIKE beside it decides."""
+    match = RawSQL(
+        f"SELECT rowid FROM {FULLTEXT_TABLE} WHERE {FULLTEXT_TABLE} MATCH %s", [_fulltext_match(text, columns)]
+    )
+    return Q(pk__in=match)
+
+
+def _uses_fulltext(queryset: QuerySet[Alias], text: str) -> bool:
+    return (
+        connections[queryset.db].vendor == "sqlite"
+        and len(text) >= FULLTEXT_MIN_LENGTH
+        and "\x00" not in text  # an FTS5 string ends at a NUL; the API refuses NUL anyway
+    )
+
+
+def _text_condition(queryset: QuerySet[Alias], field: str, value: str) -> Q:
+    condition = Q(**{f"{field}__icontains": value})
+    if field in FULLTEXT_COLUMNS and _uses_fulltext(queryset, value):
+        condition &= _fulltext_condition(value, (field,))
+    return condition
+
+
+def parse_search(text: str, queryset: QuerySet[Alias] | None = None) -> ParsedSearch:
     """Split a search into its free text and its field conditions; ValidationError for a bad field value."""
     words: list[str] = []
     condition = Q()
@@ -105,7 +145,11 @@ def parse_search(text: str) -> ParsedSearch:
                 raise ValidationError(f"source is {choices} (got {value!r}).", code="search")
             condition &= Q(source=value.lower())
         elif key in TEXT_KEYS:
-            condition &= Q(**{f"{TEXT_KEYS[key]}__icontains": value})
+            condition &= (
+                Q(**{f"{TEXT_KEYS[key]}__icontains": value})
+                if queryset is None
+                else _text_condition(queryset, TEXT_KEYS[key], value)
+            )
         else:
             condition &= _number_condition(key, value)
     return ParsedSearch(text=" ".join(words), condition=condition)
@@ -113,8 +157,12 @@ def parse_search(text: str) -> ParsedSearch:
 
 def alias_search(queryset: QuerySet[Alias], text: str) -> QuerySet[Alias]:
     """The aliases a search finds (see the module's docstring); raises ValidationError for a bad field value."""
-    parsed = parse_search(text)
-    return text_search(queryset.filter(parsed.condition), SEARCH_FIELDS, parsed.text)
+    parsed = parse_search(text, queryset)
+    queryset = queryset.filter(parsed.condition)
+    free_text = parsed.text.strip()
+    if _uses_fulltext(queryset, free_text):
+        queryset = queryset.filter(_fulltext_condition(free_text, SEARCH_FIELDS))
+    return text_search(queryset, SEARCH_FIELDS, free_text)
 
 
 def validate_search(text: str) -> None:

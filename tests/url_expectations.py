@@ -57,7 +57,7 @@ EVERYONE = (ANONYMOUS, *SIGNED_IN)
 READ_ROLES = SIGNED_IN
 OPERATOR_ROLES = (OPERATOR, ADMIN)  # pulls, cancel, retry, rescan
 EDITOR_ROLES = (EDITOR, ADMIN)  # create / edit / delete aliases
-SERVE_ROLES = (OPERATOR, EDITOR, ADMIN)  # load / unload an alias on the llama-server router
+SERVE_ROLES = (OPERATOR, ADMIN)  # load / unload an alias on the llama-server router
 ADMIN_ROLES = (ADMIN,)  # delete files, users, roles, tokens of others, audit log, the Django admin
 
 METHODS = ("GET", "POST", "PUT", "DELETE")

@@ -159,7 +159,7 @@ class RouterModelsApi(APIView):
 
 
 class ServingPermission(ModelPermissions):
-    """Reading needs aliases.view_alias; loading and unloading, one of SERVE_PERMISSIONS (operators, editors,
+    """Reading needs aliases.view_alias; loading and unloading, one of SERVE_PERMISSIONS (operators,
     admins)."""
 
     def has_permission(self, request, view) -> bool:

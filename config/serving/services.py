@@ -116,9 +116,9 @@ def preset_sync_on_commit(using: str = DEFAULT_DB_ALIAS) -> None:
 
 ACTION_TIMEOUT_SECONDS = 5.0
 ROUTER_ACTIONS = ("load", "unload")
-# Loading and unloading is an operator's job (DESIGN.md's roles); editors and admins, who change what is served,
-# may too. Any one of these permissions suffices.
-SERVE_PERMISSIONS = ("modelfiles.request_download", "aliases.change_alias")
+# Loading and unloading is an operator's job (DESIGN.md's roles: operators and admins, who may request downloads;
+# editors change what is served, not what runs). Any one of these permissions suffices.
+SERVE_PERMISSIONS = ("modelfiles.request_download",)
 
 
 def may_serve(user: AbstractBaseUser) -> bool:

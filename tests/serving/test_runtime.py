@@ -116,11 +116,13 @@ def test_load_and_unload_through_the_api(router, operator, operator_client, edit
     assert "--n-predict" in models["tiny:CHAT"]["args"]
 
     assert_error(viewer_client.post(action_api("tiny:tl", "load")), 403, "forbidden_error")
+    # Editors change what is served, not what runs (DESIGN.md's roles).
+    assert_error(editor_client.post(action_api("tiny:tl", "load")), 403, "forbidden_error")
     assert_error(operator_client.post(action_api("nope", "load")), 404, "not_found_error", code="alias_not_found")
     error = assert_error(operator_client.post(action_api("far", "load")), 409, "conflict_error", code="not_served")
     assert "not in the local" in error["message"]
 
-    response = editor_client.post(action_api("tiny:tl", "load"))
+    response = operator_client.post(action_api("tiny:tl", "load"))
 
     assert response.status_code == 200, response.content
     assert response.json()["id"] == "tiny:TL" and response.json()["alias"] == "tiny:tl"

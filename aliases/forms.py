@@ -16,6 +16,7 @@ from django.utils.text import capfirst
 from aliases.models import CONTEXT_PARAMS, EDITABLE_FIELDS, REQUEST_PARAMS, Alias
 from aliases.selectors import model_choices
 from aliases.validators import BUILTIN_CHAT_TEMPLATES, EMBEDDED_CHAT_TEMPLATE, Bounded
+from config.widgets import plain_widget_renderer
 
 # How the form, the detail page and the conflict report group the fields: (legend, ((sub-legend, fields), ...)).
 SECTIONS: tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = (
@@ -145,6 +146,7 @@ class AliasForm(forms.ModelForm):
     """Create and edit. The model's validators run in `full_clean()`, so errors land next to their fields."""
 
     version = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=1)
+    default_renderer = plain_widget_renderer
 
     class Meta:
         model = Alias

@@ -3,6 +3,7 @@ page-size choice, and an htmx fragment instead of the whole page when htmx asks.
 
 from __future__ import annotations
 
+import html
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -209,6 +210,9 @@ class FastBodyMixin:
 
 def _shown(cell: Any) -> SafeString:
     """A cell as `{{ cell }}` shows it: dates in the current time zone, numbers localized, escaped unless safe."""
+    if type(cell) is str:
+        # What conditional_escape does to a plain string, without its checks for lazy and safe strings: most cells.
+        return SafeString(html.escape(cell))
     if not isinstance(cell, str):
         cell = localize(template_localtime(cell))
     return conditional_escape(cell)

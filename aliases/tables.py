@@ -7,7 +7,7 @@ import django_tables2 as tables
 from django.contrib.humanize.templatetags.humanize import intcomma, naturaltime
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
 from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import SafeString, mark_safe
 
@@ -29,15 +29,21 @@ def _url_around_name(view_name: str, script_prefix: str) -> tuple[str, str] | No
     return (before, after) if slot else None
 
 
-def alias_url(view_name: str, name: str) -> str | None:
+@lru_cache(maxsize=1024)
+def _quoted_name(name: str) -> str:
+    # A row's four links (its name and three actions) quote the same name.
+    return quote(name, safe=RFC3986_SUBDELIMS + "/~:@")
+
+
+def alias_url(view_name: str, name: str, *, script_prefix: str | None = None) -> str | None:
     """The page of an alias, or None when its stored name cannot be part of a URL (a row stored before the name
     rules were checked whole, e.g. one ending in a newline): such a row is listed without a link, never a 500.
 
     The same URL reverse() gives: the `path` converter takes any name without a newline, quoted as reverse()
-    quotes it."""
-    around = _url_around_name(view_name, get_script_prefix())
+    quotes it. A table passes `script_prefix` (read once per table, not once per link)."""
+    around = _url_around_name(view_name, get_script_prefix() if script_prefix is None else script_prefix)
     if around is not None and name and "\n" not in name and _NAME_SLOT not in name:
-        return around[0] + quote(name, safe=RFC3986_SUBDELIMS + "/~:@") + around[1]
+        return around[0] + _quoted_name(name) + around[1]
     try:
         return reverse(view_name, args=[name])
     except NoReverseMatch:
@@ -155,17 +161,16 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
     order_alias = NamedObjectTable.order_by_name
 
     def render_alias(self, record: Alias, value: str) -> str:
-        user = self.request.user
-        can_edit = user.has_perm("aliases.change_alias") and not record.is_read_only
-        url = alias_url("aliases:edit" if can_edit else "aliases:detail", record.alias)
+        can_edit = self.row_permissions[0] and not record.is_read_only
+        url = alias_url(
+            "aliases:edit" if can_edit else "aliases:detail", record.alias, script_prefix=self.script_prefix
+        )
         if url is None:
             return format_html(
                 '<span class="fw-semibold" title="This name breaks the naming rules; an admin can fix it">{}</span>',
                 value,
             )
-        if self.next_url:
-            url = f"{url}?{urlencode({'next': self.next_url})}"
-        return format_html('<a class="fw-semibold" href="{}">{}</a>', url, wrap_name(value))
+        return format_html('<a class="fw-semibold" href="{}{}">{}</a>', url, self.back_query, wrap_name(value))
 
     def render_repo(self, value: str) -> SafeString:
         return wrap_name(value)
@@ -193,38 +198,57 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
             user.has_perm("aliases.delete_alias"),
         )
 
+    @cached_property
+    def back_query(self) -> SafeString:
+        """`?next=<this list page>` for every link of a row, escaped once per table rather than once a link."""
+        return format_html("?{}", urlencode({"next": self.next_url})) if self.next_url else SafeString("")
+
+    @cached_property
+    def script_prefix(self) -> str:
+        return get_script_prefix()
+
+    # (view, label, button style, the permission of row_permissions it needs, refused on read-only rows)
+    ROW_ACTIONS = (
+        ("aliases:edit", "Edit", "btn-outline-primary", 0, True),
+        ("aliases:duplicate", "Duplicate", "btn-outline-secondary", 1, False),
+        ("aliases:delete", "Delete", "btn-outline-danger", 2, True),
+    )
+
+    @cached_property
+    def action_pieces(self) -> list[tuple[str, bool, SafeString, SafeString, SafeString, SafeString]]:
+        """Each button the user may be offered, as the markup before its URL, between the URL and the name,
+        between the two uses of the name and after it: escaped once per table, not once per row."""
+        return [
+            (
+                view_name,
+                refused_read_only,
+                format_html('<a class="btn {}" href="', style),
+                format_html('{}" data-row-action="{}" aria-label="{} ', self.back_query, label.lower(), label),
+                format_html('" title="{} ', label),
+                format_html('">{}</a>', label),
+            )
+            for view_name, label, style, needs, refused_read_only in self.ROW_ACTIONS
+            if self.row_permissions[needs]
+        ]
+
     def render_actions(self, record: Alias) -> SafeString | str:
         """Edit, duplicate and delete, each as the user may; each page leads back to this list page."""
-        may_change, may_add, may_delete = self.row_permissions
-        back = f"?{urlencode({'next': self.next_url})}" if self.next_url else ""
-        buttons = []
-        for view_name, label, style, allowed in (
-            ("aliases:edit", "Edit", "btn-outline-primary", may_change and not record.is_read_only),
-            ("aliases:duplicate", "Duplicate", "btn-outline-secondary", may_add),
-            ("aliases:delete", "Delete", "btn-outline-danger", may_delete and not record.is_read_only),
-        ):
-            url = alias_url(view_name, record.alias) if allowed else None
+        # Joined from pieces each escaped (the name and URL here, the rest in action_pieces), as format_html would
+        # make them: format_html's escaping of nine arguments a button was most of this column's time.
+        name = conditional_escape(record.alias)
+        parts: list[str] = []
+        for view_name, refused_read_only, start, after_url, between_names, end in self.action_pieces:
+            if refused_read_only and record.is_read_only:
+                continue
+            url = alias_url(view_name, record.alias, script_prefix=self.script_prefix)
             if url is not None:
-                buttons.append(
-                    format_html(
-                        '<a class="btn {}" href="{}{}" data-row-action="{}" aria-label="{} {}" title="{} {}">{}</a>',
-                        style,
-                        url,
-                        back,
-                        label.lower(),
-                        label,
-                        record.alias,
-                        label,
-                        record.alias,
-                        label,
-                    )
-                )
-        if not buttons:
+                parts += (start, conditional_escape(url), after_url, name, between_names, name, end)
+        if not parts:
             return ""
         return format_html(
             '<div class="btn-group btn-group-sm" role="group" aria-label="Actions for {}">{}</div>',
-            record.alias,
-            SafeString("".join(buttons)),
+            name,
+            SafeString("".join(parts)),
         )
 
     def render_source(self, record: Alias, value: str) -> str:

@@ -3,6 +3,7 @@ page-size choice, and an htmx fragment instead of the whole page when htmx asks.
 
 from __future__ import annotations
 
+import html
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from django.utils.timezone import template_localtime
 from django_filters.views import FilterView
 from django_tables2 import RequestConfig, SingleTableMixin
 from django_tables2.rows import BoundRows
+from django_tables2.utils import AttributeDict
 
 from config.mixins import RoleRequiredMixin
 from config.paging import page_rows
@@ -148,9 +150,10 @@ class FastBodyMixin:
         # joined are either literal markup or already escaped (the attributes by as_html(), the content by
         # _shown()), so the join is as safe as format_html, without its escaping pass over every piece again.
         plans = [(bound, format_html("<td {}>", td), fast) for bound, td, fast in map(self._cell_plan, self.columns)]
+        row_attrs = self._row_attrs_plan()
         rows = []
         for row in self.paginated_rows:
-            parts = ["<tr ", row.attrs.as_html(), ">"]
+            parts = ["<tr ", self._row_attrs_html(row, row_attrs), ">"]
             for bound, opening, fast in plans:
                 if fast is None:
                     parts.append(self._slow_cell(row, bound))
@@ -159,6 +162,28 @@ class FastBodyMixin:
             parts.append("</tr>")
             rows.append(SafeString("".join(parts)))
         return rows
+
+    def _row_attrs_plan(self) -> list[tuple[str, Any, tuple[str, ...] | None]]:
+        # The row attributes' callables, each with the arguments it takes (of `table` and `record`), inspected once
+        # per table: django-tables2 inspects each one's signature again on every row.
+        return [
+            (key, value, tuple(name for name in _accepted_arguments(value) if name in ("table", "record")))
+            if callable(value)
+            else (key, value, None)
+            for key, value in self.row_attrs.items()
+        ]
+
+    def _row_attrs_html(self, row, plan: list[tuple[str, Any, tuple[str, ...] | None]]) -> SafeString:
+        """`row.attrs.as_html()`, without inspecting the callables again."""
+        offered = {"table": self, "record": row.record}
+        attrs = {}
+        for key, value, accepted in plan:
+            attrs[key] = value if accepted is None else value(**{name: offered[name] for name in accepted})
+            if isinstance(attrs[key], dict):
+                return row.attrs.as_html()  # nested attributes: computed as django-tables2 does
+        css_class = row.get_even_odd_css_class()
+        attrs["class"] = f"{attrs['class']} {css_class}" if attrs.get("class") else css_class
+        return AttributeDict(attrs).as_html()
 
     def _cell_plan(self, bound) -> tuple[Any, SafeString, Callable | None]:
         column = bound.column
@@ -209,6 +234,9 @@ class FastBodyMixin:
 
 def _shown(cell: Any) -> SafeString:
     """A cell as `{{ cell }}` shows it: dates in the current time zone, numbers localized, escaped unless safe."""
+    if type(cell) is str:
+        # What conditional_escape does to a plain string, without its checks for lazy and safe strings: most cells.
+        return SafeString(html.escape(cell))
     if not isinstance(cell, str):
         cell = localize(template_localtime(cell))
     return conditional_escape(cell)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from aliases.file_status import alias_file
+from aliases.file_status import AliasFile, alias_file
 from aliases.models import Alias
 from aliases.transfer import alias_as_bodhi
 from config.serving.preset import Unservable, alias_options, chat_template, model_path
@@ -77,9 +77,10 @@ def _ollama_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def llama_server_command(alias: Alias, *, template_dir: Path | None = None) -> str:
-    """`llama-server --model PATH --alias NAME ...`, shell-quoted; a template we write needs `template_dir`."""
-    found = alias_file(alias)
+def llama_server_command(alias: Alias, *, template_dir: Path | None = None, found: AliasFile | None = None) -> str:
+    """`llama-server --model PATH --alias NAME ...`, shell-quoted; a template we write needs `template_dir`.
+    `found`: the alias's file when the caller has it already (the alias page reads it once for every section)."""
+    found = found or alias_file(alias)
     args = ["llama-server", "--model", str(model_path(alias, found)), "--alias", alias.alias]
     for option, value in alias_options(alias):
         args += [f"--{option}", value]
@@ -105,8 +106,8 @@ def llama_server_command(alias: Alias, *, template_dir: Path | None = None) -> s
     return "".join(lines)
 
 
-def ollama_modelfile(alias: Alias) -> str:
-    found = alias_file(alias)
+def ollama_modelfile(alias: Alias, *, found: AliasFile | None = None) -> str:
+    found = found or alias_file(alias)
     lines = [f"# Ollama Modelfile for the ModelDesk alias {json.dumps(alias.alias)}: ollama create NAME -f FILE\n"]
     lines.append(f"FROM {_ollama_string(str(model_path(alias, found)))}\n")
     for name, parameter in OLLAMA_PARAMETERS:
@@ -141,12 +142,12 @@ def export_filename(alias: Alias, fmt: str) -> str:
     return "Modelfile" if fmt == "ollama" else f"{stem}.{EXTENSIONS[fmt]}"
 
 
-def alias_export(alias: Alias, fmt: str, *, template_dir: Path | None = None) -> Export:
+def alias_export(alias: Alias, fmt: str, *, template_dir: Path | None = None, found: AliasFile | None = None) -> Export:
     """The alias in `fmt` (one of FORMATS). Raises Unservable when its file is not local (llama-server, Ollama)."""
     if fmt == "llama-server":
-        text = llama_server_command(alias, template_dir=template_dir)
+        text = llama_server_command(alias, template_dir=template_dir, found=found)
     elif fmt == "ollama":
-        text = ollama_modelfile(alias)
+        text = ollama_modelfile(alias, found=found)
     elif fmt == "bodhi":
         text = bodhi_yaml(alias)
     else:
@@ -154,12 +155,15 @@ def alias_export(alias: Alias, fmt: str, *, template_dir: Path | None = None) ->
     return Export(format=fmt, label=FORMAT_LABELS[fmt], text=text, filename=export_filename(alias, fmt))
 
 
-def alias_exports(alias: Alias, *, template_dir: Path | None = None) -> list[Export | tuple[str, str]]:
-    """Every format for the alias page: an Export, or (label, why it cannot be made)."""
+def alias_exports(
+    alias: Alias, *, template_dir: Path | None = None, found: AliasFile | None = None
+) -> list[Export | tuple[str, str]]:
+    """Every format for the alias page: an Export, or (label, why it cannot be made). The file is read once."""
+    found = found or alias_file(alias)
     result: list[Export | tuple[str, str]] = []
     for fmt in FORMATS:
         try:
-            result.append(alias_export(alias, fmt, template_dir=template_dir))
+            result.append(alias_export(alias, fmt, template_dir=template_dir, found=found))
         except Unservable as exc:
             result.append((FORMAT_LABELS[fmt], str(exc)))
     return result

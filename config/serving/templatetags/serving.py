@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import template
 
+from aliases.file_status import AliasFile
 from aliases.models import Alias
 from config.serving.exports import alias_exports
 from config.serving.services import preset_path
@@ -10,10 +11,11 @@ register = template.Library()
 
 
 @register.inclusion_tag("serving/partials/_run_elsewhere.html")
-def run_elsewhere(alias: Alias) -> dict:
-    """The alias page's "Run elsewhere" section: each export, or why it cannot be made."""
+def run_elsewhere(alias: Alias, found: AliasFile | None = None) -> dict:
+    """The alias page's "Run elsewhere" section: each export, or why it cannot be made. `found`: the alias's file
+    as the page read it already (else it is read here)."""
     path = preset_path()
-    exports = alias_exports(alias, template_dir=path.parent if path else None)
+    exports = alias_exports(alias, template_dir=path.parent if path else None, found=found)
     return {"alias": alias, "exports": exports}
 
 

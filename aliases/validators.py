@@ -41,7 +41,8 @@ EMBEDDED_CHAT_TEMPLATE = "embedded"
 # final newline. The `*_PATTERN` strings are the same rules in the ECMA-262 syntax of the OpenAPI schema, where `$`
 # means the end; tests check that both spellings agree.
 ALIAS_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
-REPO_PART_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+# Starts and ends with a letter or digit: the Hub (huggingface_hub's repo id check) refuses a part ending in . or -.
+REPO_PART_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 COMMIT_PATTERN = r"[0-9a-f]{40}"
 REF_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._/-]*"
 
@@ -57,7 +58,7 @@ MODEL_ALIAS_NAME_RE = re.compile(
 # The same rules for the OpenAPI schema (ECMA-262: `$` is the end of the text; lookaheads are allowed there).
 # (Lone surrogates are refused too, but a pattern cannot name them in every regex engine that reads the schema.)
 _NO_CONTROLS = r"\u0000-\u001f\u007f-\u009f\u2028\u2029"
-_SCHEMA_REPO_BODY = r"(?!.*(?:--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*"
+_SCHEMA_REPO_BODY = rf"(?!.*(?:--|\.\.)){REPO_PART_PATTERN}/{REPO_PART_PATTERN}"
 REPO_SCHEMA_PATTERN = rf"^{_SCHEMA_REPO_BODY}$"
 FILENAME_SCHEMA_PATTERN = rf"^(?!/)(?!.*//)(?!(?:.*/)?\.\.?(?:/|$))[^\\{_NO_CONTROLS}]*\.[gG][gG][uU][fF]$"
 SNAPSHOT_SCHEMA_PATTERN = (
@@ -153,7 +154,8 @@ def repo_problem(value: str) -> str | None:
     for part in parts:
         if not REPO_PART_RE.fullmatch(part):
             return (
-                "Each part of owner/name starts with a letter or digit and holds only letters, digits, '.', '_' or '-'."
+                "Each part of owner/name starts and ends with a letter or digit and holds only letters, digits, '.', "
+                "'_' or '-'."
             )
         if "--" in part or ".." in part:
             return "A repo id may not contain '--' or '..'."

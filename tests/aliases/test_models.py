@@ -150,6 +150,10 @@ def test_alias_name_rules(name, ok):
         ("a--b/c", False),
         ("a/b..c", False),
         ("-a/b", False),
+        # The Hub refuses a part that ends in '.' or '-' (a pull of one was a 500 from huggingface_hub).
+        ("hO/y.", False),
+        ("a-/b", False),
+        ("a/b-c.d", True),
         ("a/" + "b" * 95, False),
     ],
 )

@@ -77,7 +77,8 @@ def table_rows(page: Page, target: str) -> list[str]:
     names = []
     for text in page.locator(f"{target} tbody tr").all_inner_texts():
         found = ROW_NAME.search(text)
-        names.append(found.group(0) if found else " ".join(text.split()))
+        # Other rows (the signed-in admin among the users) by their first word: the rest may hold a time.
+        names.append(found.group(0) if found else (text.split() or [""])[0])
     return names
 
 

@@ -47,6 +47,13 @@ def diff_rows(older: Mapping[str, Any], newer: Mapping[str, Any]) -> list[dict[s
     ]
 
 
+def _readable_changes(changes: Mapping[str, tuple[Any, Any]]) -> list[tuple[str, str, str]]:
+    """(label, before, after) for each change a person can see: a create records an empty stop list and user as
+    set from nothing, which would read "— → —"."""
+    shown = ((field_label(name), display_value(old), display_value(new)) for name, (old, new) in changes.items())
+    return [row for row in shown if row[1] != row[2]]
+
+
 class AliasHistoryView(RoleRequiredMixin, View):
     """Every saved version of an alias; ?a=<n>&b=<m> adds a table comparing two of them."""
 
@@ -57,11 +64,7 @@ class AliasHistoryView(RoleRequiredMixin, View):
         alias = _get_alias(name)
         versions = list(alias_versions(alias=alias)[:HISTORY_PAGE_LENGTH])
         by_number = {record.version: record for record in reversed(versions)}  # the newest record per number wins
-        rows = [
-            (record, [(field_label(f), display_value(old), display_value(new)) for f, (old, new) in
-                      record.changes.items()])
-            for record in versions
-        ]  # fmt: skip
+        rows = [(record, _readable_changes(record.changes)) for record in versions]
         context: dict[str, Any] = {"alias": alias, "rows": rows}
         first, second = _version_number(request.GET.get("a")), _version_number(request.GET.get("b"))
         if request.GET.get("a") or request.GET.get("b"):

@@ -111,6 +111,16 @@ def test_history_page_lists_versions_and_compares_two(client_for, viewer, histor
     assert "Revert to this version" not in content
 
 
+def test_history_lists_only_changes_a_person_can_see(client_for, viewer, history):
+    content = client_for(viewer).get(reverse("aliases:history", args=["hist"])).content.decode()
+    created = content[content.index('<tr data-version="1"') :]
+    created = created[: created.index("</tr>")]
+    assert "hist.Q4_K_M.gguf" in created
+    # The create records the empty stop list and user as set from nothing; that is not a change to show.
+    assert "<strong>stop</strong>" not in created and "<strong>user</strong>" not in created
+    assert "— → —" not in content
+
+
 def test_history_page_says_when_the_versions_to_compare_are_not_on_record(client_for, viewer, history):
     content = client_for(viewer).get(reverse("aliases:history", args=["hist"]), {"a": "1", "b": "99"})
     assert "Pick two saved versions" in content.content.decode()

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "config.accounts",
     "config.audit",
     "config.serving",
+    "config.health",
     "aliases",
     "aliases.presets",
     "modelfiles",
@@ -232,6 +233,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
 # A Redis that stops answering must not hold a web request: a publish gives up after about this long (twice,
 # with the one retry below) and the download stays queued for the reconciler to send.
+# Workers write a heartbeat this often (config/health); three missed in a row make a worker "silent".
+MODELDESK_WORKER_HEARTBEAT_SECONDS = env.float("MODELDESK_WORKER_HEARTBEAT_SECONDS", default=10.0)
 BROKER_TIMEOUT_SECONDS = env.float("MODELDESK_BROKER_TIMEOUT_SECONDS", default=1.0)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -324,6 +327,8 @@ SESSION_COOKIE_HTTPONLY = True
 # Only behind a proxy that always sets (and never passes on a client's) X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", False) else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Load balancers and process managers probe health over plain http from inside: answer them, don't redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 # Off by default: once a browser has seen HSTS it refuses plain http to the host for that long.
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)

@@ -16,6 +16,7 @@ urlpatterns = [
     path("presets/", include("aliases.presets.urls")),
     path("audit/", include("config.audit.urls")),
     path("serving/", include("config.serving.urls")),
+    path("", include("config.health.urls")),
     # /account/tokens/ (everyone's own API tokens) and /users/ (admins).
     path("", include("config.accounts.urls")),
     path("api/", include("aliases.api_urls")),

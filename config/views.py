@@ -14,6 +14,7 @@ from django.views.decorators.http import require_safe
 from config import api
 from config.accounts.forms import SignInForm
 from config.dashboard import dashboard_summary
+from config.health.selectors import workers_seen
 from modelfiles.views import active_context
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def home(request: HttpRequest) -> HttpResponse:
     if htmx and not htmx.history_restore_request:
         response = render(request, "dashboard/partials/_summary.html", context)
     else:
-        context.update(active_context(request, next_url=request.get_full_path()))
+        context.update(active_context(request, next_url=request.get_full_path()), workers=workers_seen())
         response = render(request, "dashboard.html", context)
     # The same URL answers with a fragment or a page depending on these headers; caches must tell them apart.
     patch_vary_headers(response, ("HX-Request", "HX-History-Restore-Request"))

@@ -22,6 +22,7 @@ from django.http import HttpResponse
 from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, include, path, reverse
+from django.utils import timezone
 
 from aliases.models import Alias
 from aliases.presets.models import Preset
@@ -32,6 +33,7 @@ from config.accounts.roles import OPERATOR as OPERATOR_ROLE
 from config.accounts.roles import VIEWER as VIEWER_ROLE
 from config.accounts.services import apitoken_create
 from config.audit.services import audit_record
+from config.health.models import WorkerHeartbeat
 from modelfiles.models import Download, ModelFile
 from modelfiles.services import modelfile_sync
 from tests.factories import AliasFactory, UserFactory
@@ -249,6 +251,9 @@ def samples(hf_home, users, bearer_tokens) -> dict[str, str | dict[str, str]]:
     own_tokens = {name: str(user.api_tokens.get().pk) for name, user in users.items()}
     entry = audit_record(actor=users[ADMIN], kind="alias", action="update", object_id=user_alias.pk)
     user_preset = Preset.objects.create(**USER_PRESET)
+    # A worker that has just sent its heartbeat, so /readyz can answer 200 (its 503 is tests/health's).
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(name="celery@matrix", host="matrix", pid=1, started_at=now, last_seen=now)
     return {
         "user_alias": user_alias.alias,
         "user_alias_pk": str(user_alias.pk),

@@ -15,10 +15,10 @@ from django.db.models import Count, Q
 from django.http import HttpRequest
 
 from aliases.models import Alias
+from config.formatting import human_size
 from modelfiles.cache import hub_dir
 from modelfiles.models import Download
 from modelfiles.selectors import download_recent_failures, modelfile_storage
-from modelfiles.tables import human_size
 
 RECENT_FAILURES = 5
 # Below either of these the dashboard warns that pulls may fail for lack of room.

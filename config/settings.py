@@ -294,6 +294,9 @@ if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", MODELDESK_HOST):
 # Pull pre-flight and source rules (README "Checked before queueing"). The pre-flight asks the Hub about the file
 # before a pull is queued; past this many seconds the pull is queued unchecked, as when the Hub is down.
 PULL_PREFLIGHT_TIMEOUT_SECONDS = env.float("MODELDESK_PREFLIGHT_TIMEOUT_SECONDS", default=3.0)
+# Every other call to the Hub made while a person waits on a page (list a repo's files, check for updates) waits
+# at most this long per request, with no retries; workers have their own, longer patience.
+HUB_PAGE_TIMEOUT_SECONDS = env.float("MODELDESK_HUB_PAGE_TIMEOUT_SECONDS", default=3.0)
 # Glob patterns over owner/name (an owner alone allows all its repos); empty allows every repo.
 PULL_ALLOWED_REPOS = [
     pattern.strip() for pattern in env("MODELDESK_ALLOWED_REPOS", default="").split(",") if pattern.strip()

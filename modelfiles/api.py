@@ -7,6 +7,7 @@ write goes through modelfiles.services, whose Django ValidationError the excepti
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F
 from django.db.models.functions import Lower
@@ -910,7 +911,7 @@ class CheckUpdatesApi(APIView):
         responses={200: CheckUpdatesResultSerializer, **error_responses(401, 403)},
     )
     def post(self, request: Request) -> Response:
-        results = modelfile_check_updates(by=request.user)
+        results = modelfile_check_updates(by=request.user, timeout=settings.HUB_PAGE_TIMEOUT_SECONDS)
         found = [result.modelfile for result in results if result.update_available]
         data = modelfiles_data(found)
         return Response(

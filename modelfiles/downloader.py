@@ -30,6 +30,7 @@ from urllib.parse import urljoin, urlsplit
 
 from filelock import FileLock, Timeout
 
+from config.formatting import human_bytes
 from modelfiles.cache import RepoPaths, UnsafePath, ensure_cachedir_tag, free_bytes, publish
 from modelfiles.hub import HubError, RemoteFile
 
@@ -74,13 +75,6 @@ def _git_header(size: int) -> bytes:
 
 class Stopped(Exception):
     """The caller asked the transfer to stop (cancel, or the download was taken over); the partial file stays."""
-
-
-def human_bytes(count: float | None) -> str:
-    """Sizes as every page shows them (Django's filesizeformat: 1 KB = 1024 bytes), so numbers agree."""
-    from django.template.defaultfilters import filesizeformat
-
-    return "—" if count is None else str(filesizeformat(count)).replace("\xa0", " ")
 
 
 class _SpeedMeter:

@@ -160,7 +160,7 @@ def file_metadata(repo: str, filename: str, revision: str, *, timeout: float | N
 def _untrusted(code: str, what: str) -> HubError:
     return HubError(
         code,
-        f"{what} HF_ENDPOINT ({_endpoint_shown()}) may be a broken or hostile mirror, or something on the way "
+        f"{what} HF_ENDPOINT ({endpoint_shown()}) may be a broken or hostile mirror, or something on the way "
         "changed the answer; nothing was written. Check HF_ENDPOINT (use https) and retry.",
         transient=False,
     )
@@ -186,7 +186,7 @@ def _check_trusted(commit: str | None, etag: str | None, size: int | None) -> No
         raise _untrusted("hub_bad_size", f"The Hub sent a negative file size ({size}).")
 
 
-def _endpoint_shown() -> str:
+def endpoint_shown() -> str:
     # Scheme, host and port only: an endpoint URL may carry credentials, which a message must never show.
     try:
         scheme, host, port = _origin(endpoint())
@@ -269,7 +269,7 @@ def unreachable(problem: HubError, cause: BaseException, *, timeout: float) -> H
     """The Hub could not be asked in time (no answer, connection refused, 5xx/429): say so, naming HF_ENDPOINT."""
     return HubError(
         "hub_unreachable",
-        f"Could not list the files: the Hub at HF_ENDPOINT ({_endpoint_shown()}) gave no usable answer "
+        f"Could not list the files: the Hub at HF_ENDPOINT ({endpoint_shown()}) gave no usable answer "
         f"({unreachable_reason(problem, cause, timeout=timeout)}). Check HF_ENDPOINT and the network. A file you "
         "name can still be pulled: it is queued, and the worker keeps asking the Hub until it answers.",
         transient=True,

@@ -27,6 +27,7 @@ from aliases.services import LocalModelFile, alias_sync_model_files, model_alias
 from aliases.validators import segment_too_long, validate_filename, validate_repo, validate_snapshot
 from config.audit.services import audit_record
 from config.bulk import bulk_insert
+from config.formatting import human_duration
 from modelfiles import cache, cleanup, downloader, gguf_header, hub, location
 from modelfiles.models import CacheScan, Download, Location, ModelFile, Verification
 from modelfiles.selectors import location_hosts, location_of_host
@@ -1491,12 +1492,24 @@ class UpdateCheck:
         return bool(self.modelfile.update_commit)
 
 
+def _update_check_unreachable(problem: hub.HubError, *, timeout: float | None) -> str:
+    # A check asked from a page is not retried by anyone: say what happened, what to check, and when the
+    # periodic check runs, instead of the workers' "will try again".
+    every = settings.CELERY_BEAT_SCHEDULE["check-updates"]["schedule"]
+    reason = hub.unreachable_reason(problem, problem.__cause__, timeout=timeout or hub.METADATA_TIMEOUT)
+    return (
+        f"Could not check for updates: the Hub at HF_ENDPOINT ({hub.endpoint_shown()}) gave no usable answer "
+        f"({reason}). Check HF_ENDPOINT and the network (and HF_TOKEN for private or gated repos); the periodic "
+        f"check runs every {human_duration(every)} while a worker with its beat is up."
+    )
+
+
 def _update_candidates():
     # Only files pulled by a ref can have an update: a file pinned to a commit is the same forever.
     return [row for row in ModelFile.objects.filter(present=True).order_by("repo", "filename", "pk") if row.refs]
 
 
-def modelfile_check_updates(*, by: AbstractBaseUser | None = None) -> list[UpdateCheck]:
+def modelfile_check_updates(*, by: AbstractBaseUser | None = None, timeout: float | None = None) -> list[UpdateCheck]:
     """Ask the Hub, for each file held by a ref, where that ref points now and whether the file changed there.
 
     A moved ref with other bytes for the file (another etag) is stored on the row as "update available"; a moved
@@ -1513,11 +1526,11 @@ def modelfile_check_updates(*, by: AbstractBaseUser | None = None) -> list[Updat
         error = ""
         for ref in sorted(modelfile.refs):
             try:
-                remote = hub.file_metadata(modelfile.repo, modelfile.filename, ref)
+                remote = hub.file_metadata(modelfile.repo, modelfile.filename, ref, timeout=timeout)
             except hub.HubError as exc:
                 error = exc.message
                 if exc.transient:
-                    unreachable = exc.message
+                    unreachable = _update_check_unreachable(exc, timeout=timeout)
                     break
                 continue
             if remote.commit != modelfile.snapshot and remote.etag != modelfile.etag:

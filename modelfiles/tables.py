@@ -16,40 +16,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from aliases.tables import alias_url
+from config.formatting import UNSET, human_count, human_size
 from config.tables import FAST_BODY_TABLE_TEMPLATE, TABLE_TEMPLATE, FastBodyMixin
-from modelfiles.downloader import human_bytes
 from modelfiles.models import Download, ModelFile, Verification
 from modelfiles.selectors import modelfile_alias_names, modelfile_state_reason
 
-UNSET = "—"
-
-
 # --- how sizes, speeds and durations read -----------------------------------------------------------------------
-
-
-def human_size(value: int | float | None) -> str:
-    return human_bytes(value)
-
-
-def human_speed(bytes_per_second: float | None) -> str:
-    return UNSET if bytes_per_second is None else f"{human_size(bytes_per_second)}/s"
-
-
-def human_duration(seconds: float | None) -> str:
-    """`45 s`, `3 min 20 s`, `2 h 5 min`, `1 d 4 h`: two units at most, enough to plan by."""
-    if seconds is None:
-        return UNSET
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s" if seconds else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def exact_time(value: datetime) -> str:
@@ -89,14 +61,6 @@ def state_badge(state: str, reason: str = "") -> SafeString:
         reason,
         state,
     )
-
-
-def human_count(value: int) -> str:
-    """1,234,567,890 → 1.2 B, as model sizes are spoken of."""
-    for unit, scale in (("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
-        if value >= scale:
-            return f"{value / scale:.1f} {unit}"
-    return str(value)
 
 
 class ModelFileTable(FastBodyMixin, tables.Table):

@@ -22,6 +22,7 @@ from django.views import View
 from aliases.models import Alias
 from aliases.tables import alias_url
 from aliases.validators import validate_repo, validate_snapshot
+from config.formatting import human_count, human_duration, human_size, human_speed
 from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
 from modelfiles import cache, cleanup, hub
@@ -62,7 +63,7 @@ from modelfiles.services import (
     pull_set_note,
     verification_request,
 )
-from modelfiles.tables import DownloadTable, ModelFileTable, human_count, human_duration, human_size, human_speed
+from modelfiles.tables import DownloadTable, ModelFileTable
 
 # The event a poll of the active downloads sends when the set changed, so the history table reloads.
 DOWNLOADS_CHANGED = "downloads-changed"
@@ -266,7 +267,7 @@ class RepoFilesView(RoleRequiredMixin, View):
         except ValidationError as exc:
             return {"problem": " ".join(exc.messages)}
         try:
-            infos = hub.list_gguf_files(repo, revision, timeout=settings.PULL_PREFLIGHT_TIMEOUT_SECONDS)
+            infos = hub.list_gguf_files(repo, revision, timeout=settings.HUB_PAGE_TIMEOUT_SECONDS)
         except hub.HubError as exc:
             return {"problem": exc.message, "problem_code": exc.code}
         pull_url = reverse("modelfiles:pull")
@@ -748,7 +749,7 @@ class ModelFileCheckUpdatesView(RoleRequiredMixin, View):
     http_method_names = ["post", "options"]
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        results = modelfile_check_updates(by=request.user)
+        results = modelfile_check_updates(by=request.user, timeout=settings.HUB_PAGE_TIMEOUT_SECONDS)
         updates = [result for result in results if result.update_available]
         errors = [result for result in results if result.error]
         if not results:

@@ -18,9 +18,9 @@ from huggingface_hub import scan_cache_dir
 from playwright.sync_api import Page, expect
 
 from aliases.models import Alias
+from config.formatting import human_size
 from modelfiles.models import Download, ModelFile
 from modelfiles.services import modelfile_sync
-from modelfiles.tables import human_size
 from tests.browser.helpers import BROWSER_TEST, assert_titled, flash, is_console_error, login
 from tests.factories import AliasFactory
 from tests.gguf_files import tiny_gguf

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from django.contrib.messages import get_messages
@@ -42,35 +40,9 @@ def enqueued(monkeypatch) -> list[str]:
 
 
 @pytest.fixture
-def silent_hub(monkeypatch) -> Iterator[str]:
-    """An HF_ENDPOINT that accepts connections and never answers: the Hub hanging, or a black-holing proxy."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-                accepted.append(conn)  # kept open, never read nor written
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    monkeypatch.setenv("HF_ENDPOINT", endpoint)
-    try:
-        yield endpoint
-    finally:
-        stop.set()
-        thread.join()
-        for conn in accepted:
-            conn.close()
-        listener.close()
+def silent_hub(monkeypatch, silent_endpoint) -> str:
+    monkeypatch.setenv("HF_ENDPOINT", silent_endpoint)
+    return silent_endpoint
 
 
 def post_json(client, url: str, data):
@@ -262,7 +234,7 @@ def test_a_file_is_pulled_from_the_list_in_one_click(operator_client, hub, hf_en
 def test_listing_files_of_a_silent_hub_answers_within_the_timeout_and_names_hf_endpoint(
     operator_client, silent_hub, settings
 ):
-    settings.PULL_PREFLIGHT_TIMEOUT_SECONDS = 1.0
+    settings.HUB_PAGE_TIMEOUT_SECONDS = 1.0
     started = time.monotonic()
     response = operator_client.get(FILES_URL, {"repo": REPO}, HTTP_HX_REQUEST="true")
     elapsed = time.monotonic() - started

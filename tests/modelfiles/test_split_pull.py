@@ -18,10 +18,10 @@ from django.urls import reverse
 from huggingface_hub import hf_hub_download
 
 from aliases.models import Alias
+from config.formatting import human_size
 from modelfiles import cache, services
 from modelfiles.cache import PARTIAL_SUFFIX, RepoPaths, local_file
 from modelfiles.models import Download, ModelFile
-from modelfiles.tables import human_size
 from tests.gguf_files import tiny_gguf
 from tests.modelfiles.hubfixtures import REPO, hf_env, hub, hub_cache, pseudo_random, sha256_of
 from tests.workers import celery_worker, wait_for_download

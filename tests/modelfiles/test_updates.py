@@ -141,7 +141,24 @@ def test_the_check_stops_at_an_unreachable_hub_and_says_so(hub, hf_env, monkeypa
     pull()
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     [result] = services.modelfile_check_updates()
-    assert not result.update_available and "Could not reach the Hub" in result.error
+    assert not result.update_available and "Could not check for updates" in result.error
+    assert "no connection" in result.error and "HF_ENDPOINT (http://127.0.0.1:9)" in result.error
+
+
+def test_check_now_from_a_page_waits_only_the_page_timeout_and_promises_no_retry(
+    hub, hf_env, monkeypatch, settings, client_for, operator, silent_endpoint
+):
+    hub.add_repo(REPO, files={FILE: OLD})
+    pull()
+    monkeypatch.setenv("HF_ENDPOINT", silent_endpoint)
+    settings.HUB_PAGE_TIMEOUT_SECONDS = 1
+    page = client_for(operator).post("/files/check-updates/", follow=True).content.decode()
+    assert "1 file could not be checked" in page
+    assert "no answer within 1 s" in page  # the page's timeout, not the workers' 15 s
+    assert f"HF_ENDPOINT ({silent_endpoint})" in page and "HF_TOKEN" in page
+    assert "will try again" not in page and "the periodic check runs every 1 d" in page
+    answer = client_for(operator).post("/api/modelfiles/check-updates").json()
+    assert "no answer within 1 s" in answer["errors"][0]["message"]
 
 
 def test_when_two_files_changed_updating_one_flags_the_other_which_then_follows(hub, hf_env):

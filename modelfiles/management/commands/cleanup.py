@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from config.formatting import human_size
 from modelfiles import cache, cleanup, services
-from modelfiles.tables import human_size
 
 
 class Command(BaseCommand):

@@ -6,8 +6,9 @@ import time
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from config.formatting import human_bytes
 from modelfiles import services
-from modelfiles.downloader import VERIFIED_GIT_SHA1, VERIFIED_SHA256, Progress, human_bytes
+from modelfiles.downloader import VERIFIED_GIT_SHA1, VERIFIED_SHA256, Progress
 from modelfiles.models import Download
 
 # Exactly what was compared with the Hub's hash before the file became visible, never more.

@@ -5,8 +5,9 @@ import sys
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from config.formatting import human_bytes
 from modelfiles import services
-from modelfiles.downloader import Progress, human_bytes
+from modelfiles.downloader import Progress
 from modelfiles.models import ModelFile, Verification
 
 

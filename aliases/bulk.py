@@ -23,11 +23,15 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
+from django.http import HttpResponse
 
 from aliases.models import CONTEXT_PARAMS, REQUEST_PARAMS, Alias
 from aliases.presets.models import Preset
 from aliases.presets.services import preset_apply
 from aliases.services import AliasReadOnlyError, AliasVersionConflict, alias_delete, alias_update
+from aliases.transfer import FORMATS
+from aliases.transfer_api import export_response
+from config.serving.exports import BULK_FORMAT_LABELS, BULK_FORMATS, bulk_export_response
 
 # The fields a bulk "set" or "clear" may touch: the request and context parameters (a name, repo or file is one
 # alias's own, never many aliases' at once).
@@ -44,6 +48,19 @@ class BulkAction(models.TextChoices):
     APPLY_PRESET = "apply_preset", "Apply a preset"
     DELETE = "delete", "Delete"
     EXPORT = "export", "Export"
+
+
+def export_formats() -> dict[str, str]:
+    """{format: label} for "Export selected": the transfer formats, then the runtimes' (config/serving/exports.py)."""
+    return {**{fmt: fmt for fmt in FORMATS}, **BULK_FORMAT_LABELS}
+
+
+def export_selection(aliases: Any, fmt: str) -> HttpResponse:
+    """The bulk export's file for the selected aliases (a queryset), in name order."""
+    ordered = aliases.order_by("alias", "pk")
+    if fmt in BULK_FORMATS:
+        return bulk_export_response(ordered.iterator(chunk_size=1000), fmt)
+    return export_response(ordered, fmt)
 
 
 CHANGING_ACTIONS = (BulkAction.SET, BulkAction.CLEAR, BulkAction.APPLY_PRESET, BulkAction.DELETE)

@@ -14,11 +14,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aliases.api import AliasStateSerializer, _param_field
-from aliases.bulk import BULK_FIELDS, BulkAction, BulkResult, SkipCode, alias_bulk_apply, bulk_selection
+from aliases.bulk import (
+    BULK_FIELDS,
+    BulkAction,
+    BulkResult,
+    SkipCode,
+    alias_bulk_apply,
+    bulk_selection,
+    export_formats,
+    export_selection,
+)
 from aliases.models import Alias
 from aliases.presets.selectors import preset_get
-from aliases.transfer import FORMATS
-from aliases.transfer_api import export_response
 from aliases.validators import MODEL_ALIAS_NAME_MAX
 from config.api import (
     ApiError,
@@ -114,7 +121,10 @@ class BulkRequestSerializer(StrictSerializer):
     )
     preset = StrictCharField(required=False, help_text="apply_preset: the preset's name (case does not matter).")
     format = serializers.ChoiceField(
-        choices=list(FORMATS), required=False, help_text="export: the file format (default json)."
+        choices=list(export_formats()),
+        required=False,
+        help_text="export: the file format (default json): as GET /api/models/export, or `llama-server` (a shell "
+        "script with one command per alias) or `ollama` (a zip of Modelfiles and create-all.sh).",
     )
     expected = VersionsField(
         required=False,
@@ -248,7 +258,7 @@ class AliasBulkApi(APIView):
         # A bad filter value is a ValidationError naming the parameter: the exception handler makes it a 400.
         selection = bulk_selection(names=data.get("aliases"), filters=data.get("filter"))
         if action == BulkAction.EXPORT:
-            return export_response(selection.aliases.order_by("alias", "pk"), data.get("format", "json"))
+            return export_selection(selection.aliases, data.get("format", "json"))
         result = alias_bulk_apply(
             action=action,
             selection=selection,

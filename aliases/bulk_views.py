@@ -17,12 +17,19 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.views import View
 
-from aliases.bulk import BULK_FIELDS, BulkAction, BulkResult, BulkSelection, alias_bulk_apply, bulk_selection
+from aliases.bulk import (
+    BULK_FIELDS,
+    BulkAction,
+    BulkResult,
+    BulkSelection,
+    alias_bulk_apply,
+    bulk_selection,
+    export_formats,
+    export_selection,
+)
 from aliases.forms import StopWordsField, display_value
 from aliases.models import Alias
 from aliases.presets.selectors import preset_get
-from aliases.transfer import FORMATS
-from aliases.transfer_api import export_response
 from config.mixins import RoleRequiredMixin
 from config.tables import safe_next
 
@@ -114,7 +121,7 @@ class AliasBulkView(RoleRequiredMixin, View):
             selection = bulk_selection(names=posted.names, filters=posted.filters)
             if action == BulkAction.EXPORT:
                 fmt = request.POST.get("format", "json")
-                return export_response(selection.aliases.order_by("alias", "pk"), fmt if fmt in FORMATS else "json")
+                return export_selection(selection.aliases, fmt if fmt in export_formats() else "json")
             if action == BulkAction.DELETE and request.POST.get("confirm") != "1":
                 return self.confirm(request, posted, selection)
             return self.run(request, action, posted, selection)

@@ -8,10 +8,9 @@ from typing import Any
 from django import template
 from django.utils import timezone
 
-from aliases.bulk import BULK_FIELDS
+from aliases.bulk import BULK_FIELDS, export_formats
 from aliases.bulk_views import LIST_FILTERS
 from aliases.presets.selectors import preset_list
-from aliases.transfer import FORMATS
 
 register = template.Library()
 
@@ -34,6 +33,6 @@ def alias_bulk_bar(context: template.Context) -> dict[str, Any]:
         "on_page": len(table.page.object_list),
         "fields": BULK_FIELDS,
         "presets": list(preset_list().values_list("name", flat=True)),
-        "formats": FORMATS,
+        "formats": export_formats(),
         "can_delete": user.has_perm("aliases.delete_alias"),
     }

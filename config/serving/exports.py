@@ -3,14 +3,18 @@ BodhiApp's alias YAML. The model path and the llama-server options are the prese
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
+import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from django.http import HttpResponse, StreamingHttpResponse
 
-from aliases.file_status import AliasFile, alias_file
+from aliases.file_status import AliasFile, alias_file, alias_files
 from aliases.models import Alias
 from aliases.transfer import alias_as_bodhi
 from config.serving.preset import Unservable, alias_options, chat_template, model_path
@@ -167,3 +171,78 @@ def alias_exports(
         except Unservable as exc:
             result.append((FORMAT_LABELS[fmt], str(exc)))
     return result
+
+
+# --- many aliases at once (the bulk action's runtime formats) -----------------------------------------------------
+BULK_FORMATS = ("llama-server", "ollama")
+BULK_FORMAT_LABELS = {"llama-server": "llama-server commands (.sh)", "ollama": "Ollama Modelfiles (.zip)"}
+# Aliases whose files are looked up together (two queries per batch, whatever its size).
+BULK_BATCH = 500
+
+
+def _in_batches(aliases: Iterable[Alias]) -> Iterator[tuple[Alias, AliasFile]]:
+    batch: list[Alias] = []
+    for alias in aliases:
+        batch.append(alias)
+        if len(batch) == BULK_BATCH:
+            yield from _with_files(batch)
+            batch = []
+    yield from _with_files(batch)
+
+
+def _with_files(batch: list[Alias]) -> Iterator[tuple[Alias, AliasFile]]:
+    files = alias_files(batch)
+    for alias in batch:
+        yield alias, files[alias.pk]
+
+
+def llama_server_script(aliases: Iterable[Alias]) -> Iterator[str]:
+    """One `llama-server` command per alias (each serves one model), with the reason for any left out."""
+    yield "#!/bin/sh\n# llama-server commands for ModelDesk aliases: run the one you want (each serves one alias).\n"
+    for alias, found in _in_batches(aliases):
+        try:
+            command = llama_server_command(alias, found=found)
+        except Unservable as exc:
+            yield f"\n# {json.dumps(alias.alias)} is left out: {exc}.\n"
+        else:
+            yield f"\n# {json.dumps(alias.alias)}\n{command}"
+
+
+def ollama_bundle(aliases: Iterable[Alias]) -> bytes:
+    """A zip with a Modelfile per alias (in a folder named like its export) and `create-all.sh`, which runs
+    `ollama create` for each; aliases that cannot be exported are listed in README.txt with the reason."""
+    buffer = io.BytesIO()
+    create = ["#!/bin/sh\n# Creates an Ollama model for each ModelDesk alias in this folder.\nset -e\n"]
+    left_out: list[str] = []
+    used: set[str] = set()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for alias, found in _in_batches(aliases):
+            try:
+                text = ollama_modelfile(alias, found=found)
+            except Unservable as exc:
+                left_out.append(f"{alias.alias}: {exc}.\n")
+                continue
+            folder = export_filename(alias, "bodhi").removesuffix(".yaml")
+            while folder in used:  # two names that read the same once made safe for a file name
+                folder += "-"
+            used.add(folder)
+            bundle.writestr(f"{folder}/Modelfile", text)
+            create.append(f"ollama create {shlex.quote(alias.alias)} -f {shlex.quote(folder + '/Modelfile')}\n")
+        bundle.writestr("create-all.sh", "".join(create))
+        if left_out:
+            bundle.writestr("README.txt", "Aliases left out (their file is not local):\n" + "".join(left_out))
+    return buffer.getvalue()
+
+
+def bulk_export_response(aliases: Iterable[Alias], fmt: str, *, filename: str = "aliases") -> HttpResponse:
+    if fmt == "llama-server":
+        response: HttpResponse = StreamingHttpResponse(
+            llama_server_script(aliases), content_type="text/x-shellscript; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{filename}.sh"'
+        return response
+    if fmt == "ollama":
+        response = HttpResponse(ollama_bundle(aliases), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{filename}-ollama.zip"'
+        return response
+    raise ValueError(f"Unknown format {fmt!r}; use one of {', '.join(BULK_FORMATS)}.")

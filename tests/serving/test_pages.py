@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import shlex
+import zipfile
 
 import pytest
 import yaml
@@ -172,3 +173,44 @@ def test_the_page_downloads_are_files(shelf, viewer_client):
     assert response.status_code == 200 and response["Content-Disposition"] == 'attachment; filename="Modelfile"'
     assert viewer_client.get(reverse("serving:export", args=["ollama", "far"])).status_code == 409
     assert viewer_client.get(reverse("serving:export", args=["zip", "tiny:chat"])).status_code == 404
+
+
+# --- the bulk action's runtime formats ---------------------------------------------------------------------------
+
+
+def test_bulk_export_as_llama_server_commands_runs_one_per_alias_and_names_those_left_out(shelf, editor_client):
+    response = editor_client.post(
+        "/api/models/bulk", {"action": "export", "format": "llama-server", "aliases": ["tiny:chat", "far"]},
+        content_type="application/json",
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="aliases.sh"'
+    script = b"".join(response.streaming_content).decode()
+    commands = [shlex.split(line) for line in script.splitlines() if line.startswith("llama-server ")]
+    assert len(commands) == 1 and commands[0][commands[0].index("--alias") + 1] == "tiny:chat"
+    single = editor_client.get("/api/models/tiny:chat/export/llama-server").content.decode()
+    assert single in script  # the same command as the alias's own export
+    assert '# "far" is left out: The file is not in the local cache' in script
+
+
+def test_bulk_export_as_ollama_is_a_zip_of_modelfiles_with_a_create_script(shelf, editor_client):
+    response = editor_client.post(
+        reverse("aliases:bulk"), {"action": "export", "format": "ollama", "selected": ["1:tiny:chat", "1:far"]}
+    )
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+        names = sorted(bundle.namelist())
+        assert names == ["README.txt", "create-all.sh", "tiny--chat/Modelfile"]
+        modelfile = bundle.read("tiny--chat/Modelfile").decode()
+        create = bundle.read("create-all.sh").decode()
+        readme = bundle.read("README.txt").decode()
+    assert modelfile == editor_client.get("/api/models/tiny:chat/export/ollama").content.decode()
+    assert "PARAMETER num_ctx 256" in modelfile
+    assert "ollama create tiny:chat -f tiny--chat/Modelfile" in create
+    assert "far: The file is not in the local cache" in readme
+
+
+def test_the_bulk_bar_offers_the_runtime_formats(shelf, editor_client):
+    body = editor_client.get(reverse("aliases:list")).content.decode()
+    assert '<option value="llama-server">llama-server commands (.sh)</option>' in body
+    assert '<option value="ollama">Ollama Modelfiles (.zip)</option>' in body

@@ -294,7 +294,12 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
 
 
 def download_requeue_stale(
-    *, older_than: float = STALE_SECONDS, worker: str | None = None, download_id: uuid.UUID | str | None = None
+    *,
+    older_than: float = STALE_SECONDS,
+    worker: str | None = None,
+    download_id: uuid.UUID | str | None = None,
+    note: str = "The worker stopped answering; queued again to resume.",
+    send: bool = True,
 ) -> int:
     """Re-queue running downloads whose worker died: heartbeat older than `older_than` s, or owned by `worker`
     (a worker that is starting again under the same name cannot still be running its old downloads).
@@ -318,9 +323,9 @@ def download_requeue_stale(
                 eta=None,
                 enqueued_at=None,
                 updated_at=timezone.now(),
-                error_message="The worker stopped answering; queued again to resume.",
+                error_message=note,
             )
-            if changed:
+            if changed and send:
                 _enqueue(stale_id, host)  # a pull aimed at a host resumes there: its partial file is on that disk
                 requeued += changed
     if requeued:
@@ -357,6 +362,21 @@ def download_reconcile(*, grace: float = RECONCILE_GRACE_SECONDS) -> int:
     if sent:
         logger.warning("sent %s queued download(s) again that no worker had been told of", sent)
     return sent
+
+
+def download_hand_back(*, worker: str) -> int:
+    """A worker that is stopping gives back the downloads it runs: queued again, claim released, a note in the row.
+    The transfer notices the lost claim at its next progress report (within a second or so), keeps its partial file
+    and returns, so the worker exits promptly; the next one resumes with a Range.
+
+    The tasks are not sent from here: the stopping worker's own consumer could still take one into an idle
+    process. The rows are queued with no task handed over, which the next worker's start and the beat's reconcile
+    (every 30 s) send."""
+    return download_requeue_stale(
+        worker=worker,
+        note=f"Handed back by worker {worker} as it stopped; the next worker resumes from the bytes already fetched.",
+        send=False,
+    )
 
 
 @dataclass

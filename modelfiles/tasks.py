@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
 
 from modelfiles import location, services
 
@@ -65,4 +66,32 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
     finally:
         from django.db import connections
 
+        connections.close_all()
+
+
+@worker_shutting_down.connect
+def _on_worker_shutting_down(sender=None, **kwargs) -> None:
+    # SIGTERM or SIGINT: Celery's warm shutdown would wait for every running download to finish (hours for a big
+    # file, long after any process manager's SIGKILL). Hand them back instead; their transfers stop at the next
+    # progress report and the tasks return, so the worker exits within seconds and loses no byte fetched.
+    # This runs in the signal handler of the main process: the database work goes to a thread of its own, with
+    # its own connection, so whatever the main thread was doing is left alone.
+    hostname = sender if isinstance(sender, str) else getattr(sender, "hostname", None)
+    if not hostname:
+        return
+    thread = threading.Thread(target=_hand_back, args=(hostname,), name="modeldesk-hand-back")
+    thread.start()
+    thread.join(timeout=10)
+
+
+def _hand_back(hostname: str) -> None:
+    from django.db import connections
+
+    try:
+        handed = services.download_hand_back(worker=hostname)
+        if handed:
+            logger.warning("stopping: handed %s download(s) back to the queue", handed)
+    except Exception:
+        logger.exception("could not hand the downloads back on shutdown")
+    finally:
         connections.close_all()

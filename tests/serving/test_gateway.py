@@ -12,6 +12,7 @@ import json
 
 import pytest
 from django.test import AsyncClient, Client
+from django.urls import reverse
 
 from aliases.services import alias_create
 from config.accounts.services import apitoken_create
@@ -336,3 +337,31 @@ def test_counts_add_to_the_row_of_the_day(viewer):
     row = ServingUsage.objects.get(alias="a")
     assert (row.requests, row.prompt_tokens, row.completion_tokens) == (3, 22, 33)
     assert ServingUsage.objects.count() == 2
+
+
+def test_the_alias_page_shows_requests_tokens_and_top_users(viewer_client, shelf, viewer, editor):
+    day = gateway.usage_counted(alias="tiny:chat", user_id=viewer.pk, usage=None)[0].day
+
+    def key(alias, user):
+        return UsageKey(alias=alias, user_id=user.pk, day=day)
+
+    servingusage_add(counts={
+        key("tiny:chat", viewer): UsageCount(requests=2, prompt_tokens=10, completion_tokens=4),
+        key("tiny:chat", editor): UsageCount(requests=1, prompt_tokens=1500, completion_tokens=7),
+        key("tiny-bare", editor): UsageCount(requests=9, prompt_tokens=9, completion_tokens=9),
+    })  # fmt: skip
+
+    body = viewer_client.get(reverse("aliases:detail", args=["tiny:chat"])).content.decode()
+
+    panel = body[body.index('data-testid="gateway-usage"') :]
+    assert 'data-usage="requests">3<' in panel
+    assert 'data-usage="prompt_tokens">1,510<' in panel
+    assert 'data-usage="completion_tokens">11<' in panel
+    users = panel[panel.index('data-testid="gateway-top-users"') : panel.index("</table>")]
+    assert users.index(editor.username) < users.index(viewer.username)  # most tokens first
+
+
+def test_the_alias_page_of_an_unused_alias_says_how_to_use_it(viewer_client, shelf):
+    body = viewer_client.get(reverse("aliases:detail", args=["tiny-bare"])).content.decode()
+
+    assert "No requests yet" in body and "/v1/" in body

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 from django.test import AsyncClient, Client
 from django.urls import reverse
@@ -365,3 +366,32 @@ def test_the_alias_page_of_an_unused_alias_says_how_to_use_it(viewer_client, she
     body = viewer_client.get(reverse("aliases:detail", args=["tiny-bare"])).content.decode()
 
     assert "No requests yet" in body and "/v1/" in body
+
+
+# --- under uvicorn -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_site_and_the_gateway_work_under_uvicorn(uvicorn_site, token, shelf, settings):
+    import openai
+
+    settings.MODELDESK_LLAMA_SERVER_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    site = uvicorn_site()
+
+    with httpx.Client(base_url=site.url) as browser:
+        login = browser.get("/login/")
+        assert login.status_code == 200 and "Sign in" in login.text
+        css = browser.get("/static/bootstrap/css/bootstrap.min.css")
+        assert css.status_code == 200 and len(css.content) > 100_000
+        assert browser.head("/static/bootstrap/css/bootstrap.min.css").status_code == 200
+    client = openai.OpenAI(base_url=f"{site.url}/v1", api_key=token, max_retries=0)
+    assert [model.id for model in client.models.list()] == ["acme/Tiny-GGUF:Q4_K_M", "tiny-bare", "tiny:chat"]
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="nope", messages=HELLO)
+    assert missing.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.InternalServerError) as down:
+        client.chat.completions.create(model="tiny:chat", messages=HELLO)
+    assert down.value.status_code == 502 and down.value.body["code"] == "router_unavailable"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{site.url}/v1", api_key="mdk_wrong", max_retries=0).models.list()
+    assert "Warning" not in site.log_text()

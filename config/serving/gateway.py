@@ -9,10 +9,10 @@ parameters filled in where the request leaves them unset (absent or null). The r
 is, with its status; its errors in OpenAI's error shape.
 
 Kept off the hot path: the shelf (which aliases serve, under which router id, with which defaults) is built from
-the database at most once per SHELF_SECONDS per process; a verified token is trusted for TOKEN_SECONDS (so a
-revoked token may still pass that long); token counts are added up in memory and written by a background task at
-most every USAGE_FLUSH_SECONDS (so a process that is killed loses at most that much). One httpx client per event
-loop keeps its connections to the router alive.
+the database at most once per SHELF_SECONDS per process, and again as soon as the preset file was rewritten; a
+verified token is trusted for TOKEN_SECONDS (so a revoked token may still pass that long); token counts are added
+up in memory and written by a background task at most every USAGE_FLUSH_SECONDS (so a process that is killed
+loses at most that much). One httpx client per event loop keeps its connections to the router alive.
 
 Streams: the router's server-sent events are relayed as they arrive, cut only at event boundaries. The gateway
 counts tokens from the final `usage` chunk, so it asks the router for one (`stream_options.include_usage`) when
@@ -167,24 +167,47 @@ def shelf_build() -> Shelf:
 
 
 _shelf_lock = threading.Lock()
-_shelf: tuple[float, Shelf] | None = None
+_shelf: tuple[float, object, Shelf] | None = None
 _refresh_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-async def current_shelf() -> Shelf:
-    global _shelf
+def _preset_stamp() -> object:
+    """What tells a rewritten preset file from the one the shelf was built with (a rename gives a new inode)."""
+    from config.serving.services import preset_path
+
+    path = preset_path()
+    if path is None:
+        return None
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+
+def _kept(stamp: object) -> Shelf | None:
     kept = _shelf
-    if kept is not None and time.monotonic() - kept[0] < SHELF_SECONDS:
-        return kept[1]
-    loop = asyncio.get_running_loop()
-    lock = _refresh_locks.setdefault(loop, asyncio.Lock())
+    if kept is None or time.monotonic() - kept[0] >= SHELF_SECONDS or kept[1] != stamp:
+        return None
+    return kept[2]
+
+
+async def current_shelf() -> Shelf:
+    """The shelf as built at most SHELF_SECONDS ago, and never older than the preset file: a change that rewrites
+    it (an alias created, deleted, its file pulled) is seen by the next request, in every process."""
+    global _shelf
+    stamp = _preset_stamp()
+    shelf = _kept(stamp)
+    if shelf is not None:
+        return shelf
+    lock = _refresh_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
     async with lock:  # one rebuild at a time per loop: the others wait for it instead of each doing it
-        kept = _shelf
-        if kept is not None and time.monotonic() - kept[0] < SHELF_SECONDS:
-            return kept[1]
+        shelf = _kept(stamp)
+        if shelf is not None:
+            return shelf
         shelf = await sync_to_async(shelf_build)()
         with _shelf_lock:
-            _shelf = (time.monotonic(), shelf)
+            _shelf = (time.monotonic(), stamp, shelf)
         return shelf
 
 

@@ -12,7 +12,8 @@ Kept off the hot path: the shelf (which aliases serve, under which router id, wi
 the database at most once per SHELF_SECONDS per process, and again as soon as the preset file was rewritten; a
 verified token is trusted for TOKEN_SECONDS (so a revoked token may still pass that long); token counts are added
 up in memory and written by a background task at most every USAGE_FLUSH_SECONDS (so a process that is killed
-loses at most that much). One httpx client per event loop keeps its connections to the router alive.
+loses at most that much). One httpx client per event loop; it opens a connection to the router per request,
+since the router closes each after one completion anyway (router_client).
 
 Streams: the router's server-sent events are relayed as they arrive, cut only at event boundaries. The gateway
 counts tokens from the final `usage` chunk, so it asks the router for one (`stream_options.include_usage`) when
@@ -25,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +42,10 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.middleware.security import SecurityMiddleware
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_cache_control
 from django.views.decorators.csrf import csrf_exempt
 
 from config.api import error_body, error_type
@@ -76,6 +80,46 @@ class GatewayError(Exception):
     def response(self) -> JsonResponse:
         body = error_body(status=self.status, message=self.message, code=self.code, param=self.param)
         return JsonResponse(body, status=self.status, headers=self.headers)
+
+
+async def in_thread(request: HttpRequest, function: Callable[..., Any], *args: Any) -> Any:
+    """Run database code off the event loop. Under ASGI in a worker thread that closes its connections after
+    (gateway_asgi.py sends no request_finished to do it); under WSGI, where every request runs in an event loop
+    of its own (the test client too), in the request's thread, whose connections Django's request cycle closes."""
+    if isinstance(request, ASGIRequest):
+        return await sync_to_async(_closing_connections(function), thread_sensitive=False)(*args)
+    return await sync_to_async(function)(*args)
+
+
+def _closing_connections(function: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        try:
+            return function(*args)
+        finally:
+            connections.close_all()  # this worker thread's own
+
+    return run
+
+
+def secure_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """What the site's middleware adds to an API answer, for the gateway's handler that runs none: Django's
+    SecurityMiddleware headers (nosniff, HSTS over https, ...) and `private, no-store` (answers are a user's)."""
+    SecurityMiddleware(_no_view).process_response(request, response)
+    patch_cache_control(response, private=True, no_store=True)
+    return response
+
+
+def _no_view(request: HttpRequest) -> HttpResponse:  # SecurityMiddleware wants a get_response it never calls here
+    raise AssertionError
+
+
+def gateway_view(view: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
+    @csrf_exempt
+    @functools.wraps(view)
+    async def wrapped(request: HttpRequest) -> HttpResponse:
+        return secure_headers(request, await view(request))
+
+    return wrapped
 
 
 # --- the request parameters ----------------------------------------------------------------------------------------
@@ -192,7 +236,7 @@ def _kept(stamp: object) -> Shelf | None:
     return kept[2]
 
 
-async def current_shelf() -> Shelf:
+async def current_shelf(request: HttpRequest) -> Shelf:
     """The shelf as built at most SHELF_SECONDS ago, and never older than the preset file: a change that rewrites
     it (an alias created, deleted, its file pulled) is seen by the next request, in every process."""
     global _shelf
@@ -205,7 +249,7 @@ async def current_shelf() -> Shelf:
         shelf = _kept(stamp)
         if shelf is not None:
             return shelf
-        shelf = await sync_to_async(shelf_build)()
+        shelf = await in_thread(request, shelf_build)
         with _shelf_lock:
             _shelf = (time.monotonic(), stamp, shelf)
         return shelf
@@ -273,7 +317,7 @@ async def authenticate(request: HttpRequest) -> Any:
     fresh = trusted is not None and now - trusted.checked < TOKEN_SECONDS
     if fresh and (trusted.expires_at is None or trusted.expires_at > timezone.now()):
         return trusted.user
-    token = await sync_to_async(_verify_token)(parts[1], client_address(request))
+    token = await in_thread(request, _verify_token, parts[1], client_address(request))
     if len(_tokens) >= TOKEN_CACHE_SIZE:
         _tokens.clear()
     _tokens[key] = _Trusted(user=token.user, expires_at=token.expires_at, checked=time.monotonic())
@@ -353,7 +397,7 @@ async def usage_record(request: HttpRequest, *, alias: str, user_id: int, usage:
     # be cancelled: write now, in the request's thread.
     from config.serving.services import servingusage_add
 
-    await sync_to_async(servingusage_add)(counts={key: count})
+    await in_thread(request, lambda: servingusage_add(counts={key: count}))
 
 
 def _tokens_of(usage: Mapping[str, Any] | None, name: str) -> int:
@@ -374,13 +418,17 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient
 
 
 def router_client() -> httpx.AsyncClient:
-    """The event loop's client: its connections to the router are kept alive between requests."""
+    """The event loop's client (one pool, one set of timeouts for every request).
+
+    It keeps no connection open between requests: llama-server's router closes its side after every completion
+    it proxies, without saying so (no `Connection: close`; observed, docs/SERVING.md), so a kept connection is
+    dead, and a request sent on it before the close arrives fails with "Server disconnected"."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
             trust_env=False,  # the router is ours, on our network: no proxy from the environment
         )
         _clients[loop] = client
@@ -474,13 +522,13 @@ def _json_body(request: HttpRequest, *, required: str) -> dict[str, Any]:
     return body
 
 
-@csrf_exempt
+@gateway_view
 async def models(request: HttpRequest) -> HttpResponse:
     """`GET /v1/models`: the aliases the router serves, by name, in OpenAI's list shape."""
     try:
         user = await authenticate(request)
         _allow(request, "GET")
-        shelf = await current_shelf()
+        shelf = await current_shelf(request)
     except GatewayError as exc:
         return exc.response()
     request.user = user
@@ -488,12 +536,12 @@ async def models(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"object": "list", "data": data})
 
 
-@csrf_exempt
+@gateway_view
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     return await _forward(request, path="/v1/chat/completions", required="messages")
 
 
-@csrf_exempt
+@gateway_view
 async def completions(request: HttpRequest) -> HttpResponse:
     return await _forward(request, path="/v1/completions", required="prompt")
 
@@ -503,7 +551,7 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
         user = await authenticate(request)
         _allow(request, "POST")
         body = _json_body(request, required=required)
-        model = (await current_shelf()).model(body["model"])
+        model = (await current_shelf(request)).model(body["model"])
         url = _router_url()
     except GatewayError as exc:
         return exc.response()
@@ -540,7 +588,7 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
             return StreamingHttpResponse(
                 relay,
                 content_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                headers={"X-Accel-Buffering": "no"},  # nor may a proxy in front hold the events back
             )
         content = await response.aread()
     except httpx.HTTPError as exc:

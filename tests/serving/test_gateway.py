@@ -384,6 +384,14 @@ def test_the_site_and_the_gateway_work_under_uvicorn(uvicorn_site, token, shelf,
         css = browser.get("/static/bootstrap/css/bootstrap.min.css")
         assert css.status_code == 200 and len(css.content) > 100_000
         assert browser.head("/static/bootstrap/css/bootstrap.min.css").status_code == 200
+        # The gateway's own handler runs none of the site's middleware: its views set these headers themselves.
+        listed = browser.get("/v1/models", headers={"Authorization": f"Bearer {token}"})
+        assert listed.headers["Cache-Control"] == "private, no-store"
+        assert listed.headers["X-Content-Type-Options"] == "nosniff"
+        assert (
+            browser.get("/v1/nothing-here", headers={"Authorization": f"Bearer {token}"}).json()["error"]["code"]
+            == "not_found"
+        )
     client = openai.OpenAI(base_url=f"{site.url}/v1", api_key=token, max_retries=0)
     assert [model.id for model in client.models.list()] == ["acme/Tiny-GGUF:Q4_K_M", "tiny-bare", "tiny:chat"]
     with pytest.raises(openai.NotFoundError) as missing:

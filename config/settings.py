@@ -314,6 +314,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # django-axes logs every sign-in at INFO; failures and lockouts are WARNING.
         "axes": {"level": env("AXES_LOG_LEVEL", default="WARNING")},
+        # httpx logs every request at INFO: the gateway makes one per completion, a line that costs more than
+        # the rest of its work on a request (bench/gateway.py).
+        "httpx": {"level": env("HTTPX_LOG_LEVEL", default="WARNING")},
     },
 }
 

@@ -268,7 +268,7 @@ def run(args, *, binary: Path, work: Path, env: dict[str, str], preset_file: Pat
     ]
     latency = asyncio.run(one_at_a_time(targets, args.requests, completion))
     first = asyncio.run(one_at_a_time(targets, args.requests, first_byte))
-    single = asyncio.run(throughputs(targets, 1, max(20, args.requests // 4), args.rounds))
+    single = asyncio.run(throughputs(targets, 1, args.requests, args.rounds))
     crowd = asyncio.run(throughputs(targets, 32, args.requests, args.rounds))
     from config.serving.models import ServingUsage
 

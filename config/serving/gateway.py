@@ -101,23 +101,19 @@ def _closing_connections(function: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def secure_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
-    """What the site's middleware adds to an API answer, for the gateway's handler that runs none: Django's
-    SecurityMiddleware headers (nosniff, HSTS over https, ...) and `private, no-store` (answers are a user's)."""
-    SecurityMiddleware(_no_view).process_response(request, response)
-    patch_cache_control(response, private=True, no_store=True)
-    return response
-
-
-def _no_view(request: HttpRequest) -> HttpResponse:  # SecurityMiddleware wants a get_response it never calls here
-    raise AssertionError
-
-
 def gateway_view(view: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
+    """What the site's middleware does for an API answer, for the gateway's handler that runs none: Django's
+    SecurityMiddleware (the https redirect, nosniff, HSTS over https, ...) run inline, since it does no I/O, and
+    `private, no-store` (answers are a user's); no CSRF check (token auth only)."""
+
     @csrf_exempt
     @functools.wraps(view)
     async def wrapped(request: HttpRequest) -> HttpResponse:
-        return secure_headers(request, await view(request))
+        security = SecurityMiddleware(view)
+        response = security.process_request(request) or await view(request)
+        security.process_response(request, response)
+        patch_cache_control(response, private=True, no_store=True)
+        return response
 
     return wrapped
 

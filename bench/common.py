@@ -75,3 +75,21 @@ def append_section(path: str, *, title: str, command: str, body: str) -> None:
     figures."""
     with open(path, "a") as handle:
         handle.write(f"\n### {title}\n\n`{command}`\n\n{body}\n")
+
+
+def replace_section(path: str, *, heading: str, body: str) -> None:
+    """Put `heading` and `body` into a Markdown file in place of the section under that heading (up to the next
+    heading of the same level), or at its end when it has none: running a benchmark again replaces its figures."""
+    level = heading.split(" ", 1)[0] + " "
+    try:
+        lines = Path(path).read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        lines = []
+    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == heading), None)
+    section = [f"{heading}\n", "\n", body.rstrip("\n") + "\n"]
+    if start is None:
+        lines += ["\n", *section]
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(level)), len(lines))
+        lines[start:end] = [*section, *(["\n"] if end < len(lines) else [])]
+    Path(path).write_text("".join(lines))

@@ -206,12 +206,16 @@ def request_too_large() -> ApiError:
 
 
 def error_json_response(*, status: int, message: str, code: str, param: str | None = None) -> JsonResponse:
-    """The envelope outside DRF views: Django's 404/500 handlers and the request limits, for paths under /api/."""
+    """The envelope outside DRF views: Django's 404/500 handlers and the request limits, for /api/ and /v1/."""
     return JsonResponse(error_body(status=status, message=message, code=code, param=param), status=status)
 
 
+# The JSON API and the OpenAI-compatible gateway: both answer errors with the envelope, never a page.
+API_PREFIXES = ("/api/", "/v1/")
+
+
 def is_api_request(request: HttpRequest) -> bool:
-    return request.path_info.startswith("/api/")
+    return request.path_info.startswith(API_PREFIXES)
 
 
 # --- strict request fields -------------------------------------------------------------------------------------

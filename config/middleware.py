@@ -1,14 +1,42 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, HttpRequest, HttpResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render, resolve_url
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, with a file's body read in a worker thread, a block at a time, when served under ASGI (uvicorn).
+
+    WhiteNoise answers with a FileResponse over a plain file; under ASGI Django would warn about the synchronous
+    iterator and read the whole file into memory before sending a byte of it.
+    """
+
+    @staticmethod
+    def serve(static_file, request: HttpRequest) -> HttpResponse:
+        response = WhiteNoiseMiddleware.serve(static_file, request)
+        if isinstance(request, ASGIRequest):
+            # A HEAD (or 304) answer has no file: an empty body, asynchronously too.
+            response.streaming_content = _blocks_in_thread(response, response.file_to_stream)
+        return response
+
+
+async def _blocks_in_thread(response: FileResponse, file) -> AsyncIterator[bytes]:
+    if file is None:
+        return
+    read = sync_to_async(file.read, thread_sensitive=False)
+    # block_size is read here, not when the response is made: Django's ASGI handler raises it after the view.
+    while chunk := await read(response.block_size):
+        yield chunk
 
 
 class HtmxLoginRedirectMiddleware:

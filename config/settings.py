@@ -58,7 +58,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, reading files in a thread under ASGI (config/middleware.py).
+    "config.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -319,6 +320,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # django-axes logs every sign-in at INFO; failures and lockouts are WARNING.
         "axes": {"level": env("AXES_LOG_LEVEL", default="WARNING")},
+        # httpx logs every request at INFO: the gateway makes one per completion, a line that costs more than
+        # the rest of its work on a request (bench/gateway.py).
+        "httpx": {"level": env("HTTPX_LOG_LEVEL", default="WARNING")},
     },
 }
 

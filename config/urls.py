@@ -25,6 +25,8 @@ urlpatterns = [
     path("api/", include("config.audit.api_urls")),
     path("api/", include("config.serving.api_urls")),
     path("api/", include("config.accounts.api_urls")),
+    # The OpenAI-compatible gateway (async views, served by config.asgi under uvicorn).
+    path("v1/", include("config.serving.gateway_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # A page for people: signed-out visitors go to the login page like everywhere else (the schema answers 401).
     # The split view serves Swagger UI's start-up script from this URL (?script), not inline: CSP allows it.

@@ -414,6 +414,27 @@ EXPECTATIONS: dict[str, Expectation] = {
     "serving_api:models": api(GET=READ_ROLES, answers={"GET": 409}),
     "serving_api:load": api(POST=SERVE_ROLES, kwargs={"alias": "model_alias"}, answers={"POST": 409}),
     "serving_api:unload": api(POST=SERVE_ROLES, kwargs={"alias": "model_alias"}, answers={"POST": 409}),
+    # --- the OpenAI-compatible gateway (/v1/): an API token of any role, never the session -----------------------
+    # These views take no CSRF token, so a signed-in browser's cookie must not spend its user's tokens: 401 to the
+    # session, and with a token what the entry's methods say (the empty body is a 400 about it).
+    "gateway:models": api(
+        GET=READ_ROLES,
+        answers={"GET": 200},
+        cells={(SIGNED_IN, METHODS): UNAUTHORIZED},
+        bearer_cells={(SIGNED_IN, "GET"): OK, (SIGNED_IN, ("POST", "PUT", "DELETE")): NOT_ALLOWED},
+    ),
+    "gateway:chat-completions": api(
+        POST=READ_ROLES,
+        answers={"POST": 400},
+        cells={(SIGNED_IN, METHODS): UNAUTHORIZED},
+        bearer_cells={(SIGNED_IN, "POST"): OK, (SIGNED_IN, ("GET", "PUT", "DELETE")): NOT_ALLOWED},
+    ),
+    "gateway:completions": api(
+        POST=READ_ROLES,
+        answers={"POST": 400},
+        cells={(SIGNED_IN, METHODS): UNAUTHORIZED},
+        bearer_cells={(SIGNED_IN, "POST"): OK, (SIGNED_IN, ("GET", "PUT", "DELETE")): NOT_ALLOWED},
+    ),
     "aliases_api:model-export-one": api(
         GET=READ_ROLES, kwargs={"alias": "model_alias", "fmt": "export_format"}, answers={"GET": 200}
     ),

@@ -8,18 +8,22 @@ Failures are logged, never raised: the change that triggered the sync is committ
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db.models import F
 
 from aliases.models import Alias
 from config.audit.models import AuditEntry
+from config.serving.models import ServingUsage
 from config.serving.preset import Preset, preset_build
 from config.serving.router import RouterError, router_post, router_reload
 from modelfiles import cache
@@ -179,3 +183,50 @@ def router_model_action(*, alias: Alias, action: str, by: AbstractBaseUser | Non
     audit_record(actor=by, kind=AuditEntry.Kind.ALIAS, action=action, object_id=alias.pk, object_repr=alias.alias,
                  after={"router": url, "router_id": model_id})  # fmt: skip
     return model_id
+
+
+# --- gateway usage (issue 10, item 5) -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageKey:
+    alias: str
+    user_id: int
+    day: dt.date
+
+
+@dataclass
+class UsageCount:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def servingusage_add(*, counts: Mapping[UsageKey, UsageCount]) -> None:
+    """Add `counts` to the gateway's usage rows (one per alias, user and day), creating the rows that are new.
+
+    F() increments: several web processes adding to one row at once all count. Each key is its own short
+    transaction, so a write that fails (a user deleted meanwhile) loses only its own counts.
+    """
+    for key, count in counts.items():
+        increments = {
+            "requests": F("requests") + count.requests,
+            "prompt_tokens": F("prompt_tokens") + count.prompt_tokens,
+            "completion_tokens": F("completion_tokens") + count.completion_tokens,
+        }
+        rows = ServingUsage.objects.filter(alias=key.alias, user_id=key.user_id, day=key.day)
+        if rows.update(**increments):
+            continue
+        try:
+            with transaction.atomic():
+                ServingUsage.objects.create(
+                    alias=key.alias,
+                    user_id=key.user_id,
+                    day=key.day,
+                    requests=count.requests,
+                    prompt_tokens=count.prompt_tokens,
+                    completion_tokens=count.completion_tokens,
+                )
+        except IntegrityError:
+            # Another process created the row at the same moment (or the user is gone: then this counts nothing).
+            rows.update(**increments)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -194,3 +196,59 @@ def router(llama_server_binary, shelf, tmp_path, settings) -> Iterator[Router]:
         yield server
     finally:
         stop_session(process, timeout=15)
+
+
+# --- the site under uvicorn (the gateway's end-to-end tests) -------------------------------------------------------
+@dataclass
+class LiveSite:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def uvicorn_site(settings, tmp_path) -> Iterator[Callable[..., LiveSite]]:
+    """`uvicorn_site()` starts the command `manage.py runall` runs (uvicorn serving config.asgi) on a free port,
+    against the test database and with this test's serving settings; stopped at the end of the test. The test
+    needs `django_db(transaction=True)`: the server reads what the test committed."""
+    from config.accounts.management.commands.runall import uvicorn_command
+    from tests.workers import BASE_DIR, test_database_url
+
+    started: list[LiveSite] = []
+
+    def start() -> LiveSite:
+        port = free_port()
+        log = tmp_path / f"uvicorn-{port}.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "SECRET_KEY": "gateway-test-secret-key-0123456789abcdef0123456789",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "MODELDESK_LLAMA_SERVER_URL": settings.MODELDESK_LLAMA_SERVER_URL,
+            "MODELDESK_LLAMA_PRESET_PATH": settings.MODELDESK_LLAMA_PRESET_PATH,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONWARNINGS": "always",  # so a warning (a synchronous iterator, say) shows in the log
+        }
+        with open(log, "wb") as output:
+            process = subprocess.Popen(uvicorn_command(sys.executable, f"127.0.0.1:{port}"), cwd=BASE_DIR, env=env,
+                                       stdout=output, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        site = LiveSite(url=f"http://127.0.0.1:{port}", process=process, log=log)
+        started.append(site)
+
+        def up() -> bool:
+            assert process.poll() is None, site.log_text()
+            with contextlib.suppress(urllib.error.HTTPError):  # any HTTP answer: it is serving
+                urllib.request.urlopen(f"{site.url}/login/", timeout=2)
+            return True
+
+        wait_for(up, seconds=STARTUP_SECONDS, what="uvicorn up")
+        return site
+
+    try:
+        yield start
+    finally:
+        for site in started:
+            stop_session(site.process, timeout=15)

@@ -42,3 +42,11 @@ def on_the_server(context, alias: Alias) -> dict:
 def router_buttons(context, name: str, model, next_url: str = "") -> dict:
     """Load / Unload as POST forms for the alias `name`, as its state allows."""
     return {"name": name, "model": model, "next": next_url, "csrf_token": context.get("csrf_token")}
+
+
+@register.inclusion_tag("serving/partials/_gateway_usage.html")
+def served_through_gateway(alias: Alias) -> dict:
+    """The alias page's "Served through the gateway" panel: requests and tokens in and out, and the top users."""
+    from config.serving.selectors import alias_usage
+
+    return {"alias": alias, "usage": alias_usage(name=alias.alias)}

@@ -1,18 +1,33 @@
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+
+
+def uvicorn_command(python: str, addr: str) -> list[str]:
+    """uvicorn serving the whole site (WhiteNoise serves the static files inside it, as under gunicorn)."""
+    host, colon, port = addr.rpartition(":")
+    if not colon or not port.isdigit():
+        raise CommandError(f"--addr {addr!r}: give HOST:PORT, e.g. 127.0.0.1:8000")
+    return [
+        python, "-m", "uvicorn", "config.asgi:application", "--host", host.strip("[]"), "--port", port,
+        # Django does not speak ASGI's lifespan protocol; the client address and scheme are Django's to decide
+        # (CLIENT_IP_PROXY_COUNT, BEHIND_TLS_PROXY), not rewritten by uvicorn from X-Forwarded-* headers.
+        "--lifespan", "off", "--no-proxy-headers",
+        # Ctrl-C must not wait for open streams to end on their own.
+        "--timeout-graceful-shutdown", "5",
+    ]  # fmt: skip
 
 
 class Command(BaseCommand):
     help = (
-        "Start the web server and a Celery worker with its beat scheduler together (what `make run` uses). "
-        "Ctrl-C stops all of them. For production run gunicorn and `celery -A config worker` separately."
+        "Start the web server (uvicorn serving config.asgi, so the /v1/ gateway streams) and a Celery worker with "
+        "its beat scheduler together (what `make run` uses). Ctrl-C stops all of them. For production run uvicorn "
+        "(or gunicorn) and `celery -A config worker` separately."
     )
 
     def add_arguments(self, parser):
@@ -22,8 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, addr: str, concurrency: int, no_worker: bool, **options):
         python = sys.executable
-        manage = os.path.join(os.getcwd(), "manage.py")
-        commands = [[python, manage, "runserver", "--noreload", addr]]
+        commands = [uvicorn_command(python, addr)]
         if not no_worker:
             commands.append(
                 [

@@ -1,0 +1,319 @@
+"""Gateway benchmark (issue 10, item 7): ModelDesk's /v1/ gateway under uvicorn against calling llama-server's
+router directly, same tiny model, same prompts, in the same run.
+
+    .venv/bin/python bench/gateway.py [--requests 200] [--rounds 3] [--max-tokens 8] [--write docs/PERFORMANCE.md]
+
+Set up in a temporary folder: a fresh SQLite database, a Hugging Face cache holding the tiny llama GGUF the tests
+use (random weights: it answers in milliseconds, so what is measured is the path, not the model), one alias on it
+(`bench:tiny`: --max-tokens, temperature 0, --parallel slots), the preset ModelDesk writes for it, the llama-server
+router (`make llama-server`'s binary) started over that preset with the model loaded, and `manage.py runall`'s
+uvicorn command (one process) serving the site. A user's API token authenticates the gateway requests.
+
+Then, each measured the same way for both targets (direct: the router's /v1/chat/completions with the router's id
+and the alias's parameters written out; gateway: /v1/chat/completions with the alias's name only), the two
+interleaved request by request or round by round so that the machine's noise falls on both alike:
+
+- latency: --requests non-streamed chat completions one at a time, p50 and p95 of each, and the gateway's added
+  p50 and p95;
+- first streamed byte: --requests streamed completions one at a time, time to the first body byte, p50 and p95;
+- throughput: completions per second with 1 and with 32 concurrent clients (asyncio + httpx), --requests
+  completions per round, --rounds rounds each, the median round.
+
+`--write FILE` replaces this benchmark's section of FILE (from its heading to the next `## `), or appends it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import bench_env, migrate, replace_section, setup_django  # noqa: E402
+
+ALIAS = "bench:tiny"
+REPO = "bench/Tiny-Llama-GGUF"
+FILENAME = "tiny.F32.gguf"
+PROMPT = [{"role": "user", "content": "Tell me a story about a tiny model."}]
+TITLE = "## Gateway (`bench/gateway.py`)"
+STARTUP_SECONDS = 60
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], *, what: str, seconds: float = STARTUP_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # not up yet: connection refused, a 503 while loading, ...
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{what} within {seconds} s")
+
+
+class Target:
+    def __init__(self, name: str, base_url: str, model: str, extra: dict, headers: dict[str, str]):
+        self.name = name
+        self.base_url = base_url
+        self.model = model
+        self.extra = extra
+        self.headers = headers
+
+    def body(self, *, stream: bool) -> dict:
+        return {"model": self.model, "messages": PROMPT, **self.extra, **({"stream": True} if stream else {})}
+
+
+async def completion(client, target: Target) -> float:
+    started = time.perf_counter()
+    response = await client.post("/v1/chat/completions", json=target.body(stream=False))
+    response.raise_for_status()
+    assert response.json()["usage"]["completion_tokens"] > 0
+    return time.perf_counter() - started
+
+
+async def first_byte(client, target: Target) -> float:
+    started = time.perf_counter()
+    async with client.stream("POST", "/v1/chat/completions", json=target.body(stream=True)) as response:
+        response.raise_for_status()
+        chunks = response.aiter_raw()
+        await anext(chunks)
+        elapsed = time.perf_counter() - started
+        async for _ in chunks:
+            pass
+    return elapsed
+
+
+def clients(targets: list[Target], count: int):
+    """`count` clients per target. The gateway's keep their connection; the router's cannot: it closes the
+    connection after every completion without saying so (docs/SERVING.md), so a client that kept it would race
+    with that close. Each target is used the best way it allows."""
+    import httpx
+
+    def client(target: Target) -> httpx.AsyncClient:
+        keep = 1 if target.name == "gateway" else 0
+        return httpx.AsyncClient(base_url=target.base_url, headers=target.headers, timeout=120, trust_env=False,
+                                 limits=httpx.Limits(max_keepalive_connections=keep))  # fmt: skip
+
+    return {target.name: [client(target) for _ in range(count)] for target in targets}
+
+
+async def one_at_a_time(targets: list[Target], requests: int, measure: Callable[..., Awaitable[float]]) -> dict:
+    pool = clients(targets, 1)
+    times: dict[str, list[float]] = {target.name: [] for target in targets}
+    for target in targets:  # warm: connections, the gateway's kept shelf and token
+        for _ in range(5):
+            await measure(pool[target.name][0], target)
+    for index in range(requests):
+        # Alternate which goes first, so neither always follows the other.
+        for target in targets if index % 2 == 0 else targets[::-1]:
+            times[target.name].append(await measure(pool[target.name][0], target))
+    for each in pool.values():
+        for client in each:
+            await client.aclose()
+    return times
+
+
+async def throughput(target: Target, pool: list, requests: int) -> float:
+    left = requests
+
+    async def worker(client) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await completion(client, target)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(client) for client in pool))
+    return requests / (time.perf_counter() - started)
+
+
+async def throughputs(targets: list[Target], concurrency: int, requests: int, rounds: int) -> dict[str, float]:
+    pool = clients(targets, concurrency)
+    results: dict[str, list[float]] = {target.name: [] for target in targets}
+    for target in targets:
+        await throughput(target, pool[target.name], concurrency * 2)  # warm every connection
+    for index in range(rounds):
+        for target in targets if index % 2 == 0 else targets[::-1]:
+            results[target.name].append(await throughput(target, pool[target.name], requests))
+    for each in pool.values():
+        for client in each:
+            await client.aclose()
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--parallel", type=int, default=8, help="the router's slots for the model")
+    parser.add_argument("--write", help="replace (or append) this benchmark's section of this Markdown file")
+    args = parser.parse_args()
+
+    from config.serving import llama_build
+
+    binary = llama_build.cached_binary()
+    if binary is None:
+        raise SystemExit(f"no llama-server in {llama_build.version_dir()}/bin: run `make llama-server` first")
+    work = Path(tempfile.mkdtemp(prefix="modeldesk-bench-gateway-"))
+    hf_home = work / "hf_home"
+    preset_file = work / "router" / "models.ini"
+    env = bench_env(work, HF_HOME=str(hf_home), MODELDESK_LLAMA_PRESET_PATH=str(preset_file))
+    processes: list[subprocess.Popen] = []
+    try:
+        report = run(args, binary=binary, work=work, env=env, preset_file=preset_file, processes=processes)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, 15)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, 9)
+        shutil.rmtree(work, ignore_errors=True)
+    print(report)
+    if args.write:
+        command = (f".venv/bin/python bench/gateway.py --requests {args.requests} --rounds {args.rounds} "
+                   f"--max-tokens {args.max_tokens} --parallel {args.parallel}")  # fmt: skip
+        replace_section(args.write, heading=TITLE, body=f"{METHOD}\n`{command}`\n\n{report}\n")
+
+
+def run(args, *, binary: Path, work: Path, env: dict[str, str], preset_file: Path, processes: list) -> str:
+    import httpx
+
+    migrate(env)
+    setup_django(env)
+    from django.contrib.auth import get_user_model
+
+    from aliases.services import alias_create
+    from config.accounts.management.commands.runall import uvicorn_command
+    from config.accounts.services import apitoken_create
+    from config.serving.router import router_id
+    from config.serving.services import preset_write
+    from modelfiles.services import modelfile_sync
+    from tests.gguf_files import tiny_llama_gguf
+    from tests.modelfiles import cache_file
+
+    cache_file(
+        Path(env["HF_HOME"]),
+        REPO,
+        FILENAME,
+        content=tiny_llama_gguf(chat_template=None, context_length=256 * args.parallel),
+    )
+    modelfile_sync()
+    params = {"max_tokens": args.max_tokens, "temperature": 0.0}
+    alias_create(data={"alias": ALIAS, "repo": REPO, "filename": FILENAME, "snapshot": "main",
+                       "chat_template": "chatml", "n_ctx": 256 * args.parallel, "n_parallel": args.parallel,
+                       **params}, by=None)  # fmt: skip
+    preset_write(path=preset_file)
+    user = get_user_model().objects.create_user("bench-gateway", password=None)
+    token = apitoken_create(user=user)
+
+    router_port, site_port = free_port(), free_port()
+    router_home = work / "router-hf-home"
+    router_home.mkdir()
+    router_env = {**os.environ, "HF_HOME": str(router_home), "LD_LIBRARY_PATH": str(binary.parent)}
+    router_env.pop("HF_HUB_CACHE", None)
+    with open(work / "llama-server.log", "wb") as log:
+        processes.append(subprocess.Popen(
+            [str(binary), "--models-preset", str(preset_file), "--host", "127.0.0.1", "--port", str(router_port),
+             "--no-models-autoload"],
+            stdout=log, stderr=subprocess.STDOUT, env=router_env, start_new_session=True,
+        ))  # fmt: skip
+    router = f"http://127.0.0.1:{router_port}"
+    model_id = router_id(ALIAS)
+    wait_until(lambda: httpx.get(f"{router}/models").status_code == 200, what="the router up")
+    httpx.post(f"{router}/models/load", json={"model": model_id}).raise_for_status()
+
+    def model_loaded() -> bool:
+        models = {model["id"]: model for model in httpx.get(f"{router}/models").json()["data"]}
+        return models[model_id]["status"]["value"] == "loaded"
+
+    wait_until(model_loaded, what=f"{model_id} loaded")
+    site_env = {**os.environ, **env, "MODELDESK_LLAMA_SERVER_URL": router, "ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    with open(work / "uvicorn.log", "wb") as log:
+        processes.append(subprocess.Popen(
+            uvicorn_command(sys.executable, f"127.0.0.1:{site_port}"), cwd=ROOT, env=site_env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        ))  # fmt: skip
+    site = f"http://127.0.0.1:{site_port}"
+    wait_until(lambda: httpx.get(f"{site}/login/").status_code == 200, what="uvicorn up")
+
+    targets = [
+        Target("direct", router, model_id, params, {}),
+        Target("gateway", site, ALIAS, {}, {"Authorization": f"Bearer {token}"}),
+    ]
+    latency = asyncio.run(one_at_a_time(targets, args.requests, completion))
+    first = asyncio.run(one_at_a_time(targets, args.requests, first_byte))
+    single = asyncio.run(throughputs(targets, 1, args.requests, args.rounds))
+    crowd = asyncio.run(throughputs(targets, 32, args.requests, args.rounds))
+    from config.serving.models import ServingUsage
+
+    counted = sum(ServingUsage.objects.filter(alias=ALIAS).values_list("requests", flat=True))
+    return table(latency, first, single, crowd, counted=counted, args=args)
+
+
+def table(latency: dict, first: dict, single: dict, crowd: dict, *, counted: int, args) -> str:
+    def ms(value: float) -> str:
+        return f"{value * 1000:.2f}"
+
+    rows = ["| measure | direct | gateway | gateway − direct / gateway ÷ direct |", "|---|---:|---:|---:|"]
+    for label, times in (("latency", latency), ("first streamed byte", first)):
+        for share, name in ((0.5, "p50"), (0.95, "p95")):
+            direct, gateway = percentile(times["direct"], share), percentile(times["gateway"], share)
+            rows.append(f"| {label} {name} (ms) | {ms(direct)} | {ms(gateway)} | +{ms(gateway - direct)} ms |")
+    for label, result in (("completions/s, 1 client", single), ("completions/s, 32 clients", crowd)):
+        rows.append(f"| {label} | {result['direct']:.1f} | {result['gateway']:.1f} | "
+                    f"{result['gateway'] / result['direct']:.2f}× |")  # fmt: skip
+    added = percentile(latency["gateway"], 0.5) - percentile(latency["direct"], 0.5)
+    ratio = crowd["gateway"] / crowd["direct"]
+    rows.append("")
+    rows.append(
+        f"Targets: added p50 ≤ 5 ms: {'met' if added <= 0.005 else 'NOT met'} ({ms(added)} ms); throughput at 32 "
+        f"clients ≥ 0.9× direct: {'met' if ratio >= 0.9 else 'NOT met'} ({ratio:.2f}×). The gateway recorded "
+        f"{counted:,} requests in its usage rows. {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{os.cpu_count()} cores, python {sys.version.split()[0]}."
+    )
+    return "\n".join(rows)
+
+
+METHOD = """Method (`bench/gateway.py`; its docstring has the details): one run sets up a fresh SQLite database, a
+Hugging Face cache with the tests' tiny llama GGUF (random weights, so the model costs little and the path is what
+is measured), one alias `bench:tiny` (max_tokens and temperature 0 as defaults, 8 slots), the preset ModelDesk
+writes, the llama-server router over it with the model loaded, and `manage.py runall`'s uvicorn command (one
+process) serving the site. The same chat request goes to the router directly (router id, the alias's parameters
+written out) and through the gateway (alias name and an API token only), interleaved request by request (latency,
+first streamed byte) or round by round (throughput, median of the rounds), with httpx on asyncio; a gateway client
+keeps its connection, a direct one opens one per request (the router closes it after each completion).
+
+The benchmark, the router and uvicorn share the machine's two cores, so the gateway's own CPU is taken from the
+router it waits on; the machine is also shared with other work and noisy (a direct p95 of 180 ms in one run, 15 ms
+in the next): read differences of a millisecond or a few percent as noise.
+"""
+
+
+if __name__ == "__main__":
+    main()

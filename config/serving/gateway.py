@@ -1,0 +1,660 @@
+"""The OpenAI-compatible gateway (issue 10, item 5): `GET /v1/models`, `POST /v1/chat/completions` and
+`POST /v1/completions`, with an alias's name as the model.
+
+Async Django views, served by `config.asgi:application` (uvicorn), so a stream waiting on the router holds a
+coroutine rather than a process or a thread. A request is answered in this order: the API token (401), the method
+(405), the JSON body (400), the alias (404 unknown, 409 not served and why), the router (503 not configured, 502
+not answering); then it goes to the router with `model` replaced by the router's id and the alias's request
+parameters filled in where the request leaves them unset (absent or null). The router's answer comes back as it
+is, with its status; its errors in OpenAI's error shape.
+
+Kept off the hot path: the shelf (which aliases serve, under which router id, with which defaults) is built from
+the database at most once per SHELF_SECONDS per process, and again as soon as the preset file was rewritten; a
+verified token is trusted for TOKEN_SECONDS (so a revoked token may still pass that long); token counts are added
+up in memory and written by a background task at most every USAGE_FLUSH_SECONDS (so a process that is killed
+loses at most that much). One httpx client per event loop; it opens a connection to the router per request,
+since the router closes each after one completion anyway (router_client).
+
+Streams: the router's server-sent events are relayed as they arrive, cut only at event boundaries. The gateway
+counts tokens from the final `usage` chunk, so it asks the router for one (`stream_options.include_usage`) when
+the client did not, and then drops that chunk (the one with no choices) instead of handing the client a chunk
+shape it did not ask for. A client that goes away ends the relay; closing it closes the router's response, and
+with it the generation there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import json
+import logging
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.core.handlers.asgi import ASGIRequest
+from django.db import connections
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.middleware.security import SecurityMiddleware
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_cache_control
+from django.views.decorators.csrf import csrf_exempt
+
+from config.api import error_body, error_type
+from config.api_parsers import body_too_large_message
+
+logger = logging.getLogger(__name__)
+
+SHELF_SECONDS = 2.0
+TOKEN_SECONDS = 5.0
+USAGE_FLUSH_SECONDS = 0.5
+CONNECT_TIMEOUT_SECONDS = 5.0
+# A first request may wait for the router to load the model, and a long answer takes its time.
+READ_TIMEOUT_SECONDS = 600.0
+# The request parameters of an alias (DESIGN.md) are named as OpenAI's fields; max_tokens also stands aside for
+# the other names a request may give its limit.
+DEFAULT_FIELDS = ("temperature", "top_p", "max_tokens", "frequency_penalty", "presence_penalty", "seed", "stop", "user")
+LIMIT_FIELDS = ("max_tokens", "max_completion_tokens", "n_predict")
+OWNER = "modeldesk"
+
+
+class GatewayError(Exception):
+    """An answer in OpenAI's error shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(self, message: str, *, status: int, code: str, param: str | None = None, **headers: str):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.param = param
+        self.headers = headers
+
+    def response(self) -> JsonResponse:
+        body = error_body(status=self.status, message=self.message, code=self.code, param=self.param)
+        return JsonResponse(body, status=self.status, headers=self.headers)
+
+
+async def in_thread(request: HttpRequest, function: Callable[..., Any], *args: Any) -> Any:
+    """Run database code off the event loop. Under ASGI in a worker thread that closes its connections after
+    (gateway_asgi.py sends no request_finished to do it); under WSGI, where every request runs in an event loop
+    of its own (the test client too), in the request's thread, whose connections Django's request cycle closes."""
+    if isinstance(request, ASGIRequest):
+        return await sync_to_async(_closing_connections(function), thread_sensitive=False)(*args)
+    return await sync_to_async(function)(*args)
+
+
+def _closing_connections(function: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        try:
+            return function(*args)
+        finally:
+            connections.close_all()  # this worker thread's own
+
+    return run
+
+
+def gateway_view(view: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
+    """What the site's middleware does for an API answer, for the gateway's handler that runs none: Django's
+    SecurityMiddleware (the https redirect, nosniff, HSTS over https, ...) run inline, since it does no I/O, and
+    `private, no-store` (answers are a user's); no CSRF check (token auth only)."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    async def wrapped(request: HttpRequest) -> HttpResponse:
+        security = SecurityMiddleware(view)
+        response = security.process_request(request) or await view(request)
+        security.process_response(request, response)
+        patch_cache_control(response, private=True, no_store=True)
+        return response
+
+    return wrapped
+
+
+# --- the request parameters ----------------------------------------------------------------------------------------
+
+
+def with_defaults(body: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """`body` with each of `defaults` filled in where the body leaves it unset (absent or null)."""
+    merged = dict(body)
+    for name, value in defaults.items():
+        if merged.get(name) is not None:
+            continue
+        if name == "max_tokens" and any(merged.get(limit) is not None for limit in LIMIT_FIELDS):
+            continue
+        merged[name] = value
+    return merged
+
+
+def alias_defaults(alias: Any) -> dict[str, Any]:
+    """The request parameters `alias` sets (unset ones, and an empty stop list, are left to the request)."""
+    defaults = {}
+    for name in DEFAULT_FIELDS:
+        value = getattr(alias, name)
+        if value is None or value == [] or value == "":
+            continue
+        defaults[name] = list(value) if name == "stop" else value
+    return defaults
+
+
+# --- which aliases serve -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatewayModel:
+    alias: str
+    router_id: str
+    defaults: Mapping[str, Any]
+    created: int
+
+
+@dataclass(frozen=True)
+class Shelf:
+    models: Mapping[str, GatewayModel]  # by the alias's name in lower case (names are case-insensitive)
+    refused: Mapping[str, tuple[str, str]]  # lower-case name: (name, why the preset leaves it out)
+
+    def model(self, name: str) -> GatewayModel:
+        key = name.lower()
+        served = self.models.get(key)
+        if served is not None:
+            return served
+        if key in self.refused:
+            alias, reason = self.refused[key]
+            raise GatewayError(
+                f"The alias {alias} cannot be served: {reason.rstrip('.')}. Pull its file (or fix the alias) and see "
+                f"{reverse('serving:index')} for what the router serves.",
+                status=409,
+                code="model_not_served",
+                param="model",
+            )
+        raise GatewayError(
+            f"The model {name!r} does not exist: use the name of an alias (GET /v1/models lists those served).",
+            status=404,
+            code="model_not_found",
+            param="model",
+        )
+
+
+def shelf_build() -> Shelf:
+    """Which aliases the preset serves, under which router id and with which request parameters (the database
+    and the cache as they are now; the same preset the router is given)."""
+    from aliases.models import Alias
+    from config.serving.preset import preset_build
+    from config.serving.services import preset_path
+
+    aliases = list(Alias.objects.all())
+    path = preset_path()
+    preset = preset_build(aliases=aliases, template_dir=path.parent if path else None)
+    by_name = {alias.alias: alias for alias in aliases}
+    models = {}
+    for served in preset.served:
+        alias = by_name[served.alias]
+        models[served.alias.lower()] = GatewayModel(
+            alias=served.alias,
+            router_id=served.router_id,
+            defaults=alias_defaults(alias),
+            created=int(alias.created_at.timestamp()),
+        )
+    refused = {item.alias.lower(): (item.alias, item.reason) for item in preset.unserved}
+    return Shelf(models=models, refused=refused)
+
+
+_shelf_lock = threading.Lock()
+_shelf: tuple[float, object, Shelf] | None = None
+_refresh_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _preset_stamp() -> object:
+    """What tells a rewritten preset file from the one the shelf was built with (a rename gives a new inode)."""
+    from config.serving.services import preset_path
+
+    path = preset_path()
+    if path is None:
+        return None
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+
+def _kept(stamp: object) -> Shelf | None:
+    kept = _shelf
+    if kept is None or time.monotonic() - kept[0] >= SHELF_SECONDS or kept[1] != stamp:
+        return None
+    return kept[2]
+
+
+async def current_shelf(request: HttpRequest) -> Shelf:
+    """The shelf as built at most SHELF_SECONDS ago, and never older than the preset file: a change that rewrites
+    it (an alias created, deleted, its file pulled) is seen by the next request, in every process."""
+    global _shelf
+    stamp = _preset_stamp()
+    shelf = _kept(stamp)
+    if shelf is not None:
+        return shelf
+    lock = _refresh_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:  # one rebuild at a time per loop: the others wait for it instead of each doing it
+        shelf = _kept(stamp)
+        if shelf is not None:
+            return shelf
+        shelf = await in_thread(request, shelf_build)
+        with _shelf_lock:
+            _shelf = (time.monotonic(), stamp, shelf)
+        return shelf
+
+
+def shelf_forget() -> None:
+    global _shelf
+    with _shelf_lock:
+        _shelf = None
+
+
+# --- API tokens ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Trusted:
+    user: Any
+    expires_at: Any
+    checked: float
+
+
+_tokens: dict[str, _Trusted] = {}
+TOKEN_CACHE_SIZE = 10_000
+
+
+def _verify_token(raw: str, address: str) -> Any:
+    from config.accounts.services import TokenRefused, apitoken_verify, bearerfailure_record, bearerfailure_wait
+
+    wait = bearerfailure_wait(address=address)
+    if wait:
+        raise GatewayError(
+            f"Too many invalid API tokens from your address. Try again in {wait} seconds.",
+            status=429,
+            code="too_many_token_failures",
+            **{"Retry-After": str(wait)},
+        )
+    try:
+        return apitoken_verify(raw=raw)
+    except TokenRefused as refused:
+        bearerfailure_record(address=address)
+        raise GatewayError(
+            str(refused), status=401, code="invalid_api_key", **{"WWW-Authenticate": "Bearer"}
+        ) from refused
+
+
+async def authenticate(request: HttpRequest) -> Any:
+    """The user of the request's `Authorization: Bearer <ModelDesk API token>`; GatewayError 401 without one.
+
+    Only a token: the session cookie is not accepted, since these views take no CSRF token and a page on another
+    site could otherwise make a signed-in browser spend its user's tokens."""
+    from config.accounts.addresses import client_address
+    from config.accounts.models import hash_token
+
+    parts = request.headers.get("Authorization", "").split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        raise GatewayError(
+            "Send a ModelDesk API token as `Authorization: Bearer <token>` (the My API tokens page makes one).",
+            status=401,
+            code="missing_api_key",
+            **{"WWW-Authenticate": "Bearer"},
+        )
+    key = hash_token(parts[1])
+    trusted = _tokens.get(key)
+    now = time.monotonic()
+    fresh = trusted is not None and now - trusted.checked < TOKEN_SECONDS
+    if fresh and (trusted.expires_at is None or trusted.expires_at > timezone.now()):
+        return trusted.user
+    token = await in_thread(request, _verify_token, parts[1], client_address(request))
+    if len(_tokens) >= TOKEN_CACHE_SIZE:
+        _tokens.clear()
+    _tokens[key] = _Trusted(user=token.user, expires_at=token.expires_at, checked=time.monotonic())
+    return token.user
+
+
+def tokens_forget() -> None:
+    _tokens.clear()
+
+
+# --- usage -----------------------------------------------------------------------------------------------------------
+
+
+def usage_counted(*, alias: str, user_id: int, usage: Mapping[str, Any] | None) -> tuple[Any, Any]:
+    """(key, count) of one answered request whose answer carried `usage` (None: a request with 0 tokens)."""
+    from config.serving.services import UsageCount, UsageKey
+
+    key = UsageKey(alias=alias, user_id=user_id, day=timezone.localdate())
+    count = UsageCount(
+        requests=1,
+        prompt_tokens=_tokens_of(usage, "prompt_tokens"),
+        completion_tokens=_tokens_of(usage, "completion_tokens"),
+    )
+    return key, count
+
+
+def _write_usage(counts: Mapping[Any, Any]) -> None:
+    from config.serving.services import servingusage_add
+
+    try:
+        servingusage_add(counts=counts)
+    finally:
+        connections.close_all()  # the worker thread's own connections: no request ends to close them
+
+
+@dataclass
+class UsageBatch:
+    """Token counts added up in memory and written by one background task per event loop: the first right away,
+    then at most every USAGE_FLUSH_SECONDS while more come in."""
+
+    pending: dict[Any, Any] = field(default_factory=dict)
+    task: asyncio.Task | None = None
+
+    def add(self, key: Any, count: Any) -> None:
+        total = self.pending.get(key)
+        if total is None:
+            self.pending[key] = count
+        else:
+            total.requests += count.requests
+            total.prompt_tokens += count.prompt_tokens
+            total.completion_tokens += count.completion_tokens
+        if self.task is None or self.task.done():
+            # A context of its own: the request's (and its thread-sensitive executor) ends before the task does.
+            self.task = asyncio.get_running_loop().create_task(self._flush(), context=contextvars.Context())
+
+    async def _flush(self) -> None:
+        while self.pending:
+            counts, self.pending = self.pending, {}
+            try:
+                await sync_to_async(_write_usage, thread_sensitive=False)(counts)
+            except Exception:
+                logger.exception("could not record gateway usage for %d key(s)", len(counts))
+            await asyncio.sleep(USAGE_FLUSH_SECONDS)
+
+    async def drain(self) -> None:
+        """Wait until what was added is written (tests, and a clean shutdown)."""
+        while self.task is not None and not self.task.done():
+            await asyncio.shield(self.task)
+
+
+async def usage_record(request: HttpRequest, *, alias: str, user_id: int, usage: Mapping[str, Any] | None) -> None:
+    key, count = usage_counted(alias=alias, user_id=user_id, usage=usage)
+    if isinstance(request, ASGIRequest):
+        usage_batch().add(key, count)
+        return
+    # Under WSGI every request runs in an event loop of its own that ends with it, and a task left behind would
+    # be cancelled: write now, in the request's thread.
+    from config.serving.services import servingusage_add
+
+    await in_thread(request, lambda: servingusage_add(counts={key: count}))
+
+
+def _tokens_of(usage: Mapping[str, Any] | None, name: str) -> int:
+    value = usage.get(name) if isinstance(usage, Mapping) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UsageBatch] = weakref.WeakKeyDictionary()
+
+
+def usage_batch() -> UsageBatch:
+    return _batches.setdefault(asyncio.get_running_loop(), UsageBatch())
+
+
+# --- the router ------------------------------------------------------------------------------------------------------
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def router_client() -> httpx.AsyncClient:
+    """The event loop's client (one pool, one set of timeouts for every request).
+
+    It keeps no connection open between requests: llama-server's router closes its side after every completion
+    it proxies, without saying so (no `Connection: close`; observed, docs/SERVING.md), so a kept connection is
+    dead, and a request sent on it before the close arrives fails with "Server disconnected"."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+            trust_env=False,  # the router is ours, on our network: no proxy from the environment
+        )
+        _clients[loop] = client
+    return client
+
+
+def _router_url() -> str:
+    from config.serving.services import router_url
+
+    url = router_url()
+    if not url:
+        raise GatewayError(
+            "No llama-server router is configured: set MODELDESK_LLAMA_SERVER_URL (see docs/SERVING.md).",
+            status=503,
+            code="router_not_configured",
+        )
+    return url.rstrip("/")
+
+
+def _unreachable(url: str, exc: Exception) -> GatewayError:
+    return GatewayError(
+        f"llama-server at {url} is not answering ({type(exc).__name__}: {exc or 'no detail'}).",
+        status=502,
+        code="router_unavailable",
+    )
+
+
+def upstream_error(status: int, content: bytes) -> JsonResponse:
+    """The router's error answer in OpenAI's shape, with its status (llama-server's own is close to it, with an
+    integer `code`)."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        message = error.get("message")
+        kind = error.get("type")
+        code = error.get("code")
+        param = error.get("param")
+    else:
+        message, kind, code, param = (error if isinstance(error, str) else None), None, None, None
+    message = str(message or content.decode(errors="replace").strip()[:1000] or f"HTTP {status}")
+    body = {
+        "error": {
+            "message": f"llama-server: {message}",
+            "type": kind if isinstance(kind, str) and kind else error_type(status),
+            "param": param if isinstance(param, str) else None,
+            "code": code if isinstance(code, str) and code else "router_error",
+        }
+    }
+    return JsonResponse(body, status=status if 400 <= status < 600 else 502)
+
+
+# --- the views -------------------------------------------------------------------------------------------------------
+
+
+def _allow(request: HttpRequest, method: str) -> None:
+    if request.method != method:
+        raise GatewayError(
+            f"{request.method} is not allowed here; use {method}.", status=405, code="method_not_allowed", Allow=method
+        )
+
+
+def _json_body(request: HttpRequest, *, required: str) -> dict[str, Any]:
+    try:
+        raw = request.body
+    except RequestDataTooBig as exc:
+        from config.api_parsers import body_limit
+
+        raise GatewayError(body_too_large_message(body_limit() or 0), status=413, code="request_too_large") from exc
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise GatewayError(f"The body is not valid JSON: {exc}.", status=400, code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise GatewayError("The body must be a JSON object.", status=400, code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise GatewayError(
+            "`model` is required: the name of an alias.", status=400, code="invalid_model", param="model"
+        )
+    if required not in body:
+        raise GatewayError(f"`{required}` is required.", status=400, code="missing_field", param=required)
+    if "stream" in body and not isinstance(body["stream"], bool | None):
+        raise GatewayError("`stream` must be true or false.", status=400, code="invalid_type", param="stream")
+    if not isinstance(body.get("stream_options"), dict | None):
+        raise GatewayError(
+            "`stream_options` must be an object.", status=400, code="invalid_type", param="stream_options"
+        )
+    return body
+
+
+@gateway_view
+async def models(request: HttpRequest) -> HttpResponse:
+    """`GET /v1/models`: the aliases the router serves, by name, in OpenAI's list shape."""
+    try:
+        user = await authenticate(request)
+        _allow(request, "GET")
+        shelf = await current_shelf(request)
+    except GatewayError as exc:
+        return exc.response()
+    request.user = user
+    data = [{"id": m.alias, "object": "model", "created": m.created, "owned_by": OWNER} for m in shelf.models.values()]
+    return JsonResponse({"object": "list", "data": data})
+
+
+@gateway_view
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    return await _forward(request, path="/v1/chat/completions", required="messages")
+
+
+@gateway_view
+async def completions(request: HttpRequest) -> HttpResponse:
+    return await _forward(request, path="/v1/completions", required="prompt")
+
+
+async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpResponse:
+    try:
+        user = await authenticate(request)
+        _allow(request, "POST")
+        body = _json_body(request, required=required)
+        model = (await current_shelf(request)).model(body["model"])
+        url = _router_url()
+    except GatewayError as exc:
+        return exc.response()
+    # The token's user, set here so the middleware after the view sees a signed-in answer (private, no-store)
+    # without looking the session up.
+    request.user = user
+    upstream = with_defaults(body, model.defaults)
+    upstream["model"] = model.router_id
+    stream = body.get("stream") is True
+    client_wants_usage = False
+    if stream:
+        options = dict(body.get("stream_options") or {})
+        client_wants_usage = options.get("include_usage") is True
+        upstream["stream_options"] = {**options, "include_usage": True}
+    client = router_client()
+    try:
+        response = await client.send(client.build_request("POST", url + path, json=upstream), stream=True)
+    except httpx.HTTPError as exc:
+        return _unreachable(url, exc).response()
+
+    async def counted(usage: Mapping[str, Any] | None) -> None:
+        await usage_record(request, alias=model.alias, user_id=user.pk, usage=usage)
+
+    try:
+        if response.status_code >= 400:
+            return upstream_error(response.status_code, await response.aread())
+        if stream and response.headers.get("content-type", "").startswith("text/event-stream"):
+            relay = _relay(
+                response,
+                keep_usage=client_wants_usage,
+                on_end=counted,
+            )
+            response = None  # the relay owns it now, and closes it
+            return StreamingHttpResponse(
+                relay,
+                content_type="text/event-stream",
+                headers={"X-Accel-Buffering": "no"},  # nor may a proxy in front hold the events back
+            )
+        content = await response.aread()
+    except httpx.HTTPError as exc:
+        return _unreachable(url, exc).response()
+    finally:
+        if response is not None:
+            await response.aclose()
+    usage = None
+    if b'"usage"' in content:
+        try:
+            answer = json.loads(content)
+            usage = answer.get("usage") if isinstance(answer, dict) else None
+        except ValueError:
+            pass
+    await counted(usage)
+    return HttpResponse(content, status=200, content_type=response_type(content))
+
+
+def response_type(content: bytes) -> str:
+    return "application/json" if content[:1] in (b"{", b"[") else "text/plain; charset=utf-8"
+
+
+async def _relay(response: httpx.Response, *, keep_usage: bool, on_end: Any) -> AsyncIterator[bytes]:
+    """The router's events as they come, each whole; the last `usage` seen is handed to `on_end`."""
+    usage: dict | None = None
+    pending = b""
+    try:
+        async for chunk in response.aiter_raw():
+            pending += chunk
+            cut = pending.rfind(b"\n\n")
+            if cut < 0:
+                continue
+            events, pending = pending[: cut + 2], pending[cut + 2 :]
+            if b'"usage"' in events:
+                events, found = _take_usage(events, keep_usage=keep_usage)
+                usage = found or usage
+            if events:
+                yield events
+        if pending:
+            yield pending
+    except httpx.HTTPError as exc:
+        # The router went away mid-answer: say so the way llama-server reports errors in a stream.
+        logger.warning("llama-server stream ended early: %s", exc)
+        message = json.dumps(
+            {"error": {"message": f"llama-server: the answer broke off ({exc})", "type": "server_error"}}
+        )
+        yield f"error: {message}\n\n".encode()
+    finally:
+        await response.aclose()
+        await on_end(usage)
+
+
+def _take_usage(events: bytes, *, keep_usage: bool) -> tuple[bytes, dict | None]:
+    """(the events to forward, the usage they carry): without `keep_usage` the usage-only chunk is left out."""
+    usage = None
+    kept = []
+    for event in events.split(b"\n\n")[:-1]:
+        payload = _event_data(event) if b'"usage"' in event else None
+        found = payload.get("usage") if isinstance(payload, dict) else None
+        if isinstance(found, dict):
+            usage = found
+            if not keep_usage and not payload.get("choices"):
+                continue
+        kept.append(event + b"\n\n")
+    return b"".join(kept), usage
+
+
+def _event_data(event: bytes) -> Any:
+    data = b"\n".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None

@@ -216,7 +216,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Celery: the on-disk broker needs no service; CELERY_BROKER_URL=redis://... for production and CI.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+# The on-disk broker has no host; naming one keeps kombu from warning "No hostname was supplied" at every start.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's own transport, with messages renamed into place whole (config/broker.py says why).
     CELERY_BROKER_TRANSPORT = "config.broker:Transport"
@@ -314,7 +315,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"no_client_tracebacks": {"()": "config.logs.NoTracebackForClientErrors"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["no_client_tracebacks"]}
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -323,6 +327,12 @@ LOGGING = {
         # httpx logs every request at INFO: the gateway makes one per completion, a line that costs more than
         # the rest of its work on a request (bench/gateway.py).
         "httpx": {"level": env("HTTPX_LOG_LEVEL", default="WARNING")},
+        # Periodic jobs: the beat's "Sending due task" every 30 s and the worker's "received" / "succeeded" lines
+        # say nothing happened. The jobs log themselves when they do something (a download re-queued, files
+        # found by a scan); failures still log (ERROR).
+        "celery.beat": {"level": env("CELERY_BEAT_LOG_LEVEL", default="WARNING")},
+        "celery.worker.strategy": {"level": env("CELERY_TASK_LOG_LEVEL", default="WARNING")},
+        "celery.app.trace": {"level": env("CELERY_TASK_LOG_LEVEL", default="WARNING")},
     },
 }
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("audit/", include("config.audit.urls")),
     path("serving/", include("config.serving.urls")),
     path("", include("config.health.urls")),
+    path("favicon.ico", views.favicon, name="favicon"),
     # /account/tokens/ (everyone's own API tokens) and /users/ (admins).
     path("", include("config.accounts.urls")),
     path("api/", include("aliases.api_urls")),

@@ -71,19 +71,26 @@ def test_run_serves_the_login_page_the_printed_password_works_and_ctrl_c_stops_e
     output = manage("ensure_admin", env=fresh_env)
     username, password = re.search(r"username (\S+)\s+password (\S+)", output).groups()
 
+    log_path = tmp_path / "runall.log"
+    log = open(log_path, "w")  # noqa: SIM115 (closed once the process ends)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runall", "--addr", f"127.0.0.1:{port}", "--concurrency", "1"],
         cwd=BASE_DIR,
         env=fresh_env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{base}/login/", process)
+        # Ready means the database, the broker, the cache folder and the worker's heartbeat (/readyz); runall
+        # then prints its block, which a newcomer reads before anything else.
+        wait_for_http(f"{base}/readyz", process)
+        deadline = time.monotonic() + 10
+        while "ModelDesk is ready at" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         page = opener.open(f"{base}/login/").read().decode()
@@ -102,13 +109,24 @@ def test_run_serves_the_login_page_the_printed_password_works_and_ctrl_c_stops_e
         # Ctrl-C in a terminal reaches the whole process group.
         os.killpg(process.pid, signal.SIGINT)
         try:
-            output, _ = process.communicate(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
+            process.wait()
             raise
-    assert "ModelDesk is running at" in output
+        finally:
+            log.close()
+    output = log_path.read_text()
     assert process.returncode == 0, output
+    # One block, printed once /readyz said ready (worker heartbeat included), with the address and the sign-in.
+    block = output[output.index("ModelDesk is ready at") :]
+    assert f"http://127.0.0.1:{port}/" in block.splitlines()[0]
+    assert f"Sign in as {username} with the password {password}" in block
+    assert f"python manage.py changepassword {username}" in block
+    assert output.count("ModelDesk is ready at") == 1
+    # Nothing a newcomer cannot act on.
+    assert "No hostname was supplied" not in output
+    assert "Traceback" not in output
     # No child outlived the launcher (it started its own session, so its children share its session id).
     # Pool processes may take a moment to notice their parent is gone; none may linger.
     deadline = time.monotonic() + 15
@@ -118,3 +136,18 @@ def test_run_serves_the_login_page_the_printed_password_works_and_ctrl_c_stops_e
             break
         time.sleep(0.2)
     assert left.stdout.strip() == ""
+
+
+def test_the_sign_in_block_forgets_the_password_once_it_is_changed(fresh_env):
+    manage("migrate", "--noinput", env=fresh_env)
+    output = manage("ensure_admin", env=fresh_env)
+    username = re.search(r"username (\S+)", output).group(1)
+    kept = Path(fresh_env["MODELDESK_VAR_DIR"]) / "initial-admin-password.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    code = (
+        "from django.contrib.auth import get_user_model; "
+        f"u = get_user_model().objects.get(username={username!r}); u.set_password('another-pass-123'); u.save(); "
+        "from config.accounts.initial_admin import initial_admin_read; print(initial_admin_read())"
+    )
+    assert manage("shell", "-v", "0", "-c", code, env=fresh_env).strip() == "None"
+    assert not kept.exists()

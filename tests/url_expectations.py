@@ -238,6 +238,7 @@ EXPECTATIONS: dict[str, Expectation] = {
     # Health for load balancers and process managers: no sign-in, read only.
     "health:healthz": public(GET=EVERYONE),
     "health:readyz": public(GET=EVERYONE),
+    "favicon": public(GET=EVERYONE),
     # --- aliases -------------------------------------------------------------------------------------------------
     "aliases:list": page(GET=READ_ROLES),
     "aliases:create": page(GET=EDITOR_ROLES, POST=EDITOR_ROLES, data={"POST": NEW_ALIAS}, answers={"POST": 302}),

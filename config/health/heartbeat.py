@@ -50,11 +50,19 @@ def heartbeat_remove(*, name: str) -> None:
 
 def _beat(name: str, queues: list[str]) -> None:
     started_at = timezone.now()
+    failing = False
     while True:
         try:
             heartbeat_write(name=name, queues=queues, started_at=started_at)
         except Exception:  # the database may be away for a while; the next beat tries again
-            logger.warning("worker heartbeat not written", exc_info=True)
+            # Said once per outage, not every few seconds.
+            if not failing:
+                logger.warning("worker heartbeat not written (trying again every few seconds)", exc_info=True)
+            failing = True
+        else:
+            if failing:
+                logger.info("worker heartbeat written again")
+            failing = False
         finally:
             connections.close_all()  # this thread's connections only
         if _stop.wait(settings.MODELDESK_WORKER_HEARTBEAT_SECONDS):

@@ -5,6 +5,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from config.accounts.initial_admin import initial_admin_save
 from config.accounts.roles import ADMIN
 from config.accounts.services import user_create
 
@@ -32,8 +33,9 @@ class Command(BaseCommand):
             username = f"{username}-{secrets.token_hex(2)}"
         password = secrets.token_urlsafe(12)
         user_create(username=username, password=password, role=ADMIN)
+        path = initial_admin_save(username=username, password=password)
         self.stdout.write(
             self.style.SUCCESS(f"Created admin account: username {username}  password {password}")
-            + "\nThis password is shown once; change it with: python manage.py changepassword "
-            + username
+            + f"\n`make run` shows it again once ModelDesk answers (it is kept in {path} until you change it: "
+            + f"python manage.py changepassword {username})."
         )

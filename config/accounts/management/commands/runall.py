@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+
+from config.accounts.initial_admin import initial_admin_path, initial_admin_read
+
+# How long `make run` waits for /readyz before it shows the address anyway, naming what is not ready.
+READY_TIMEOUT_SECONDS = 120
 
 
 def uvicorn_command(python: str, addr: str) -> list[str]:
@@ -54,8 +63,10 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        self.stdout.write(self.style.SUCCESS(f"ModelDesk is running at http://{addr}/  (Ctrl-C stops it)"))
         try:
+            down = self.wait_until_ready(addr, children, lambda: stopping, need_worker=not no_worker)
+            if not stopping and all(child.poll() is None for child in children):
+                self.stdout.write(self.sign_in_block(addr, down))
             while not stopping:
                 if any(child.poll() is not None for child in children):
                     self.stderr.write("A process exited; stopping the others.")
@@ -75,3 +86,58 @@ class Command(BaseCommand):
         codes = [child.returncode for child in children]
         if not stopping and any(codes):
             raise SystemExit(1)
+
+    def wait_until_ready(self, addr: str, children, stopping, *, need_worker: bool) -> list[str]:
+        """Poll /readyz until it says ready (without a worker: all but the workers' line); the lines still down
+        when the time is up, or [] once ready."""
+        host, _, port = addr.rpartition(":")
+        host = host.strip("[]")
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{port}/readyz"
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        down = ["web server: not answering yet"]
+        while time.monotonic() < deadline and not stopping():
+            if any(child.poll() is not None for child in children):
+                return down
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    checks = json.load(response)["checks"]
+            except urllib.error.HTTPError as error:  # 503: some part is not ready yet
+                try:
+                    checks = json.load(error)["checks"]
+                except ValueError:
+                    checks = []
+            except (OSError, ValueError):
+                checks = None
+            if checks is not None:
+                down = [
+                    f"{check['component']}: {check['detail']}"
+                    for check in checks
+                    if check["status"] != "ok" and (need_worker or check["component"] != "workers")
+                ]
+                if not down:
+                    return []
+            time.sleep(0.5)
+        return down
+
+    def sign_in_block(self, addr: str, down: list[str]) -> str:
+        rule = "=" * 72
+        lines = ["", rule]
+        if down:
+            lines.append(f"  ModelDesk answers at http://{addr}/ but is not ready:")
+            lines.extend(f"    - {line}" for line in down)
+        else:
+            lines.append(f"  ModelDesk is ready at http://{addr}/")
+        first = initial_admin_read()
+        if first is not None:
+            username, password = first
+            lines.append(f"  Sign in as {username} with the password {password}")
+            lines.append(f"    (shown here until you change it; kept in {initial_admin_path()})")
+        else:
+            admin = get_user_model().objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
+            username = admin.get_username() if admin else "admin"
+            lines.append(f"  Sign in as {username} with your password")
+        lines.append(f"  Forgot it? python manage.py changepassword {username}")
+        lines.append("  Ctrl-C stops the web server and the worker.")
+        lines.append(rule)
+        text = "\n".join(lines) + "\n"
+        return self.style.SUCCESS(text) if not down else self.style.WARNING(text)

@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 	@echo "Wrote .env with a new SECRET_KEY (add DATABASE_URL, CELERY_BROKER_URL, HF_* there as needed)."
 
 run: install .env
-	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py migrate --noinput -v 0
 	$(BIN)/python manage.py ensure_admin
 	$(BIN)/python manage.py runall --addr $(ADDR)
 

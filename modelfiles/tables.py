@@ -19,6 +19,7 @@ from django.utils.safestring import SafeString
 
 from aliases.tables import alias_url
 from config.tables import FAST_BODY_TABLE_TEMPLATE, TABLE_TEMPLATE, FastBodyMixin
+from config.wrapping import wrap_name
 from modelfiles.downloader import human_bytes
 from modelfiles.models import Download, ModelFile, Verification
 from modelfiles.selectors import modelfile_alias_names, modelfile_state_reason
@@ -472,23 +473,30 @@ class DownloadTable(tables.Table):
     def render_status(self, record: Download) -> SafeString:
         return download_state_badge(download_state(record))
 
-    def render_filename(self, record: Download, value: str) -> SafeString | str:
+    # Names wrap at their separators (config/wrapping.py), never mid-word; a size never between number and unit.
+    def render_repo(self, value: str) -> SafeString:
+        return wrap_name(value)
+
+    def render_filename(self, record: Download, value: str) -> SafeString:
         if record.parts <= 1:
-            return value
+            return wrap_name(value)
         return format_html(
             '{} <span class="badge text-bg-light border" title="A split model: one download for every part">'
             "{} parts</span>",
-            value,
+            wrap_name(value),
             record.parts,
         )
 
     def render_bytes_total(self, record: Download) -> str:
         # How far a failed one got; a cancelled one kept nothing (its partial file was deleted), so only its size.
+        def size(value: int | None) -> str:
+            return human_size(value).replace(" ", "\u00a0")
+
         if record.status != Download.Status.FAILED or not record.bytes_done or record.bytes_total is None:
-            return human_size(record.bytes_total)
+            return size(record.bytes_total)
         percent = record.percent
-        done = f"{human_size(record.bytes_done)} of {human_size(record.bytes_total)}"
-        return f"{done} ({percent:.0f} %)" if percent is not None else done
+        done = f"{size(record.bytes_done)} of {size(record.bytes_total)}"
+        return f"{done} ({percent:.0f}\u00a0%)" if percent is not None else done
 
     def render_requested_by(self, record: Download) -> str:
         return record.requested_by.get_username() if record.requested_by else UNSET

@@ -62,8 +62,10 @@ FILE_STATUS_BADGES = {
 
 def file_status_badge(found: AliasFile) -> SafeString:
     label = found.status
+    if found.status == FileStatus.DOWNLOADING and found.download.status == "paused":
+        label = "download paused"  # on its way, but not moving: the downloads page resumes it
     if found.status == FileStatus.DOWNLOADING and found.percent is not None:
-        label = f"downloading {found.percent:.0f} %"
+        label = f"{label} {found.percent:.0f} %"
     return format_html(
         '<span class="badge {}" data-file-status="{}" title="{}">{}</span>',
         FILE_STATUS_BADGES[found.status],

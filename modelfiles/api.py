@@ -7,13 +7,21 @@ write goes through modelfiles.services, whose Django ValidationError the excepti
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F
 from django.db.models.functions import Lower
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -56,7 +64,9 @@ from modelfiles.services import (
     NoUpdate,
     PullRefused,
     download_cancel,
+    download_pause,
     download_request,
+    download_resume,
     download_retry,
     modelfile_check_updates,
     modelfile_delete,
@@ -331,6 +341,7 @@ class DownloadSerializer(serializers.ModelSerializer):
             "error",
             "note",
             "attempts",
+            "retry_at",
             "requested_by",
             "created_at",
             "started_at",
@@ -347,6 +358,14 @@ class DownloadSerializer(serializers.ModelSerializer):
                 "filename is then its part 1, and the sizes and progress are the whole set's)."
             },
             "part": {"help_text": "The part of a split model being fetched now (from 1); null otherwise."},
+            "attempts": {
+                "help_text": "Tries started since it was asked for or last retried (a try stopped by a pause is "
+                "not counted); a transient fault is retried up to MODELDESK_MAX_ATTEMPTS tries."
+            },
+            "retry_at": {
+                "help_text": "Set while it waits to retry after a transient fault (status stays `downloading`): "
+                "when try `attempts + 1` starts. Null otherwise."
+            },
         }
 
     @extend_schema_field(
@@ -592,32 +611,88 @@ class DownloadDetailApi(APIView):
         return Response(DownloadSerializer(_download_or_404(download_id)).data)
 
 
-class DownloadCancelApi(APIView):
-    permission_classes = [RequiredPermissions]
-    required_permissions = {"POST": ["modelfiles.cancel_download"]}
+class DownloadChangeApi(APIView):
+    """A POST that moves one download on through its service (cancel, pause, resume): 200 with the download as
+    it is then, or 409 with it as it is when the service refused the move from its state."""
 
-    @extend_schema(
-        operation_id="modelfiles_status_cancel",
-        summary="Cancel an active download",
-        description="The worker stops within about a second and keeps the partial file, so a retry resumes it. "
-        "409 `not_active` when the download is not queued, downloading or verifying.",
-        tags=["modelfiles"],
-        parameters=[DOWNLOAD_ID],
-        request=None,
-        responses={
-            200: OpenApiResponse(DownloadSerializer, description="Cancelled."),
-            409: OpenApiResponse(DownloadConflictSerializer, description="Not active (`not_active`)."),
-            **error_responses(401, 403, 404),
-        },
-    )
+    permission_classes = [RequiredPermissions]
+    change: Callable[..., bool]  # the service: (download=, by=) -> whether the row moved
+    refusal = ""  # the 409's message, with {status}
+    refusal_code = ""
+
     def post(self, request: Request, download_id: str) -> Response:
         download = _download_or_404(download_id)
-        if not download_cancel(download=download, by=request.user):
+        if not type(self).change(download=download, by=request.user):
             download.refresh_from_db()
-            raise _conflict(
-                download, f"This download is {download.status}, not active: nothing to cancel.", "not_active"
-            )
+            raise _conflict(download, self.refusal.format(status=download.status), self.refusal_code)
         return Response(DownloadSerializer(_download_or_404(download_id)).data)
+
+
+def _change_schema(name: str, *, summary: str, description: str, done: str, refused: str, code: str):
+    return extend_schema_view(
+        post=extend_schema(
+            operation_id=f"modelfiles_status_{name}",
+            summary=summary,
+            description=f"{description} 409 `{code}` when {refused}.",
+            tags=["modelfiles"],
+            parameters=[DOWNLOAD_ID],
+            request=None,
+            responses={
+                200: OpenApiResponse(DownloadSerializer, description=done),
+                409: OpenApiResponse(DownloadConflictSerializer, description=f"Refused (`{code}`): {refused}."),
+                **error_responses(401, 403, 404),
+            },
+        )
+    )
+
+
+@_change_schema(
+    "cancel",
+    summary="Cancel an active or paused download",
+    description="The worker stops within about a second and the partial file is deleted, so a retry starts from "
+    "the first byte (pause keeps it: `POST .../pause`).",
+    done="Cancelled.",
+    refused="the download is not queued, downloading, verifying or paused",
+    code="not_active",
+)
+class DownloadCancelApi(DownloadChangeApi):
+    required_permissions = {"POST": ["modelfiles.cancel_download"]}
+    change = staticmethod(download_cancel)
+    refusal = "This download is {status}, not active: nothing to cancel."
+    refusal_code = "not_active"
+
+
+@_change_schema(
+    "pause",
+    summary="Pause a queued or downloading download",
+    description="The worker stops within about a couple of seconds and lets go of it; the partial file stays. The "
+    "download stays active (`paused`), keeps its place in the queue, and `POST .../resume` continues it from the "
+    "bytes already fetched.",
+    done="Paused.",
+    refused="it is not queued or downloading (verifying is nearly done; finished ones have nothing to pause)",
+    code="not_pausable",
+)
+class DownloadPauseApi(DownloadChangeApi):
+    required_permissions = {"POST": ["modelfiles.pause_download"]}
+    change = staticmethod(download_pause)
+    refusal = "This download is {status}: only queued or downloading downloads can be paused."
+    refusal_code = "not_pausable"
+
+
+@_change_schema(
+    "resume",
+    summary="Resume a paused download",
+    description="Queues it again in the place it had (the queue is worked oldest request first); the worker "
+    "continues the partial file with a Range request and checks the whole file's sha256 at the end.",
+    done="Queued again.",
+    refused="the download is not paused",
+    code="not_paused",
+)
+class DownloadResumeApi(DownloadChangeApi):
+    required_permissions = {"POST": ["modelfiles.pause_download"]}
+    change = staticmethod(download_resume)
+    refusal = "This download is {status}, not paused: nothing to resume."
+    refusal_code = "not_paused"
 
 
 class DownloadRetryApi(APIView):
@@ -627,7 +702,8 @@ class DownloadRetryApi(APIView):
     @extend_schema(
         operation_id="modelfiles_status_retry",
         summary="Retry a failed or cancelled download",
-        description="Queues it again; it resumes from the bytes already fetched. If a newer download of the same "
+        description="Queues it again: a failed one resumes from the bytes already fetched, a cancelled one starts "
+        "over (its partial file was deleted); its attempts are counted afresh. If a newer download of the same "
         "file and revision is active, answers 200 with that one (the download to follow). 409 `not_retryable` "
         "when the download is active or completed; 403 `repo_not_allowed` / `file_too_large` when the source "
         "rules (MODELDESK_ALLOWED_REPOS, MODELDESK_MAX_FILE_BYTES) no longer allow it.",

@@ -17,6 +17,8 @@ urlpatterns = [
     path("modelfiles/status/<str:download_id>", api.DownloadDetailApi.as_view(), name="download-detail"),
     path("modelfiles/status/<str:download_id>/cancel", api.DownloadCancelApi.as_view(), name="download-cancel"),
     path("modelfiles/status/<str:download_id>/retry", api.DownloadRetryApi.as_view(), name="download-retry"),
+    path("modelfiles/status/<str:download_id>/pause", api.DownloadPauseApi.as_view(), name="download-pause"),
+    path("modelfiles/status/<str:download_id>/resume", api.DownloadResumeApi.as_view(), name="download-resume"),
     # After status/...: a download id such as "verify" must never reach a model file's view.
     path("modelfiles/<str:modelfile_id>/verify", api.ModelFileVerifyApi.as_view(), name="modelfile-verify"),
     path("modelfiles/<str:modelfile_id>/update", api.ModelFileUpdateApi.as_view(), name="modelfile-update"),

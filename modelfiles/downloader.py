@@ -227,14 +227,18 @@ def fetch(
     report: Reporter,
     stall_seconds: float | None = None,
     thread_exit: Callable[[], None] | None = None,
+    discard: Callable[[], bool] | None = None,
 ) -> Fetched:
     """Bring `remote` into the cache, verified; the snapshot path and what was checked. Raises HubError or Stopped.
 
     Safe to call again after any failure or kill: it continues from the partial file. `report` is called from
     a helper thread while bytes flow; `thread_exit` runs when that thread ends (e.g. to close its DB connection).
+    When `report` stops the transfer, `discard` is asked whether the partial file goes too (a cancel) or stays
+    (a pause); it is deleted while the lock is still held, so no other transfer of the blob can have begun.
     """
     try:
-        return _fetch(remote, report=report, stall_seconds=stall_seconds or STALL_SECONDS, thread_exit=thread_exit)
+        return _fetch(remote, report=report, stall_seconds=stall_seconds or STALL_SECONDS, thread_exit=thread_exit,
+                      discard=discard)  # fmt: skip
     except UnsafePath as exc:
         raise HubError(
             "unsafe_path",
@@ -254,7 +258,7 @@ def _expected(remote: RemoteFile) -> tuple[str, str]:
     raise HubError("hub_bad_etag", f"Cannot verify a file whose etag is {remote.etag[:80]!r}.", transient=False)
 
 
-def _fetch(remote: RemoteFile, *, report: Reporter, stall_seconds: float, thread_exit) -> Fetched:
+def _fetch(remote: RemoteFile, *, report: Reporter, stall_seconds: float, thread_exit, discard) -> Fetched:
     kind, _ = _expected(remote)
     paths = RepoPaths.for_repo(remote.repo)
     # Checked before the first mkdir: a repo folder that is a link to elsewhere must not get folders made in it.
@@ -284,8 +288,46 @@ def _fetch(remote: RemoteFile, *, report: Reporter, stall_seconds: float, thread
         return _fetch_locked(
             remote, paths, partial, report=report, stall_seconds=stall_seconds, thread_exit=thread_exit
         )
+    except Stopped:
+        if discard is not None and discard():
+            partial.unlink(missing_ok=True)
+        raise
     finally:
         lock.release()
+
+
+def partial_bytes(repo: str, etag: str) -> int:
+    """The size of a blob's partial file: what the next transfer continues from (0 when there is none)."""
+    try:
+        return RepoPaths.for_repo(repo).checked_partial(etag).stat().st_size
+    except (OSError, UnsafePath):
+        return 0
+
+
+def discard_partial(repo: str, etag: str) -> bool:
+    """Delete the partial file of a blob, unless a transfer holds its lock now (that transfer is told to delete
+    it as it stops, see `fetch`). True when no partial file of it is left."""
+    paths = RepoPaths.for_repo(repo)
+    try:
+        partial = paths.checked_partial(etag)
+        lock_path = paths.checked_lock(etag)
+    except UnsafePath:
+        return False
+    if not partial.exists():
+        return True
+    if not lock_path.parent.is_dir():
+        partial.unlink(missing_ok=True)
+        return True
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    try:
+        partial.unlink(missing_ok=True)
+    finally:
+        lock.release()
+    return True
 
 
 def _publish(remote: RemoteFile, verified_file: Path) -> Path:

@@ -49,9 +49,10 @@ class ModelFileFilter(_Filtering, django_filters.FilterSet):
 
 
 class DownloadFilter(_Filtering, django_filters.FilterSet):
+    # History lists the finished downloads: the active ones are above it, each once.
     status = django_filters.ChoiceFilter(
         label="State",
-        choices=Download.Status.choices,
+        choices=[(value, label) for value, label in Download.Status.choices if value not in Download.ACTIVE],
         empty_label="Any state",
         widget=forms.Select(attrs={"class": "form-select"}),
     )

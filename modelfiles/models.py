@@ -125,13 +125,16 @@ class Download(models.Model):
         QUEUED = "queued"
         DOWNLOADING = "downloading"
         VERIFYING = "verifying"
+        PAUSED = "paused"
         COMPLETED = "completed"
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    ACTIVE = (Status.QUEUED, Status.DOWNLOADING, Status.VERIFYING)
+    # Paused is active: it holds its partial file and its place, and a second request for the file gets it back.
+    ACTIVE = (Status.QUEUED, Status.DOWNLOADING, Status.VERIFYING, Status.PAUSED)
     RUNNING = (Status.DOWNLOADING, Status.VERIFYING)
     RETRYABLE = (Status.FAILED, Status.CANCELLED)
+    PAUSABLE = (Status.QUEUED, Status.DOWNLOADING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     repo = models.CharField(max_length=96)
@@ -152,7 +155,14 @@ class Download(models.Model):
     eta = models.FloatField(null=True, blank=True, help_text="Seconds left at the current speed.")
     error_code = models.CharField(max_length=32, blank=True)
     error_message = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Tries started since it was asked for or retried; a try stopped by a pause is not one."
+    )
+    retry_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set while it waits to retry after a transient fault: when the next try starts.",
+    )
     claim = models.UUIDField(null=True, blank=True, help_text="Set by the worker that holds the download.")
     worker = models.CharField(max_length=255, blank=True)
     enqueued_at = models.DateTimeField(
@@ -185,11 +195,13 @@ class Download(models.Model):
             # Per target host: a pull aimed at host B is not the one already running on host A.
             models.UniqueConstraint(
                 fields=["repo", "filename", "revision", "host"],
-                condition=Q(status__in=["queued", "downloading", "verifying"]),
+                condition=Q(status__in=["queued", "downloading", "verifying", "paused"]),
                 name="download_one_active_per_file_host",
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["queued", "downloading", "verifying", "completed", "failed", "cancelled"]),
+                condition=Q(
+                    status__in=["queued", "downloading", "verifying", "paused", "completed", "failed", "cancelled"]
+                ),
                 name="download_status_valid",
             ),
             models.CheckConstraint(condition=Q(bytes_done__gte=0), name="download_bytes_done_positive"),
@@ -202,6 +214,7 @@ class Download(models.Model):
             ("request_download", "Can request a download"),
             ("cancel_download", "Can cancel a download"),
             ("retry_download", "Can retry a download"),
+            ("pause_download", "Can pause and resume a download"),
         ]
 
     def __str__(self) -> str:
@@ -228,6 +241,11 @@ class Download(models.Model):
     def waiting_for_worker(self) -> bool:
         """Queued, but the broker never took its task (it was unreachable): the reconciler sends it again."""
         return self.status == self.Status.QUEUED and self.enqueued_at is None
+
+    @property
+    def waiting_to_retry(self) -> bool:
+        """Between tries after a transient fault: the worker holds it and starts the next try at `retry_at`."""
+        return self.status == self.Status.DOWNLOADING and self.retry_at is not None
 
     @property
     def percent(self) -> float | None:

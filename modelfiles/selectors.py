@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from django.db.models import F, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 
 from aliases.models import Alias
 from config.search import text_search
@@ -78,11 +78,27 @@ def download_list(*, statuses: Sequence[str] = (), search: str = "") -> QuerySet
     return download_search(rows, search)
 
 
+def download_history(*, statuses: Sequence[str] = (), search: str = "") -> QuerySet[Download]:
+    """The finished downloads (completed, failed, cancelled): the active ones are shown once, in their own list."""
+    return download_list(statuses=statuses, search=search).exclude(status__in=Download.ACTIVE)
+
+
 def download_active() -> list[Download]:
-    """The queued, downloading and verifying downloads, oldest first (the order they will be worked on): one query."""
-    return list(
+    """The active downloads, oldest first (the order they are worked on): one query.
+
+    Each queued one gets `queue_place`, its place among the queued downloads of its queue (the shared one, or
+    its host's) counting from 1; a paused one gets the place it goes back to when resumed. Others get None."""
+    rows = list(
         Download.objects.filter(status__in=Download.ACTIVE).select_related("requested_by").order_by("created_at", "pk")
     )
+    ahead: dict[str, int] = {}
+    for row in rows:
+        row.queue_place = None
+        if row.status in (Download.Status.QUEUED, Download.Status.PAUSED):
+            row.queue_place = ahead.get(row.host, 0) + 1
+        if row.status == Download.Status.QUEUED:
+            ahead[row.host] = ahead.get(row.host, 0) + 1
+    return rows
 
 
 def download_get(*, download_id: str | uuid.UUID) -> Download | None:
@@ -103,9 +119,17 @@ def modelfile_storage() -> tuple[int, int]:
 
 
 def download_recent_failures(*, limit: int = 5) -> list[Download]:
-    """The latest downloads that failed and were not retried since (a retry moves the row out of `failed`)."""
+    """The latest downloads that failed and were not retried since (a retry moves the row out of `failed`), nor
+    asked for again: a newer download of the same file (completed, running or failed in its turn) replaces it."""
+    newer = Download.objects.filter(
+        repo=OuterRef("repo"),
+        filename=OuterRef("filename"),
+        host=OuterRef("host"),
+        created_at__gt=OuterRef("created_at"),
+    )
     return list(
         Download.objects.filter(status=Download.Status.FAILED)
+        .exclude(Exists(newer))
         .select_related("requested_by")
         .order_by(F("finished_at").desc(nulls_last=True), "-created_at", "-pk")[:limit]
     )

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import Case, F, Q, TextField, Value, When
+from django.db.models import BigIntegerField, Case, F, PositiveIntegerField, Q, TextField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -242,27 +242,99 @@ def download_request(
     raise RuntimeError("Could not queue the download; try again.")
 
 
-@transaction.atomic
 def download_cancel(*, download: Download, by: AbstractBaseUser | None) -> bool:
-    """Cancel an active download; its worker sees it within about a second and keeps the partial file."""
+    """Cancel an active (or paused) download: its worker stops within about a second and the partial file is
+    deleted, so a retry starts from the first byte. False when it was not active.
+
+    The partial file goes here when no transfer holds it; a worker still writing it deletes it as it stops."""
     who = by.get_username() if by is not None and by.is_authenticated else "the system"
-    changed = Download.objects.filter(pk=download.pk, status__in=Download.ACTIVE).update(
-        status=Download.Status.CANCELLED,
-        finished_at=timezone.now(),
-        updated_at=timezone.now(),
+    with transaction.atomic():
+        changed = Download.objects.filter(pk=download.pk, status__in=Download.ACTIVE).update(
+            status=Download.Status.CANCELLED,
+            finished_at=timezone.now(),
+            updated_at=timezone.now(),
+            speed=None,
+            eta=None,
+            claim=None,
+            retry_at=None,
+            error_code="cancelled",
+            error_message=f"Cancelled by {who}; the partial file was deleted.",
+        )
+        if changed:
+            _audit_download(download=download, action="cancel", by=by, status=Download.Status.CANCELLED)
+    if changed:
+        download_discard_partial(download_id=download.pk)
+    return changed == 1
+
+
+def _partial_here(host: str) -> bool:
+    """Whether a download aimed at `host` keeps its partial file in this process's cache (files per host)."""
+    if not host:
+        return True
+    target = location_of_host(host)
+    return target is None or target.key == location.cache_location().key
+
+
+def download_discard_partial(*, download_id: uuid.UUID | str) -> bool:
+    """Delete a download's partial file, when it is in this process's cache and no transfer holds it (a transfer
+    that stops for a cancel deletes its own). True when nothing of it is left here."""
+    row = Download.objects.filter(pk=download_id).values("repo", "etag", "host").first()
+    if row is None or not row["etag"]:
+        return True  # gone, or no byte was ever fetched (the etag is known before the first one)
+    if not _partial_here(row["host"]):
+        return False  # that host's worker (or its cleanup) deletes it
+    return downloader.discard_partial(row["repo"], row["etag"])
+
+
+def download_kept_bytes(*, download: Download) -> int:
+    """The bytes of the download's partial file in this process's cache: what a retry or a resume continues
+    from. 0 when there is none here (nothing fetched, deleted by a cancel or a failed check, another host's)."""
+    if not download.etag or not _partial_here(download.host):
+        return 0
+    return downloader.partial_bytes(download.repo, download.etag)
+
+
+@transaction.atomic
+def download_pause(*, download: Download, by: AbstractBaseUser | None) -> bool:
+    """Pause a queued or downloading download: its worker stops within about a second and lets go of it; the
+    partial file stays and `download_resume` continues from it. False when it was not queued or downloading."""
+    changed = Download.objects.filter(pk=download.pk, status__in=Download.PAUSABLE).update(
+        status=Download.Status.PAUSED,
+        claim=None,
         speed=None,
         eta=None,
-        claim=None,
-        error_code="cancelled",
-        error_message=f"Cancelled by {who}. Retry continues from the bytes already fetched.",
+        retry_at=None,
+        updated_at=timezone.now(),
+        # A try stopped by a pause did not fail, so it is not counted; one that failed and waits to retry is.
+        attempts=Case(
+            When(status=Download.Status.DOWNLOADING, retry_at__isnull=True, attempts__gt=0, then=F("attempts") - 1),
+            default=F("attempts"),
+            output_field=PositiveIntegerField(),
+        ),
+        error_code="",
+        error_message="",
     )
     if changed:
-        _audit_download(download=download, action="cancel", by=by, status=Download.Status.CANCELLED)
+        _audit_download(download=download, action="pause", by=by, status=Download.Status.PAUSED)
+    return changed == 1
+
+
+@transaction.atomic
+def download_resume(*, download: Download, by: AbstractBaseUser | None) -> bool:
+    """Queue a paused download again. It keeps its place (the queue is worked oldest request first, see
+    `download_run_next`) and continues its partial file with a Range request. False when it was not paused."""
+    changed = Download.objects.filter(pk=download.pk, status=Download.Status.PAUSED).update(
+        status=Download.Status.QUEUED, updated_at=timezone.now(), enqueued_at=None
+    )
+    if changed:
+        _audit_download(download=download, action="resume", by=by, status=Download.Status.QUEUED)
+        _enqueue(download.pk, download.host)
     return changed == 1
 
 
 def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[Download, bool]:
-    """Re-queue a failed or cancelled download (it resumes its partial file): (download, requeued).
+    """Re-queue a failed or cancelled download: (download, requeued). A failed one resumes its partial file; a
+    cancelled one starts over (its partial file was deleted). Its tries are counted afresh.
 
     Raises PullRefused when the source rules (changed since, perhaps) no longer allow it."""
     if download.status in Download.RETRYABLE:
@@ -279,6 +351,14 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
                 eta=None,
                 claim=None,
                 enqueued_at=None,
+                attempts=0,
+                retry_at=None,
+                # Nothing of a cancelled download is kept: it must not show the bytes it had before.
+                bytes_done=Case(
+                    When(status=Download.Status.CANCELLED, then=Value(0)),
+                    default=F("bytes_done"),
+                    output_field=BigIntegerField(),
+                ),
             )
             if changed:
                 _audit_download(download=download, action="retry", by=by, status=Download.Status.QUEUED)
@@ -321,6 +401,7 @@ def download_requeue_stale(
                 claim=None,
                 speed=None,
                 eta=None,
+                retry_at=None,
                 enqueued_at=None,
                 updated_at=timezone.now(),
                 error_message=note,
@@ -409,6 +490,31 @@ def _wait(claim: _Claim, seconds: float) -> bool:
     return True
 
 
+def download_run_next(*, download_id: str | uuid.UUID, worker: str = "") -> Download | None:
+    """What a task runs: the oldest queued download of the queue its message came from (its row's host).
+
+    A message stands for "one queued download to run", not for its own row: every move into `queued` sends one,
+    so there are never fewer messages than queued rows, and taking the oldest makes the queue go in request
+    order whatever order the broker hands messages out in (a resumed download keeps its place). A message that
+    finds nothing queued does nothing, as a duplicate always did."""
+    host = Download.objects.filter(pk=download_id).values_list("host", flat=True).first()
+    if host is None:
+        return None
+    while True:
+        oldest = (
+            Download.objects.filter(status=Download.Status.QUEUED, host=host)
+            .order_by("created_at", "pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if oldest is None:
+            return None
+        result = download_run(download_id=oldest, worker=worker)
+        if result is not None:
+            return result
+        # Another worker claimed it between the read and the claim: the next oldest, then.
+
+
 def download_run(
     *, download_id: str | uuid.UUID, worker: str = "", on_progress: Callable[[downloader.Progress], None] | None = None
 ) -> Download | None:
@@ -425,6 +531,7 @@ def download_run(
         started_at=Coalesce(F("started_at"), timezone.now()),
         updated_at=timezone.now(),
         attempts=F("attempts") + 1,
+        retry_at=None,
         error_code="",
         # The pre-flight's "queued unchecked" note ends here: the worker asks the Hub now.
         error_message=Case(
@@ -450,7 +557,11 @@ def download_run(
     def close_thread_connection() -> None:
         connection.close()
 
-    attempt = 1
+    def cancelled() -> bool:
+        return Download.objects.filter(pk=download.pk, status=Download.Status.CANCELLED).exists()
+
+    # Counted on the row (a resumed download goes on counting): the page, the API and the messages agree.
+    attempt = download.attempts
     while True:
         try:
             asked = time.monotonic()
@@ -471,7 +582,7 @@ def download_run(
                 return _reload(download)
             started = time.monotonic()
             verified = _fetch_parts(remotes, total=total, report=report, claim=claim,
-                                    thread_exit=close_thread_connection)  # fmt: skip
+                                    thread_exit=close_thread_connection, discard=cancelled)  # fmt: skip
             seconds = time.monotonic() - started
             logger.info(
                 "download %s: %s/%s %s verified and in the cache; metadata %.2f s, transfer %.2f s (%.0f MB/s)",
@@ -501,7 +612,8 @@ def download_run(
             )
             return _reload(download)
         except downloader.Stopped:
-            return _reload(download)  # cancelled, or another worker took it over: the row already says so
+            # Paused, cancelled, or another worker took it over: the row already says so.
+            return _reload(download)
         except hub.HubError as error:
             if not error.transient or attempt >= MAX_ATTEMPTS:
                 message = error.message
@@ -512,24 +624,25 @@ def download_run(
                 return _reload(download)
             delay = _backoff(attempt)
             logger.info("download %s: %s (attempt %s, next in %.1f s)", download.pk, error.message, attempt, delay)
-            if not claim.update(
-                error_code=error.code,
-                error_message=f"{error.message} (attempt {attempt} of {MAX_ATTEMPTS}, next in {delay:.0f} s)",
-                speed=None,
-                eta=None,
-            ):
+            # The numbers (attempt n of m, next in s) are the row's, shown by the pages from `attempts` and
+            # `retry_at`: the message says only what went wrong, so it never disagrees with them.
+            retry_at = timezone.now() + timedelta(seconds=delay)
+            if not claim.update(error_code=error.code, error_message=error.message, speed=None, eta=None,
+                                retry_at=retry_at):  # fmt: skip
                 return _reload(download)
             if not _wait(claim, delay):
                 return _reload(download)
             attempt += 1
-            Download.objects.filter(pk=download.pk, claim=token).update(attempts=F("attempts") + 1)
+            if not claim.update(attempts=F("attempts") + 1, retry_at=None):
+                return _reload(download)
         except Exception:
             logger.exception("download %s failed unexpectedly", download.pk)
+            kept = Download.objects.filter(pk=download.pk).values_list("bytes_done", flat=True).first()
+            resume = f" Retry continues from the {downloader.human_bytes(kept)} already fetched." if kept else ""
             claim.finish(
                 Download.Status.FAILED,
                 error_code="internal_error",
-                error_message="An unexpected error stopped the download; the worker log has the details. Retry "
-                "continues from the bytes already fetched.",
+                error_message=f"An unexpected error stopped the download; the worker log has the details.{resume}",
             )
             return _reload(download)
 
@@ -571,6 +684,7 @@ def _fetch_parts(
     report: downloader.Reporter,
     claim: _Claim,
     thread_exit: Callable[[], None],
+    discard: Callable[[], bool] | None = None,
 ) -> str:
     """Fetch each file in turn (resumable, its hash checked before it becomes visible); the verified kind.
 
@@ -586,7 +700,8 @@ def _fetch_parts(
         if split and cache.local_file(remote.repo, remote.filename, remote.commit) is not None:
             done_before += remote.size or 0
             continue
-        if split and not claim.update(part=number):
+        # The etag is the part being fetched: a cancel deletes that part's partial file.
+        if split and not claim.update(part=number, etag=remote.etag):
             raise downloader.Stopped
 
         def report_set(progress: downloader.Progress, before: int = done_before) -> bool:
@@ -600,7 +715,7 @@ def _fetch_parts(
 
         target = replace(remote, revision=remote.commit) if split else remote
         try:
-            fetched = downloader.fetch(target, report=report_set, thread_exit=thread_exit)
+            fetched = downloader.fetch(target, report=report_set, thread_exit=thread_exit, discard=discard)
         except hub.HubError as error:
             raise _part_error(error, number=number, count=len(remotes), filename=remote.filename) from error
         # The weaker check wins when kinds differ: "verified" never claims more than was compared.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -16,8 +18,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from aliases.tables import alias_url
-from config.formatting import UNSET, human_count, human_size
+from config.formatting import UNSET, human_count, human_duration, human_size
 from config.tables import FAST_BODY_TABLE_TEMPLATE, TABLE_TEMPLATE, FastBodyMixin
+from config.wrapping import wrap_name
 from modelfiles.models import Download, ModelFile, Verification
 from modelfiles.selectors import modelfile_alias_names, modelfile_state_reason
 
@@ -289,45 +292,103 @@ STATUS_BADGES = {
     Download.Status.QUEUED: "text-bg-secondary",
     Download.Status.DOWNLOADING: "text-bg-primary",
     Download.Status.VERIFYING: "text-bg-info",
+    Download.Status.PAUSED: "text-bg-dark",
     Download.Status.COMPLETED: "text-bg-success",
     Download.Status.FAILED: "text-bg-danger",
     Download.Status.CANCELLED: "text-bg-warning",
 }
+WAITING_TO_RETRY = "waiting_to_retry"
+WAITING_BADGE = "text-bg-warning"
 
 
 def status_badge(status: str) -> SafeString:
     return format_html('<span class="badge {}">{}</span>', STATUS_BADGES.get(status, "text-bg-light"), status)
 
 
+@dataclass(frozen=True)
+class DownloadState:
+    """A download's state as every page words it, so the Active list, History and the dashboard agree."""
+
+    key: str  # the status, or WAITING_TO_RETRY
+    label: str
+    badge: str
+    detail: str = ""  # a line beside the badge: the queue place, the try it is on
+
+    @property
+    def live(self) -> bool:
+        """Bytes are moving (or being hashed): the bar may stripe; anything else shows a still bar."""
+        return self.key in (Download.Status.DOWNLOADING, Download.Status.VERIFYING)
+
+
+def download_state(download: Download, *, now: datetime | None = None) -> DownloadState:
+    """What state the download is in, in words. `queue_place` comes from selectors.download_active."""
+    from modelfiles.services import MAX_ATTEMPTS
+
+    status = download.status
+    badge = STATUS_BADGES.get(status, "text-bg-light")
+    place = getattr(download, "queue_place", None)
+    if download.waiting_to_retry:
+        now = now or timezone.now()
+        left = max(0, math.ceil((download.retry_at - now).total_seconds()))
+        label = f"waiting to retry (attempt {download.attempts + 1} of {MAX_ATTEMPTS}, next in {human_duration(left)})"
+        return DownloadState(WAITING_TO_RETRY, label, WAITING_BADGE)
+    if status == Download.Status.QUEUED:
+        return DownloadState(status, status, badge, f"place {place} in the queue" if place else "")
+    if status == Download.Status.PAUSED:
+        return DownloadState(status, status, badge, f"keeps place {place} in the queue" if place else "")
+    if status == Download.Status.DOWNLOADING and download.attempts > 1:
+        return DownloadState(status, status, badge, f"attempt {download.attempts} of {MAX_ATTEMPTS}")
+    return DownloadState(status, status, badge)
+
+
+def download_state_badge(state: DownloadState) -> SafeString:
+    return format_html(
+        '<span class="badge text-wrap {}" data-state="{}">{}</span>', state.badge, state.key, state.label
+    )
+
+
+def _cell(label: str, *classes: str, **attrs: str) -> dict[str, dict[str, str]]:
+    """A History cell's attributes: its column name travels with it, for the cards narrow screens show."""
+    td = {"data-label": label, **attrs}
+    if classes:
+        td["class"] = " ".join(classes)
+    return {"td": td}
+
+
 class DownloadTable(tables.Table):
-    """Every download, newest first by default; sortable, with the error message in full."""
+    """The finished downloads, newest first by default; sortable, with the error message in full. The active ones
+    are listed once, above it, with their live progress and their buttons. Below 768 px each row is a card."""
 
     created_at = tables.Column(
-        verbose_name="Requested", order_by=("created_at", "pk"), attrs={"td": {"class": "text-nowrap"}}
+        verbose_name="Requested", order_by=("created_at", "pk"), attrs=_cell("Requested", "text-nowrap")
     )
-    repo = tables.Column(order_by=("repo", "pk"), attrs={"td": {"class": "text-break"}})
-    filename = tables.Column(order_by=("filename", "pk"), attrs={"td": {"class": "text-break"}})
-    revision = tables.Column(order_by=("revision", "pk"))
-    host = tables.Column(verbose_name="Host", order_by=("host", "pk"), empty_values=())  # the pull's target host
-    status = tables.Column(verbose_name="State", order_by=("status", "pk"))
+    repo = tables.Column(order_by=("repo", "pk"), attrs=_cell("Repo", "text-break"))
+    filename = tables.Column(order_by=("filename", "pk"), attrs=_cell("File", "text-break", "download-file"))
+    revision = tables.Column(order_by=("revision", "pk"), attrs=_cell("Revision", "text-break"))
+    host = tables.Column(verbose_name="Host", order_by=("host", "pk"), empty_values=(), attrs=_cell("Host"))
+    status = tables.Column(verbose_name="State", order_by=("status", "pk"), attrs=_cell("State", "download-state"))
     bytes_total = tables.Column(
-        verbose_name="Size", order_by=("bytes_total", "pk"), empty_values=(), attrs={"td": {"class": "text-nowrap"}}
+        verbose_name="Size", order_by=("bytes_total", "pk"), empty_values=(), attrs=_cell("Size")
     )
     attempts = tables.Column(
-        order_by=("attempts", "pk"), attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}}
+        verbose_name="Attempts",
+        order_by=("attempts", "pk"),
+        attrs={**_cell("Attempts", "text-end"), "th": {"class": "text-end"}},
     )
-    requested_by = tables.Column(verbose_name="By", order_by=("requested_by__username", "pk"), empty_values=())
+    requested_by = tables.Column(
+        verbose_name="By", order_by=("requested_by__username", "pk"), empty_values=(), attrs=_cell("By")
+    )
     finished_at = tables.Column(
-        verbose_name="Finished", order_by=("finished_at", "pk"), empty_values=(), attrs={"td": {"class": "text-nowrap"}}
+        verbose_name="Finished", order_by=("finished_at", "pk"), empty_values=(), attrs=_cell("Finished", "text-nowrap")
     )
     error = tables.Column(
-        verbose_name="Error", empty_values=(), orderable=False, attrs={"td": {"class": "download-error"}}
+        verbose_name="Error", empty_values=(), orderable=False, attrs=_cell("Error", "download-error")
     )
     actions = tables.Column(
         verbose_name="",
         empty_values=(),
         orderable=False,
-        attrs={"td": {"class": "text-end text-nowrap row-actions"}, "th": {"class": "row-actions"}},
+        attrs={**_cell("Actions", "text-end text-nowrap download-actions")},
     )
 
     class Meta:
@@ -346,7 +407,7 @@ class DownloadTable(tables.Table):
         )
         sequence = (*fields, "error", "actions")
         template_name = TABLE_TEMPLATE
-        attrs = {"class": "table table-sm table-hover align-middle", "id": "download-rows"}
+        attrs = {"class": "table table-sm table-hover align-middle download-cards", "id": "download-rows"}
         row_attrs = {"data-download": lambda record: str(record.pk), "data-status": lambda record: record.status}
         order_by_field = "sort"
         page_field = "page"
@@ -357,11 +418,9 @@ class DownloadTable(tables.Table):
         self.next_url = next_url
 
     def before_render(self, request) -> None:
-        user = request.user
-        self.can_cancel = user.has_perm("modelfiles.cancel_download")
-        self.can_retry = user.has_perm("modelfiles.retry_download")
+        self.can_retry = request.user.has_perm("modelfiles.retry_download")
         self.csrf_token = get_token(request)
-        if not (self.can_cancel or self.can_retry):
+        if not self.can_retry:
             self.columns.hide("actions")
 
     def render_created_at(self, value: datetime) -> SafeString | str:
@@ -376,35 +435,32 @@ class DownloadTable(tables.Table):
         return format_html("{}", value)
 
     def render_status(self, record: Download) -> SafeString:
-        if record.waiting_for_worker:
-            return format_html(
-                '{} <span class="small text-warning-emphasis d-block" data-note="waiting_for_worker" '
-                'title="{}">{}</span>',
-                status_badge(record.status),
-                Download.WAITING_NOTE,
-                "waiting for a worker",
-            )
-        return status_badge(record.status)
+        return download_state_badge(download_state(record))
 
-    def render_filename(self, record: Download, value: str) -> SafeString | str:
+    # Names wrap at their separators (config/wrapping.py), never mid-word; a size never between number and unit.
+    def render_repo(self, value: str) -> SafeString:
+        return wrap_name(value)
+
+    def render_filename(self, record: Download, value: str) -> SafeString:
         if record.parts <= 1:
-            return value
+            return wrap_name(value)
         return format_html(
             '{} <span class="badge text-bg-light border" title="A split model: one download for every part">'
             "{} parts</span>",
-            value,
+            wrap_name(value),
             record.parts,
         )
 
     def render_bytes_total(self, record: Download) -> str:
-        if record.status == Download.Status.COMPLETED or record.bytes_total is None:
-            return human_size(record.bytes_total)
-        if record.is_active:
-            # This table refreshes when a state changes, not every second: the live figures are in "Active".
-            return f"{human_size(record.bytes_total)}, in progress"
+        # How far a failed one got; a cancelled one kept nothing (its partial file was deleted), so only its size.
+        def size(value: int | None) -> str:
+            return human_size(value).replace(" ", "\u00a0")
+
+        if record.status != Download.Status.FAILED or not record.bytes_done or record.bytes_total is None:
+            return size(record.bytes_total)
         percent = record.percent
-        done = f"{human_size(record.bytes_done)} of {human_size(record.bytes_total)}"
-        return f"{done} ({percent:.0f} %)" if percent is not None else done
+        done = f"{size(record.bytes_done)} of {size(record.bytes_total)}"
+        return f"{done} ({percent:.0f}\u00a0%)" if percent is not None else done
 
     def render_requested_by(self, record: Download) -> str:
         return record.requested_by.get_username() if record.requested_by else UNSET
@@ -425,17 +481,9 @@ class DownloadTable(tables.Table):
     def render_actions(self, record: Download) -> SafeString | str:
         # Rendered without the request on purpose: a RequestContext per row would run every context processor
         # (and their queries) once per row.
-        can_cancel = getattr(self, "can_cancel", False) and record.is_active
-        can_retry = getattr(self, "can_retry", False) and record.status in Download.RETRYABLE
-        if not (can_cancel or can_retry):
+        if not (getattr(self, "can_retry", False) and record.status in Download.RETRYABLE):
             return ""
         return render_to_string(
             "modelfiles/partials/_download_actions.html",
-            {
-                "record": record,
-                "can_cancel": can_cancel,
-                "can_retry": can_retry,
-                "next_url": self.next_url,
-                "csrf_token": self.csrf_token,
-            },
+            {"record": record, "can_retry": True, "next_url": self.next_url, "csrf_token": self.csrf_token},
         )

@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 def download_task(download_id: str) -> None:
     from celery import current_task
 
-    services.download_run(download_id=download_id, worker=current_task.request.hostname or "")
+    services.download_run_next(download_id=download_id, worker=current_task.request.hostname or "")
 
 
 @shared_task(name="modelfiles.requeue_stale", ignore_result=True)

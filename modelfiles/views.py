@@ -34,7 +34,7 @@ from modelfiles.selectors import (
     cache_scan_latest,
     download_active,
     download_active_for,
-    download_list,
+    download_history,
     modelfile_alias_names,
     modelfile_list,
     modelfile_split_parts,
@@ -50,7 +50,10 @@ from modelfiles.services import (
     cache_cleanup,
     cache_cleanup_plan,
     download_cancel,
+    download_kept_bytes,
+    download_pause,
     download_request,
+    download_resume,
     download_retry,
     modelfile_check_updates,
     modelfile_delete,
@@ -63,7 +66,7 @@ from modelfiles.services import (
     pull_set_note,
     verification_request,
 )
-from modelfiles.tables import DownloadTable, ModelFileTable
+from modelfiles.tables import DownloadState, DownloadTable, ModelFileTable, download_state
 
 # The event a poll of the active downloads sends when the set changed, so the history table reloads.
 DOWNLOADS_CHANGED = "downloads-changed"
@@ -296,24 +299,37 @@ class RepoFilesView(RoleRequiredMixin, View):
 
 @dataclass(frozen=True)
 class ActiveRow:
-    """A download in the Active section, with the numbers already written the way people read them."""
+    """A download in the Active section, with the numbers already written the way people read them: only those
+    that are known (no "0 bytes of —", no ETA while nothing moves)."""
 
     download: Download
+    state: DownloadState
     percent: float | None
-    bytes_done: str
-    bytes_total: str
-    speed: str
+    bytes: str  # "12 MB of 50 MB", "50 MB", or "" while neither is known
+    speed: str  # "" unless bytes are moving
     eta: str
+    can_pause: bool
+    can_resume: bool
 
     @classmethod
     def of(cls, download: Download) -> ActiveRow:
+        state = download_state(download)
+        if download.bytes_total is not None and download.bytes_done:
+            bytes_text = f"{human_size(download.bytes_done)} of {human_size(download.bytes_total)}"
+        elif download.bytes_total is not None:
+            bytes_text = human_size(download.bytes_total)
+        else:
+            bytes_text = human_size(download.bytes_done) if download.bytes_done else ""
+        moving = state.key == Download.Status.DOWNLOADING and download.speed is not None
         return cls(
             download=download,
+            state=state,
             percent=download.percent,
-            bytes_done=human_size(download.bytes_done),
-            bytes_total=human_size(download.bytes_total),
-            speed=human_speed(download.speed),
-            eta=human_duration(download.eta),
+            bytes=bytes_text,
+            speed=human_speed(download.speed) if moving else "",
+            eta=f"ETA {human_duration(download.eta)}" if moving and download.eta is not None else "",
+            can_pause=download.status in Download.PAUSABLE,
+            can_resume=download.status == Download.Status.PAUSED,
         )
 
 
@@ -332,13 +348,14 @@ def active_context(request: HttpRequest, *, next_url: str) -> dict[str, Any]:
         "active_state": active_state(active),
         "active_next_url": next_url,
         "can_cancel": request.user.has_perm("modelfiles.cancel_download"),
+        "can_pause": request.user.has_perm("modelfiles.pause_download"),
         "can_pull": request.user.has_perm("modelfiles.request_download"),
         "csrf_token": get_token(request),
     }
 
 
 class DownloadListView(TableListView):
-    """The status page: active downloads with live progress, and the history of every download."""
+    """The status page: active downloads with live progress, then the history of the finished ones."""
 
     permission_required = "modelfiles.view_download"
     filterset_class = DownloadFilter
@@ -348,7 +365,7 @@ class DownloadListView(TableListView):
     list_url_name = "modelfiles:downloads"
 
     def get_queryset(self):
-        return download_list()
+        return download_history()
 
     def get_table_kwargs(self) -> dict[str, Any]:
         return {"next_url": self.request.get_full_path()}
@@ -399,6 +416,7 @@ def active_fingerprint(request: HttpRequest, context: dict[str, Any]) -> str:
         request.META.get("CSRF_COOKIE", ""),
         context["active_next_url"],
         str(context["can_cancel"]),
+        str(context["can_pause"]),
         str(context["can_pull"]),
         context["active_state"],
     ]
@@ -406,10 +424,10 @@ def active_fingerprint(request: HttpRequest, context: dict[str, Any]) -> str:
         download = row.download
         requested_by = download.requested_by.get_username() if download.requested_by else ""
         percent = "" if row.percent is None else f"{row.percent:.1f}"
-        parts += [str(download.pk), download.status, download.repo, download.filename, download.revision, percent,
-                  row.bytes_done, row.bytes_total, row.speed, row.eta, str(download.attempts),
-                  download.error_message, requested_by, str(download.waiting_for_worker), str(download.parts),
-                  str(download.part)]  # fmt: skip
+        parts += [str(download.pk), download.status, row.state.label, row.state.detail, download.repo,
+                  download.filename, download.revision, percent, row.bytes, row.speed, row.eta,
+                  download.error_message, requested_by,
+                  str(download.waiting_for_worker), str(download.parts), str(download.part)]  # fmt: skip
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 
@@ -431,28 +449,84 @@ def _name(download: Download) -> str:
     return f"{download.repo}/{download.filename}@{download.revision}"
 
 
-class DownloadCancelView(DownloadActionView):
-    permission_required = "modelfiles.cancel_download"
+# A cancel that would throw away more than this asks first: a few MB cost nothing to fetch again.
+CANCEL_CONFIRM_BYTES = 8 * 1024 * 1024
 
-    def act(self, request: HttpRequest, download: Download) -> None:
+
+class DownloadCancelView(RoleRequiredMixin, View):
+    """Cancel: the transfer stops and its partial file is deleted. When more than a few MB would be lost, the
+    button leads to a confirmation page first (GET shows it too), which offers Pause instead."""
+
+    permission_required = "modelfiles.cancel_download"
+    http_method_names = ["get", "post", "head", "options"]
+    template_name = "modelfiles/download_cancel.html"
+
+    def get(self, request: HttpRequest, pk: str) -> HttpResponse:
+        return self.confirmation(request, get_object_or_404(Download, pk=pk))
+
+    def post(self, request: HttpRequest, pk: str) -> HttpResponse:
+        download = get_object_or_404(Download, pk=pk)
+        if download.is_active and download.bytes_done > CANCEL_CONFIRM_BYTES and not request.POST.get("confirm"):
+            return self.confirmation(request, download)
         if download_cancel(download=download, by=request.user):
-            messages.success(request, f"Cancelled {_name(download)}. Retry continues from the bytes already fetched.")
+            lost = f"; the {human_size(download.bytes_done)} fetched were deleted" if download.bytes_done else ""
+            messages.success(request, f"Cancelled {_name(download)}{lost}.")
         else:
             download.refresh_from_db()
             messages.warning(request, f"{_name(download)} is {download.status}, not active: nothing to cancel.")
+        return _redirect_back(request, "modelfiles:downloads")
+
+    def confirmation(self, request: HttpRequest, download: Download) -> HttpResponse:
+        context = {
+            "download": download,
+            "name": _name(download),
+            "fetched": human_size(download.bytes_done),
+            "can_pause": download.status in Download.PAUSABLE and request.user.has_perm("modelfiles.pause_download"),
+            "next_url": safe_next(request) or reverse("modelfiles:downloads"),
+        }
+        return render(request, self.template_name, context)
+
+
+class DownloadPauseView(DownloadActionView):
+    permission_required = "modelfiles.pause_download"
+
+    def act(self, request: HttpRequest, download: Download) -> None:
+        if download_pause(download=download, by=request.user):
+            kept = f"; the {human_size(download.bytes_done)} fetched are kept" if download.bytes_done else ""
+            messages.success(request, f"Paused {_name(download)}{kept}. Resume continues where it stopped.")
+        else:
+            download.refresh_from_db()
+            messages.warning(
+                request, f"{_name(download)} is {download.status}: only queued or downloading downloads can be paused."
+            )
+
+
+class DownloadResumeView(DownloadActionView):
+    permission_required = "modelfiles.pause_download"
+
+    def act(self, request: HttpRequest, download: Download) -> None:
+        if download_resume(download=download, by=request.user):
+            kept = f" from the {human_size(download.bytes_done)} already fetched" if download.bytes_done else ""
+            messages.success(request, f"Resumed {_name(download)}: queued in its place, it continues{kept}.")
+        else:
+            download.refresh_from_db()
+            messages.warning(request, f"{_name(download)} is {download.status}, not paused: nothing to resume.")
 
 
 class DownloadRetryView(DownloadActionView):
     permission_required = "modelfiles.retry_download"
 
     def act(self, request: HttpRequest, download: Download) -> None:
+        # Read before the retry: what is on disk now is what the next try continues from.
+        kept = download_kept_bytes(download=download)
         try:
             current, requeued = download_retry(download=download, by=request.user)
         except PullRefused as exc:
             messages.error(request, f"{_name(download)} was not queued again: {exc.reason}")
             return
         if requeued:
-            messages.success(request, f"Queued {_name(download)} again; it resumes from the bytes already fetched.")
+            resume = f"; it resumes from the {human_size(kept)} already fetched" if kept else ""
+            messages.success(request, f"Queued {_name(download)} again{resume}.")
         elif current.pk != download.pk:
             messages.info(
                 request, f"{_name(download)} is already being downloaded by a newer request; follow that one."

@@ -246,6 +246,7 @@ def samples(hf_home, users, bearer_tokens) -> dict[str, str | dict[str, str]]:
     alias_delete(alias=alias_create(data={**USER_ALIAS, "alias": "matrix-gone"}, by=None), by=None)
     active = make_download(status=Download.Status.QUEUED)
     failed = make_download(status=Download.Status.FAILED, error_code="network_error", error_message="Reset.")
+    paused = make_download(status=Download.Status.PAUSED)
     target = UserFactory(username="matrix-target", role=VIEWER_ROLE)
     apitoken_create(user=target, name="matrix")
     own_tokens = {name: str(user.api_tokens.get().pk) for name, user in users.items()}
@@ -261,6 +262,7 @@ def samples(hf_home, users, bearer_tokens) -> dict[str, str | dict[str, str]]:
         "modelfile_pk": str(ModelFile.objects.get().pk),
         "active_download": str(active.pk),
         "failed_download": str(failed.pk),
+        "paused_download": str(paused.pk),
         "target_user_pk": str(target.pk),  # a viewer who is none of the signed-in clients
         "target_user_token_pk": str(target.api_tokens.get().pk),
         "own_token_pk": {ANONYMOUS: own_tokens[VIEWER], **own_tokens},

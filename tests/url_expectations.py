@@ -169,6 +169,7 @@ SAMPLES = {
     "modelfile_pk": "primary key of that cached file's ModelFile row",
     "active_download": "id (uuid) of a queued download",
     "failed_download": "id (uuid) of a failed download",
+    "paused_download": "id (uuid) of a paused download",
     "target_user_pk": "primary key of a viewer who is none of the signed-in roles (user pages)",
     "target_user_token_pk": "primary key of that viewer's API token (someone else's token)",
     "own_token_pk": "primary key of the requesting role's own API token (anonymous: the viewer's)",
@@ -287,7 +288,11 @@ EXPECTATIONS: dict[str, Expectation] = {
     "modelfiles:storage": page(GET=ADMIN_ROLES, answers={"GET": 200}),
     "modelfiles:cleanup": page(GET=ADMIN_ROLES, POST=ADMIN_ROLES, answers={"GET": 200, "POST": 400}),
     "modelfiles:downloads-active": page(GET=READ_ROLES),
-    "modelfiles:download-cancel": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
+    # GET: the confirmation page a cancel of more than a few MB leads to; the queued sample has fetched nothing,
+    # so its POST cancels at once.
+    "modelfiles:download-cancel": page(GET=OPERATOR_ROLES, POST=OPERATOR_ROLES, answers={"GET": 200, "POST": 302}),
+    "modelfiles:download-pause": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
+    "modelfiles:download-resume": page(POST=OPERATOR_ROLES, kwargs={"pk": "paused_download"}, answers={"POST": 302}),
     "modelfiles:download-retry": page(POST=OPERATOR_ROLES, kwargs={"pk": "failed_download"}, answers={"POST": 302}),
     "modelfiles:verify": page(POST=OPERATOR_ROLES, kwargs={"pk": "modelfile_pk"}, answers={"POST": 302}),
     "modelfiles:verification": page(GET=READ_ROLES, kwargs={"pk": "modelfile_pk"}),
@@ -331,6 +336,10 @@ EXPECTATIONS: dict[str, Expectation] = {
     "modelfiles_api:download-list": api(GET=READ_ROLES),
     "modelfiles_api:download-detail": api(GET=READ_ROLES),
     "modelfiles_api:download-cancel": api(POST=OPERATOR_ROLES, answers={"POST": 200}),
+    "modelfiles_api:download-pause": api(POST=OPERATOR_ROLES, answers={"POST": 200}),
+    "modelfiles_api:download-resume": api(
+        POST=OPERATOR_ROLES, kwargs={"download_id": "paused_download"}, answers={"POST": 200}
+    ),
     "modelfiles_api:download-retry": api(
         POST=OPERATOR_ROLES, kwargs={"download_id": "failed_download"}, answers={"POST": 200}
     ),

@@ -18,6 +18,7 @@ PULL = [
     "modelfiles.request_download",
     "modelfiles.cancel_download",
     "modelfiles.retry_download",
+    "modelfiles.pause_download",
     "modelfiles.rescan_cache",
     "modelfiles.verify_modelfile",
 ]
@@ -69,3 +70,17 @@ def sync_role_groups() -> None:
             app_label, codename = name.split(".")
             wanted.extend(Permission.objects.filter(content_type__app_label=app_label, codename=codename))
         group.permissions.set(wanted)
+
+
+def sync_roles_in_migration(apps, schema_editor) -> None:
+    """A data migration's step that gives the roles a permission added in that migration.
+
+    Permissions are normally made after all migrations ran; they are made here first, so the groups can hold
+    the new one. The role table lives in code (ROLE_PERMISSIONS above)."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    sync_role_groups()

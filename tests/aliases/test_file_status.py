@@ -134,6 +134,9 @@ def test_the_alias_page_says_what_is_wrong_with_the_file(shelf, client_for, view
     incomplete = section("incomplete")
     assert "<code>big-00002-of-00003.gguf</code>" in incomplete
     assert "downloading 25 %" in section("downloading")
+    # A paused download is on its way but not moving: the badge says so, not "downloading".
+    Download.objects.filter(filename="coming.Q4_K_M.gguf").update(status=Download.Status.PAUSED)
+    assert "download paused 25 %" in section("downloading") and "Paused: 25 %" in section("downloading")
     assert "damaged" in section("corrupt")
     assert "no readable GGUF header" in section("unreadable")
     assert "Pull" not in section("missing")  # viewers cannot pull

@@ -138,7 +138,15 @@ def test_the_status_filter_lists_its_values(schema):
     status = _parameters(schema, "/api/modelfiles/status")["status"]
 
     assert status["type"] == "array"
-    assert set(status["items"]["enum"]) == {"queued", "downloading", "verifying", "completed", "failed", "cancelled"}
+    assert set(status["items"]["enum"]) == {
+        "queued",
+        "downloading",
+        "verifying",
+        "paused",
+        "completed",
+        "failed",
+        "cancelled",
+    }
 
 
 def test_alias_request_fields_state_the_models_rules(schema):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +70,32 @@ def sha256_of(path: os.PathLike) -> str:
         while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+def start_run(download) -> threading.Thread:
+    """download_run on another thread, as a worker would, closing that thread's DB connection at the end."""
+
+    def target():
+        from django.db import connection
+
+        from modelfiles import services
+
+        try:
+            services.download_run(download_id=download.pk, worker="thread")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread
+
+
+def wait_for(predicate, seconds: float = 15.0, step: float = 0.05):
+    """The first true value of `predicate()`, polled; fails when none comes within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not reached in time")

@@ -33,6 +33,7 @@ DOWNLOAD_KEYS = {
     "error",
     "note",
     "attempts",
+    "retry_at",
     "requested_by",
     "created_at",
     "started_at",
@@ -295,7 +296,7 @@ def test_downloads_list_filters_by_status(viewer_client):
     body = viewer_client.get(STATUS_URL, {"status": "failed,cancelled", "sort_order": "asc"}).json()
     assert [row["id"] for row in body["data"]] == [str(failed.pk), str(cancelled.pk)]
     assert viewer_client.get(STATUS_URL).json()["total"] == 4
-    assert_error(viewer_client.get(STATUS_URL, {"status": "paused"}), 400, "invalid_request_error", param="status")
+    assert_error(viewer_client.get(STATUS_URL, {"status": "stalled"}), 400, "invalid_request_error", param="status")
 
 
 def test_downloads_list_is_newest_first_and_pages(viewer_client):

@@ -42,6 +42,7 @@ def nothing_kept():
     yield
     gateway.shelf_forget()
     gateway.tokens_forget()
+    gateway.database_thread_close()
 
 
 @pytest.fixture

@@ -89,10 +89,15 @@ class Target:
         return {"model": self.model, "messages": PROMPT, **self.extra, **({"stream": True} if stream else {})}
 
 
+# Completions answered per target (warm-ups included), for the CPU per completion.
+ANSWERED = {"direct": 0, "gateway": 0}
+
+
 async def completion(client, target: Target) -> float:
     started = time.perf_counter()
     response = await client.post("/v1/chat/completions", json=target.body(stream=False))
     response.raise_for_status()
+    ANSWERED[target.name] += 1
     assert response.json()["usage"]["completion_tokens"] > 0
     return time.perf_counter() - started
 
@@ -106,6 +111,7 @@ async def first_byte(client, target: Target) -> float:
         elapsed = time.perf_counter() - started
         async for _ in chunks:
             pass
+    ANSWERED[target.name] += 1
     return elapsed
 
 
@@ -269,6 +275,8 @@ def run(args, *, binary: Path, work: Path, env: dict[str, str], preset_file: Pat
         Target("direct", router, model_id, params, {}),
         Target("gateway", site, ALIAS, {}, {"Authorization": f"Bearer {token}"}),
     ]
+    router_pid, site_pid = processes[0].pid, processes[1].pid
+    cpu_before = (session_cpu(router_pid), session_cpu(site_pid))
     latency = asyncio.run(one_at_a_time(targets, args.requests, completion))
     first = asyncio.run(one_at_a_time(targets, args.requests, first_byte))
     single = asyncio.run(throughputs(targets, 1, args.requests, args.rounds))
@@ -276,7 +284,31 @@ def run(args, *, binary: Path, work: Path, env: dict[str, str], preset_file: Pat
     from config.serving.models import ServingUsage
 
     counted = sum(ServingUsage.objects.filter(alias=ALIAS).values_list("requests", flat=True))
-    return table(latency, first, single, crowd, counted=counted, args=args)
+    router_cpu, site_cpu = session_cpu(router_pid) - cpu_before[0], session_cpu(site_pid) - cpu_before[1]
+    every = ANSWERED["direct"] + ANSWERED["gateway"]
+    # Noise-free where the timings are not: on a machine whose cores the router needs, the gateway's CPU is what
+    # it takes from the router's throughput.
+    cpu = (
+        f"CPU time per completion: the router (its process and the model's) {router_cpu / every * 1000:.2f} ms, "
+        f"uvicorn (the gateway) {site_cpu / ANSWERED['gateway'] * 1000:.2f} ms."
+    )
+    return table(latency, first, single, crowd, counted=counted, args=args) + " " + cpu
+
+
+def session_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of every process in the session `pid` leads."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) == pid:  # field 6 of stat: the session id
+            total += int(fields[11]) + int(fields[12])  # fields 14 and 15: utime, stime
+    return total / ticks
 
 
 def table(latency: dict, first: dict, single: dict, crowd: dict, *, counted: int, args) -> str:

@@ -571,8 +571,8 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
         url = _router_url()
     except GatewayError as exc:
         return exc.response()
-    # The token's user, set here so the middleware after the view sees a signed-in answer (private, no-store)
-    # without looking the session up.
+    # The token's user, set here so that the site's middleware, where it runs (the test client, a WSGI server),
+    # sees a signed-in answer without looking a session up.
     request.user = user
     upstream = with_defaults(body, model.defaults)
     upstream["model"] = model.router_id
@@ -606,6 +606,7 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
                 content_type="text/event-stream",
                 headers={"X-Accel-Buffering": "no"},  # nor may a proxy in front hold the events back
             )
+        status = response.status_code
         content = await response.aread()
     except httpx.HTTPError as exc:
         return _unreachable(url, exc).response()
@@ -620,7 +621,7 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
         except ValueError:
             pass
     await counted(usage)
-    return HttpResponse(content, status=200, content_type=response_type(content))
+    return HttpResponse(content, status=status, content_type=response_type(content))
 
 
 def response_type(content: bytes) -> str:

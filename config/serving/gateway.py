@@ -127,11 +127,13 @@ def _with_usable_connections(function: Callable[..., Any]) -> Callable[..., Any]
 def gateway_view(view: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
     """What the site's middleware does for an API answer, for the gateway's handler that runs none: Django's
     SecurityMiddleware (the https redirect, nosniff, HSTS over https, ...) run inline, since it does no I/O, and
-    `private, no-store` (answers are a user's); no CSRF check (token auth only)."""
+    `private, no-store` (answers are a user's); the host checked against ALLOWED_HOSTS; no CSRF check (token auth
+    only)."""
 
     @csrf_exempt
     @functools.wraps(view)
     async def wrapped(request: HttpRequest) -> HttpResponse:
+        request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it for the site: DisallowedHost is a 400
         security = SecurityMiddleware(view)
         response = security.process_request(request) or await view(request)
         security.process_response(request, response)

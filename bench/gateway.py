@@ -17,7 +17,10 @@ interleaved request by request or round by round so that the machine's noise fal
   p50 and p95;
 - first streamed byte: --requests streamed completions one at a time, time to the first body byte, p50 and p95;
 - throughput: completions per second with 1 and with 32 concurrent clients (asyncio + httpx), --requests
-  completions per round, --rounds rounds each, the median round.
+  completions per round, --rounds rounds each.
+
+The gateway's cost is read pair by pair: the median of the differences (latency) or ratios (throughput) between
+a gateway measurement and the direct one next to it in time.
 
 `--write FILE` replaces this benchmark's section of FILE (from its heading to the next `## `), or appends it.
 """
@@ -86,10 +89,15 @@ class Target:
         return {"model": self.model, "messages": PROMPT, **self.extra, **({"stream": True} if stream else {})}
 
 
+# Completions answered per target (warm-ups included), for the CPU per completion.
+ANSWERED = {"direct": 0, "gateway": 0}
+
+
 async def completion(client, target: Target) -> float:
     started = time.perf_counter()
     response = await client.post("/v1/chat/completions", json=target.body(stream=False))
     response.raise_for_status()
+    ANSWERED[target.name] += 1
     assert response.json()["usage"]["completion_tokens"] > 0
     return time.perf_counter() - started
 
@@ -103,6 +111,7 @@ async def first_byte(client, target: Target) -> float:
         elapsed = time.perf_counter() - started
         async for _ in chunks:
             pass
+    ANSWERED[target.name] += 1
     return elapsed
 
 
@@ -150,7 +159,7 @@ async def throughput(target: Target, pool: list, requests: int) -> float:
     return requests / (time.perf_counter() - started)
 
 
-async def throughputs(targets: list[Target], concurrency: int, requests: int, rounds: int) -> dict[str, float]:
+async def throughputs(targets: list[Target], concurrency: int, requests: int, rounds: int) -> dict[str, list[float]]:
     pool = clients(targets, concurrency)
     results: dict[str, list[float]] = {target.name: [] for target in targets}
     for target in targets:
@@ -161,13 +170,13 @@ async def throughputs(targets: list[Target], concurrency: int, requests: int, ro
     for each in pool.values():
         for client in each:
             await client.aclose()
-    return {name: statistics.median(values) for name, values in results.items()}
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--parallel", type=int, default=8, help="the router's slots for the model")
     parser.add_argument("--write", help="replace (or append) this benchmark's section of this Markdown file")
@@ -266,6 +275,8 @@ def run(args, *, binary: Path, work: Path, env: dict[str, str], preset_file: Pat
         Target("direct", router, model_id, params, {}),
         Target("gateway", site, ALIAS, {}, {"Authorization": f"Bearer {token}"}),
     ]
+    router_pid, site_pid = processes[0].pid, processes[1].pid
+    cpu_before = (session_cpu(router_pid), session_cpu(site_pid))
     latency = asyncio.run(one_at_a_time(targets, args.requests, completion))
     first = asyncio.run(one_at_a_time(targets, args.requests, first_byte))
     single = asyncio.run(throughputs(targets, 1, args.requests, args.rounds))
@@ -273,31 +284,72 @@ def run(args, *, binary: Path, work: Path, env: dict[str, str], preset_file: Pat
     from config.serving.models import ServingUsage
 
     counted = sum(ServingUsage.objects.filter(alias=ALIAS).values_list("requests", flat=True))
-    return table(latency, first, single, crowd, counted=counted, args=args)
+    router_cpu, site_cpu = session_cpu(router_pid) - cpu_before[0], session_cpu(site_pid) - cpu_before[1]
+    every = ANSWERED["direct"] + ANSWERED["gateway"]
+    # Noise-free where the timings are not: on a machine whose cores the router needs, the gateway's CPU is what
+    # it takes from the router's throughput.
+    cpu = (
+        f"CPU time per completion: the router (its process and the model's) {router_cpu / every * 1000:.2f} ms, "
+        f"uvicorn (the gateway) {site_cpu / ANSWERED['gateway'] * 1000:.2f} ms."
+    )
+    return table(latency, first, single, crowd, counted=counted, args=args) + " " + cpu
+
+
+def session_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of every process in the session `pid` leads."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) == pid:  # field 6 of stat: the session id
+            total += int(fields[11]) + int(fields[12])  # fields 14 and 15: utime, stime
+    return total / ticks
 
 
 def table(latency: dict, first: dict, single: dict, crowd: dict, *, counted: int, args) -> str:
+    """The figures, with the gateway's cost read pair by pair: the difference (latency) or ratio (throughput) of
+    a gateway measurement and the direct one next to it in time, so that the machine's drift falls on both."""
+
     def ms(value: float) -> str:
         return f"{value * 1000:.2f}"
 
-    rows = ["| measure | direct | gateway | gateway − direct / gateway ÷ direct |", "|---|---:|---:|---:|"]
+    def pairs(times: dict, combine) -> list[float]:
+        return [combine(gateway, direct) for gateway, direct in zip(times["gateway"], times["direct"], strict=True)]
+
+    rows = ["| measure | direct | gateway | gateway's cost (median of pairs) |", "|---|---:|---:|---:|"]
     for label, times in (("latency", latency), ("first streamed byte", first)):
+        added = pairs(times, lambda gateway, direct: gateway - direct)
         for share, name in ((0.5, "p50"), (0.95, "p95")):
             direct, gateway = percentile(times["direct"], share), percentile(times["gateway"], share)
-            rows.append(f"| {label} {name} (ms) | {ms(direct)} | {ms(gateway)} | +{ms(gateway - direct)} ms |")
+            cost = f"+{ms(statistics.median(added))} ms" if share == 0.5 else ""
+            rows.append(f"| {label} {name} (ms) | {ms(direct)} | {ms(gateway)} | {cost} |")
+    ratios = {}
     for label, result in (("completions/s, 1 client", single), ("completions/s, 32 clients", crowd)):
-        rows.append(f"| {label} | {result['direct']:.1f} | {result['gateway']:.1f} | "
-                    f"{result['gateway'] / result['direct']:.2f}× |")  # fmt: skip
-    added = percentile(latency["gateway"], 0.5) - percentile(latency["direct"], 0.5)
-    ratio = crowd["gateway"] / crowd["direct"]
+        ratios[label] = statistics.median(pairs(result, lambda gateway, direct: gateway / direct))
+        rows.append(f"| {label} | {statistics.median(result['direct']):.1f} | "
+                    f"{statistics.median(result['gateway']):.1f} | {ratios[label]:.2f}× |")  # fmt: skip
+    added = statistics.median(pairs(latency, lambda gateway, direct: gateway - direct))
+    ratio = ratios["completions/s, 32 clients"]
     rows.append("")
     rows.append(
         f"Targets: added p50 ≤ 5 ms: {'met' if added <= 0.005 else 'NOT met'} ({ms(added)} ms); throughput at 32 "
-        f"clients ≥ 0.9× direct: {'met' if ratio >= 0.9 else 'NOT met'} ({ratio:.2f}×). The gateway recorded "
+        f"clients ≥ 0.9× direct: {'met' if ratio >= 0.9 else 'NOT met'} ({ratio:.2f}×). Rounds of throughput "
+        f"(direct, gateway): 1 client {_rounds(single)}; 32 clients {_rounds(crowd)}. The gateway recorded "
         f"{counted:,} requests in its usage rows. {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} cores, python {sys.version.split()[0]}."
     )
     return "\n".join(rows)
+
+
+def _rounds(result: dict) -> str:
+    return ", ".join(
+        f"({direct:.0f}, {gateway:.0f})" for direct, gateway in zip(result["direct"], result["gateway"], strict=True)
+    )
 
 
 METHOD = """Method (`bench/gateway.py`; its docstring has the details): one run sets up a fresh SQLite database, a
@@ -306,7 +358,8 @@ is measured), one alias `bench:tiny` (max_tokens and temperature 0 as defaults, 
 writes, the llama-server router over it with the model loaded, and `manage.py runall`'s uvicorn command (one
 process) serving the site. The same chat request goes to the router directly (router id, the alias's parameters
 written out) and through the gateway (alias name and an API token only), interleaved request by request (latency,
-first streamed byte) or round by round (throughput, median of the rounds), with httpx on asyncio; a gateway client
+first streamed byte) or round by round (throughput), with httpx on asyncio, the gateway's cost being the median of
+each pair's difference or ratio (a gateway measurement and the direct one next to it in time); a gateway client
 keeps its connection, a direct one opens one per request (the router closes it after each completion).
 
 The benchmark, the router and uvicorn share the machine's two cores, so the gateway's own CPU is taken from the

@@ -25,6 +25,7 @@ with it the generation there.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import json
@@ -82,21 +83,43 @@ class GatewayError(Exception):
         return JsonResponse(body, status=self.status, headers=self.headers)
 
 
+# Under ASGI the gateway's database work (a token not seen for TOKEN_SECONDS, a shelf rebuild, the usage writes)
+# runs in one thread of its own that keeps its connection: opening one per call costs more than the query (and on
+# SQLite, closing the last connection checkpoints the WAL file every time).
+_database_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-db")
+
+
 async def in_thread(request: HttpRequest, function: Callable[..., Any], *args: Any) -> Any:
-    """Run database code off the event loop. Under ASGI in a worker thread that closes its connections after
-    (gateway_asgi.py sends no request_finished to do it); under WSGI, where every request runs in an event loop
-    of its own (the test client too), in the request's thread, whose connections Django's request cycle closes."""
+    """Run database code off the event loop: under ASGI in the gateway's database thread; under WSGI, where every
+    request runs in an event loop of its own (the test client too), in the request's thread, whose connections
+    Django's request cycle closes."""
     if isinstance(request, ASGIRequest):
-        return await sync_to_async(_closing_connections(function), thread_sensitive=False)(*args)
+        return await in_database_thread(function, *args)
     return await sync_to_async(function)(*args)
 
 
-def _closing_connections(function: Callable[..., Any]) -> Callable[..., Any]:
+def database_thread_close() -> None:
+    """Close the database thread's connections (tests: a test database is dropped only without them)."""
+    _database_thread.submit(connections.close_all).result()
+
+
+async def in_database_thread(function: Callable[..., Any], *args: Any) -> Any:
+    return await sync_to_async(_with_usable_connections(function), thread_sensitive=False, executor=_database_thread)(
+        *args
+    )
+
+
+def _with_usable_connections(function: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any) -> Any:
+        for connection in connections.all(initialized_only=True):
+            if connection.connection is not None and not connection.is_usable():
+                connection.close()  # a server that closed an idle connection: open a new one
         try:
             return function(*args)
-        finally:
-            connections.close_all()  # this worker thread's own
+        except Exception:
+            # The connection may be what failed (a database restarted): the next call opens a new one.
+            connections.close_all()
+            raise
 
     return run
 
@@ -104,11 +127,13 @@ def _closing_connections(function: Callable[..., Any]) -> Callable[..., Any]:
 def gateway_view(view: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
     """What the site's middleware does for an API answer, for the gateway's handler that runs none: Django's
     SecurityMiddleware (the https redirect, nosniff, HSTS over https, ...) run inline, since it does no I/O, and
-    `private, no-store` (answers are a user's); no CSRF check (token auth only)."""
+    `private, no-store` (answers are a user's); the host checked against ALLOWED_HOSTS; no CSRF check (token auth
+    only)."""
 
     @csrf_exempt
     @functools.wraps(view)
     async def wrapped(request: HttpRequest) -> HttpResponse:
+        request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it for the site: DisallowedHost is a 400
         security = SecurityMiddleware(view)
         response = security.process_request(request) or await view(request)
         security.process_response(request, response)
@@ -340,15 +365,6 @@ def usage_counted(*, alias: str, user_id: int, usage: Mapping[str, Any] | None) 
     return key, count
 
 
-def _write_usage(counts: Mapping[Any, Any]) -> None:
-    from config.serving.services import servingusage_add
-
-    try:
-        servingusage_add(counts=counts)
-    finally:
-        connections.close_all()  # the worker thread's own connections: no request ends to close them
-
-
 @dataclass
 class UsageBatch:
     """Token counts added up in memory and written by one background task per event loop: the first right away,
@@ -373,7 +389,7 @@ class UsageBatch:
         while self.pending:
             counts, self.pending = self.pending, {}
             try:
-                await sync_to_async(_write_usage, thread_sensitive=False)(counts)
+                await in_database_thread(_write_usage, counts)
             except Exception:
                 logger.exception("could not record gateway usage for %d key(s)", len(counts))
             await asyncio.sleep(USAGE_FLUSH_SECONDS)
@@ -382,6 +398,12 @@ class UsageBatch:
         """Wait until what was added is written (tests, and a clean shutdown)."""
         while self.task is not None and not self.task.done():
             await asyncio.shield(self.task)
+
+
+def _write_usage(counts: Mapping[Any, Any]) -> None:
+    from config.serving.services import servingusage_add
+
+    servingusage_add(counts=counts)
 
 
 async def usage_record(request: HttpRequest, *, alias: str, user_id: int, usage: Mapping[str, Any] | None) -> None:
@@ -551,8 +573,8 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
         url = _router_url()
     except GatewayError as exc:
         return exc.response()
-    # The token's user, set here so the middleware after the view sees a signed-in answer (private, no-store)
-    # without looking the session up.
+    # The token's user, set here so that the site's middleware, where it runs (the test client, a WSGI server),
+    # sees a signed-in answer without looking a session up.
     request.user = user
     upstream = with_defaults(body, model.defaults)
     upstream["model"] = model.router_id
@@ -586,6 +608,7 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
                 content_type="text/event-stream",
                 headers={"X-Accel-Buffering": "no"},  # nor may a proxy in front hold the events back
             )
+        status = response.status_code
         content = await response.aread()
     except httpx.HTTPError as exc:
         return _unreachable(url, exc).response()
@@ -600,7 +623,7 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
         except ValueError:
             pass
     await counted(usage)
-    return HttpResponse(content, status=200, content_type=response_type(content))
+    return HttpResponse(content, status=status, content_type=response_type(content))
 
 
 def response_type(content: bytes) -> str:

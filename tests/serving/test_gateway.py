@@ -42,6 +42,7 @@ def nothing_kept():
     yield
     gateway.shelf_forget()
     gateway.tokens_forget()
+    gateway.database_thread_close()
 
 
 @pytest.fixture
@@ -392,6 +393,8 @@ def test_the_site_and_the_gateway_work_under_uvicorn(uvicorn_site, token, shelf,
             browser.get("/v1/nothing-here", headers={"Authorization": f"Bearer {token}"}).json()["error"]["code"]
             == "not_found"
         )
+        elsewhere = browser.get("/v1/models", headers={"Authorization": f"Bearer {token}", "Host": "evil.example"})
+        assert elsewhere.status_code == 400
     client = openai.OpenAI(base_url=f"{site.url}/v1", api_key=token, max_retries=0)
     assert [model.id for model in client.models.list()] == ["acme/Tiny-GGUF:Q4_K_M", "tiny-bare", "tiny:chat"]
     with pytest.raises(openai.NotFoundError) as missing:

@@ -88,8 +88,9 @@ def test_states_show_on_the_list_and_the_alias_page_before_and_after_a_load(
     response = operator_client.post(reverse("serving:load", args=["tiny:chat"]), {"next": detail_url("tiny:chat")})
 
     assert response.status_code == 302 and response["Location"] == detail_url("tiny:chat")
+    # The message is shown once, on the page the redirect lands on (which may come before the model is up).
+    assert "Loading tiny:chat on the router (as tiny:CHAT)." in page(operator_client, detail_url("tiny:chat"))
     detail = page_shows(operator_client, detail_url("tiny:chat"), 'data-router-state="loaded"')
-    assert "Loading tiny:chat on the router (as tiny:CHAT)." in detail
     assert 'data-router-action="unload"' in detail
     assert router.models()["tiny:CHAT"]["status"]["value"] == "loaded"
     assert 'data-router-state="loaded"' in list_row(page(operator_client, LIST_URL), "tiny:chat")

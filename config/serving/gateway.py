@@ -593,15 +593,13 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
     async def counted(usage: Mapping[str, Any] | None) -> None:
         await usage_record(request, alias=model.alias, user_id=user.pk, usage=usage)
 
+    renamed = model_renamer(router_id=model.router_id, alias=model.alias)
+
     try:
         if response.status_code >= 400:
             return upstream_error(response.status_code, await response.aread())
         if stream and response.headers.get("content-type", "").startswith("text/event-stream"):
-            relay = _relay(
-                response,
-                keep_usage=client_wants_usage,
-                on_end=counted,
-            )
+            relay = _relay(response, keep_usage=client_wants_usage, on_end=counted, renamed=renamed)
             response = None  # the relay owns it now, and closes it
             return StreamingHttpResponse(
                 relay,
@@ -623,14 +621,33 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
         except ValueError:
             pass
     await counted(usage)
-    return HttpResponse(content, status=status, content_type=response_type(content))
+    return HttpResponse(renamed(content), status=status, content_type=response_type(content))
+
+
+def model_renamer(*, router_id: str, alias: str) -> Callable[[bytes], bytes]:
+    """Answers name the model as the client asked for it (the alias), not by the router's id (`tiny:CHAT`): a
+    client that checks or shows `model` sees its own name. A byte replace of the JSON member, both spacings the
+    router may write; text inside the answer cannot match, its quotes are escaped."""
+    if router_id == alias:
+        return lambda content: content
+    old, new = json.dumps(router_id).encode(), json.dumps(alias).encode()
+    pairs = [(b'"model":' + old, b'"model":' + new), (b'"model": ' + old, b'"model": ' + new)]
+
+    def rename(content: bytes) -> bytes:
+        for before, after in pairs:
+            content = content.replace(before, after)
+        return content
+
+    return rename
 
 
 def response_type(content: bytes) -> str:
     return "application/json" if content[:1] in (b"{", b"[") else "text/plain; charset=utf-8"
 
 
-async def _relay(response: httpx.Response, *, keep_usage: bool, on_end: Any) -> AsyncIterator[bytes]:
+async def _relay(
+    response: httpx.Response, *, keep_usage: bool, on_end: Any, renamed: Callable[[bytes], bytes]
+) -> AsyncIterator[bytes]:
     """The router's events as they come, each whole; the last `usage` seen is handed to `on_end`."""
     usage: dict | None = None
     pending = b""
@@ -645,9 +662,9 @@ async def _relay(response: httpx.Response, *, keep_usage: bool, on_end: Any) -> 
                 events, found = _take_usage(events, keep_usage=keep_usage)
                 usage = found or usage
             if events:
-                yield events
+                yield renamed(events)
         if pending:
-            yield pending
+            yield renamed(pending)
     except httpx.HTTPError as exc:
         # The router went away mid-answer: say so the way llama-server reports errors in a stream.
         logger.warning("llama-server stream ended early: %s", exc)

@@ -74,7 +74,7 @@ def test_a_chat_completion_by_alias_name_honours_its_max_tokens_and_stop_words(r
     # the request's own choice), to find one that cuts it.
     free = client.chat.completions.create(model="tiny:gw", messages=PROMPT, stop=[])
     text = free.choices[0].message.content
-    assert free.model  # the router's answer, passed through
+    assert free.model == "tiny:gw"  # the name asked for, not the router's id (tiny:GW)
     assert 0 < free.usage.completion_tokens <= 24
     assert free.choices[0].finish_reason == "length"
     # The model's text is noise (byte tokens, some not UTF-8): a stop word of two ASCII letters or digits from it.
@@ -107,6 +107,7 @@ def test_a_stream_arrives_in_several_chunks_and_is_counted(router, client, viewe
                                                  **never_end))  # fmt: skip
 
     assert len(chunks) >= 5
+    assert {chunk.model for chunk in chunks} == {"tiny:stream"}
     assert all(chunk.choices for chunk in chunks)  # no usage chunk: this client did not ask for one
     assert chunks[-1].choices[0].finish_reason == "length"
     with_usage = list(client.chat.completions.create(model="tiny:stream", messages=PROMPT, stream=True, stop=[],

@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 
 from config.audit.models import AuditEntry
+from config.audit.signals import changes_recorded
 from config.bulk import bulk_insert
 
 
@@ -41,16 +42,8 @@ def audit_record(
     return entry
 
 
-# Changes that alter what the llama-server preset holds: it is rewritten once their transaction commits.
-SERVING_KINDS = frozenset({AuditEntry.Kind.ALIAS.value, AuditEntry.Kind.MODELFILE.value})
-
-
 def _changed(kinds: Iterable[str]) -> None:
-    # Every change to an alias or a file is recorded here, so this is the one place that hears of them all.
-    if SERVING_KINDS.intersection(kinds):
-        from config.serving.services import preset_sync_on_commit
-
-        preset_sync_on_commit()
+    changes_recorded.send(sender=AuditEntry, kinds=frozenset(kinds))
 
 
 def _entry_values(record: AuditRecord) -> dict[str, Any]:

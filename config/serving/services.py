@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -103,6 +104,16 @@ def preset_sync() -> bool:
 
 def _sync_after_commit() -> None:
     preset_sync()
+
+
+# Changes that alter what the preset holds: it is rewritten once their transaction commits.
+SERVING_KINDS = frozenset({AuditEntry.Kind.ALIAS.value, AuditEntry.Kind.MODELFILE.value})
+
+
+def preset_sync_on_change(sender: Any = None, *, kinds: frozenset[str], **kwargs: Any) -> None:
+    """The audit log's `changes_recorded` receiver: a recorded change to an alias or a file syncs the preset."""
+    if SERVING_KINDS.intersection(kinds):
+        preset_sync_on_commit()
 
 
 def preset_sync_on_commit(using: str = DEFAULT_DB_ALIAS) -> None:

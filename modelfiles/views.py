@@ -13,7 +13,6 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, HttpResponseRedirect
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.utils.http import parse_etags, quote_etag
@@ -23,6 +22,7 @@ from aliases.models import Alias
 from aliases.tables import alias_url
 from aliases.validators import validate_repo, validate_snapshot
 from config.formatting import human_count, human_duration, human_size, human_speed
+from config.fragments import shared_fragment
 from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
 from modelfiles import cache, cleanup, hub
@@ -389,13 +389,15 @@ class ActiveDownloadsView(RoleRequiredMixin, View):
         # Cancel buttons bring the visitor back to the page they are on, with its sort and filter.
         next_url = safe_url(request.htmx.current_url_abs_path, request) or reverse("modelfiles:downloads")
         context = active_context(request, next_url=next_url)
-        etag = quote_etag(active_fingerprint(request, context))
+        shown = active_content(context)
+        etag = quote_etag(active_fingerprint(request, shown))
         if etag in parse_etags(request.headers.get("If-None-Match", "")):
             # Nothing on screen would change: no template, no body. The browser revalidates its copy by itself
             # (no-cache below), so htmx swaps the same fragment back in.
             response = HttpResponseNotModified()
         else:
-            response = HttpResponse(render_to_string("modelfiles/partials/_active_downloads.html", context))
+            # Rendered once per content for everyone who sees the same (config/fragments.py).
+            response = HttpResponse(shared_fragment(request, ACTIVE_TEMPLATE, context, parts=shown))
             seen = request.GET.get("state")
             if seen is not None and seen != context["active_state"]:
                 # A download started, moved on or finished since the last poll: the history table is stale.
@@ -405,15 +407,14 @@ class ActiveDownloadsView(RoleRequiredMixin, View):
         return vary_on_htmx(response)
 
 
-def active_fingerprint(request: HttpRequest, context: dict[str, Any]) -> str:
-    """Everything the Active section shows, hashed: equal fingerprints render equal fragments.
+ACTIVE_TEMPLATE = "modelfiles/partials/_active_downloads.html"
 
-    Built from the figures as displayed (a speed that moves from 2.01 to 2.02 MB/s is not a change), who is
-    looking (their buttons) and the CSRF secret behind the fragment's token (a cached copy must carry a valid one).
-    """
+
+def active_content(context: dict[str, Any]) -> list[str]:
+    """Everything the Active section's markup depends on but the CSRF token: the figures as displayed (a speed
+    that moves from 2.01 to 2.02 MB/s is not a change) and the viewer's buttons and page. Equal lists render equal
+    fragments, so one rendering serves everyone who sees the same."""
     parts = [
-        str(request.user.pk),
-        request.META.get("CSRF_COOKIE", ""),
         context["active_next_url"],
         str(context["can_cancel"]),
         str(context["can_pause"]),
@@ -424,10 +425,17 @@ def active_fingerprint(request: HttpRequest, context: dict[str, Any]) -> str:
         download = row.download
         requested_by = download.requested_by.get_username() if download.requested_by else ""
         percent = "" if row.percent is None else f"{row.percent:.1f}"
-        parts += [str(download.pk), download.status, row.state.label, row.state.detail, download.repo,
-                  download.filename, download.revision, percent, row.bytes, row.speed, row.eta,
+        parts += [str(download.pk), download.status, row.state.key, row.state.label, row.state.detail, download.repo,
+                  download.filename, download.revision, download.host, percent, row.bytes, row.speed, row.eta,
                   download.error_message, requested_by,
                   str(download.waiting_for_worker), str(download.parts), str(download.part)]  # fmt: skip
+    return parts
+
+
+def active_fingerprint(request: HttpRequest, shown: list[str]) -> str:
+    """The ETag of a viewer's Active section: its content, who is looking and the CSRF secret behind the
+    fragment's token (a copy the browser keeps must carry a valid one)."""
+    parts = [str(request.user.pk), request.META.get("CSRF_COOKIE", ""), *shown]
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=12).hexdigest()
 
 

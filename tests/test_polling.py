@@ -3,6 +3,8 @@ signed-out poll or search reloads the page on the login form instead of swapping
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -126,3 +128,52 @@ def test_signed_out_requests_without_htmx_are_redirected_as_before(client):
     response = client.get(reverse("aliases:list"), {"q": "llama"})
     assert response.status_code == 302
     assert response["Location"] == f"{reverse('login')}?next=/aliases/%3Fq%3Dllama"
+
+
+@pytest.fixture
+def fresh_fragments():
+    from django.core.cache import caches
+
+    caches["default"].clear()
+    yield
+    caches["default"].clear()
+
+
+def test_viewers_who_see_the_same_share_one_rendering(client_for, make_user, fresh_fragments):
+    make_download(status=Download.Status.DOWNLOADING, bytes_total=1000, bytes_done=100, speed=50.0, eta=18.0)
+    first_viewer, second_viewer = client_for(make_user("viewer", "vera")), client_for(make_user("viewer", "vic"))
+    first = poll(first_viewer)
+    second = poll(second_viewer)
+    assert first.templates and not second.templates  # rendered once, then served from the cache
+    assert first["ETag"] != second["ETag"]  # each viewer's copy is their own
+    assert first.content == second.content
+
+
+def test_buttons_in_a_shared_rendering_carry_each_visitors_csrf_token(client_for, make_user, fresh_fragments):
+    download = make_download(status=Download.Status.DOWNLOADING, bytes_total=1000, bytes_done=100, speed=50.0)
+    olga, otto = make_user("operator", "olga"), make_user("operator", "otto")
+    olga_client, otto_client = client_for(olga), client_for(otto)
+    olga_client.get(DOWNLOADS_URL)  # a page first, as in a browser: it sets the CSRF cookie the poll relies on
+    otto_client.get(DOWNLOADS_URL)
+    first, second = poll(olga_client), poll(otto_client)
+    assert first.templates and not second.templates
+    tokens = [re.findall(rb'name="csrfmiddlewaretoken" value="([^"]+)"', r.content) for r in (first, second)]
+    assert tokens[0] and tokens[1] and set(tokens[0]).isdisjoint(tokens[1])
+    assert first.content.replace(tokens[0][0], b"") == second.content.replace(tokens[1][0], b"")
+    # Each token works for its own visitor: Pause from the shared rendering is accepted.
+    strict = Client(enforce_csrf_checks=True)
+    strict.cookies = otto_client.cookies
+    pause = strict.post(reverse("modelfiles:download-pause", args=[download.pk]),
+                        {"csrfmiddlewaretoken": tokens[1][0].decode(), "next": DOWNLOADS_URL})  # fmt: skip
+    assert pause.status_code == 302
+    assert Download.objects.get(pk=download.pk).status in (Download.Status.PAUSED, Download.Status.QUEUED)
+
+
+def test_a_change_renders_once_more_for_everyone(client_for, make_user, fresh_fragments):
+    download = make_download(status=Download.Status.DOWNLOADING, bytes_total=1000, bytes_done=100, speed=50.0)
+    viewers = [client_for(make_user("viewer", f"v{number}")) for number in range(3)]
+    assert [bool(poll(client).templates) for client in viewers] == [True, False, False]
+    Download.objects.filter(pk=download.pk).update(bytes_done=600)
+    answers = [poll(client) for client in viewers]
+    assert [bool(answer.templates) for answer in answers] == [True, False, False]
+    assert all(b"600 bytes" in answer.content for answer in answers)

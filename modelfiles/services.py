@@ -263,7 +263,57 @@ def download_cancel(*, download: Download, by: AbstractBaseUser | None) -> bool:
             _audit_download(download=download, action="cancel", by=by, status=Download.Status.CANCELLED)
     if changed:
         download_discard_partial(download_id=download.pk)
+        download_event_send(download_id=download.pk)
     return changed == 1
+
+
+def download_event(download: Download) -> dict:
+    """The webhook's JSON for a finished download: `event` is download.completed, download.failed or
+    download.cancelled; `download` holds what a receiver needs to act on it (the API's detail URL for more)."""
+    return {
+        "event": f"download.{download.status}",
+        "download": {
+            "id": str(download.pk),
+            "repo": download.repo,
+            "filename": download.filename,
+            "revision": download.revision,
+            "commit": download.commit or None,
+            "status": download.status,
+            "parts": download.parts,
+            "host": download.host or None,
+            "bytes_total": download.bytes_total,
+            "bytes_done": download.bytes_done,
+            "verified": download.verified or None,
+            "attempts": download.attempts,
+            "error": {"code": download.error_code, "message": download.error_message} if download.error_code else None,
+            "requested_by": download.requested_by.get_username() if download.requested_by else None,
+            "created_at": download.created_at.isoformat(),
+            "finished_at": download.finished_at.isoformat() if download.finished_at else None,
+            "url": f"/api/modelfiles/status/{download.pk}",
+        },
+    }
+
+
+def download_event_send(*, download_id: uuid.UUID | str) -> None:
+    """Hand the event of a download that just finished to a worker, which POSTs it to MODELDESK_WEBHOOK_URL
+    (retrying while the receiver is down). Nothing when no URL is set; never raises (the download's end is
+    recorded whatever the webhook does). The event is read now, so it says how the download ended even if
+    it is retried before the task runs."""
+    if not settings.MODELDESK_WEBHOOK_URL:
+        return
+
+    def publish() -> None:
+        from modelfiles.tasks import webhook_task
+
+        download = Download.objects.select_related("requested_by").filter(pk=download_id).first()
+        if download is None or download.is_active:
+            return
+        try:
+            webhook_task.delay(download_event(download))
+        except Exception as exc:  # the broker is down: this event is lost, the download's row says the same
+            logger.warning("download %s: the webhook event could not be queued (%s)", download_id, exc)
+
+    transaction.on_commit(publish, robust=True)
 
 
 def _partial_here(host: str) -> bool:
@@ -323,7 +373,7 @@ def download_resume(*, download: Download, by: AbstractBaseUser | None) -> bool:
     """Queue a paused download again. It keeps its place (the queue is worked oldest request first, see
     `download_run_next`) and continues its partial file with a Range request. False when it was not paused."""
     changed = Download.objects.filter(pk=download.pk, status=Download.Status.PAUSED).update(
-        status=Download.Status.QUEUED, updated_at=timezone.now(), enqueued_at=None
+        status=Download.Status.QUEUED, updated_at=timezone.now(), enqueued_at=None, notice_pending=False
     )
     if changed:
         _audit_download(download=download, action="resume", by=by, status=Download.Status.QUEUED)
@@ -352,6 +402,7 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
                 enqueued_at=None,
                 attempts=0,
                 retry_at=None,
+                notice_pending=False,
                 # Nothing of a cancelled download is kept: it must not show the bytes it had before.
                 bytes_done=Case(
                     When(status=Download.Status.CANCELLED, then=Value(0)),
@@ -370,6 +421,15 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
         raise
     download.refresh_from_db()
     return download, bool(changed)
+
+
+def download_notices_take(*, user: AbstractBaseUser) -> list[Download]:
+    """The downloads `user` asked for that completed or failed since they were last told, oldest first; they are
+    marked told. At most 20 (a long absence is summed up by the downloads page, not by a wall of messages)."""
+    rows = list(Download.objects.filter(requested_by=user, notice_pending=True).order_by("finished_at", "pk")[:20])
+    if rows:
+        Download.objects.filter(pk__in=[row.pk for row in rows]).update(notice_pending=False)
+    return rows
 
 
 def download_requeue_stale(
@@ -451,7 +511,12 @@ class _Claim:
         return self.rows().update(updated_at=timezone.now(), **fields) == 1
 
     def finish(self, status: str, **fields) -> bool:
-        return self.update(status=status, finished_at=timezone.now(), speed=None, eta=None, **fields)
+        # Whoever asked is told on their next page (modelfiles.middleware); the webhook hears of it too.
+        done = self.update(status=status, finished_at=timezone.now(), speed=None, eta=None, retry_at=None,
+                           notice_pending=True, **fields)  # fmt: skip
+        if done:
+            download_event_send(download_id=self.download_id)
+        return done
 
 
 def _backoff(attempt: int) -> float:

@@ -72,6 +72,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "config.security.SecurityHeadersMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After htmx's: a page (not a poll, not the API) tells its visitor how their pulls ended.
+    "modelfiles.middleware.DownloadNoticeMiddleware",
     "config.middleware.HtmxLoginRedirectMiddleware",
     # Last: turns a sign-in that django-axes refused into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -305,6 +307,11 @@ PULL_ALLOWED_REPOS = [
 ]
 # Largest file a pull may fetch, in bytes; 0 or empty: no limit.
 PULL_MAX_FILE_BYTES = int(env("MODELDESK_MAX_FILE_BYTES", default="") or 0)
+
+# Downloads (issue 11, item 5): each finished download (completed, failed, cancelled) is POSTed there as JSON
+# by a worker, retried for a few minutes while the receiver is down; empty: none.
+MODELDESK_WEBHOOK_URL = env("MODELDESK_WEBHOOK_URL", default="")
+MODELDESK_WEBHOOK_TIMEOUT_SECONDS = env.float("MODELDESK_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 
 # Serving with llama-server (README "Serving with llama-server"): the router preset file ModelDesk keeps up to date
 # (empty: none is written), and the router told to reload it after each change (empty: none is told).

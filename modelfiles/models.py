@@ -187,6 +187,9 @@ class Download(models.Model):
     host = models.CharField(
         max_length=63, blank=True, help_text="The worker host the pull is aimed at; empty: any worker (shared queue)."
     )
+    notice_pending = models.BooleanField(
+        default=False, help_text="It completed or failed and whoever asked for it has not been told yet."
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -209,6 +212,8 @@ class Download(models.Model):
         indexes = [
             models.Index(fields=["status", "updated_at"], name="download_status_heartbeat"),
             models.Index(fields=["created_at"], name="download_created_at"),
+            # Every page a signed-in person opens asks for their pending notices: a small index of only those.
+            models.Index(fields=["requested_by"], condition=Q(notice_pending=True), name="download_notice_pending"),
         ]
         permissions = [
             ("request_download", "Can request a download"),

@@ -27,7 +27,7 @@ from aliases.services import LocalModelFile, alias_sync_model_files, model_alias
 from aliases.validators import segment_too_long, validate_filename, validate_repo, validate_snapshot
 from config.audit.services import audit_record
 from config.bulk import bulk_insert
-from config.formatting import human_duration
+from config.formatting import human_bytes, human_duration
 from modelfiles import cache, cleanup, downloader, gguf_header, hub, location
 from modelfiles.models import CacheScan, Download, Location, ModelFile, Verification
 from modelfiles.selectors import location_hosts, location_of_host
@@ -68,7 +68,7 @@ def pull_set_note(*, parts: int, size: int | None) -> str:
         return ""
     if size is None:
         return f" ({parts} parts)"
-    return f" ({parts} parts, {downloader.human_bytes(size)})"
+    return f" ({parts} parts, {human_bytes(size)})"
 
 
 def pull_label(*, filename: str, parts: int, size: int | None) -> str:
@@ -264,7 +264,57 @@ def download_cancel(*, download: Download, by: AbstractBaseUser | None) -> bool:
             _audit_download(download=download, action="cancel", by=by, status=Download.Status.CANCELLED)
     if changed:
         download_discard_partial(download_id=download.pk)
+        download_event_send(download_id=download.pk)
     return changed == 1
+
+
+def download_event(download: Download) -> dict:
+    """The webhook's JSON for a finished download: `event` is download.completed, download.failed or
+    download.cancelled; `download` holds what a receiver needs to act on it (the API's detail URL for more)."""
+    return {
+        "event": f"download.{download.status}",
+        "download": {
+            "id": str(download.pk),
+            "repo": download.repo,
+            "filename": download.filename,
+            "revision": download.revision,
+            "commit": download.commit or None,
+            "status": download.status,
+            "parts": download.parts,
+            "host": download.host or None,
+            "bytes_total": download.bytes_total,
+            "bytes_done": download.bytes_done,
+            "verified": download.verified or None,
+            "attempts": download.attempts,
+            "error": {"code": download.error_code, "message": download.error_message} if download.error_code else None,
+            "requested_by": download.requested_by.get_username() if download.requested_by else None,
+            "created_at": download.created_at.isoformat(),
+            "finished_at": download.finished_at.isoformat() if download.finished_at else None,
+            "url": f"/api/modelfiles/status/{download.pk}",
+        },
+    }
+
+
+def download_event_send(*, download_id: uuid.UUID | str) -> None:
+    """Hand the event of a download that just finished to a worker, which POSTs it to MODELDESK_WEBHOOK_URL
+    (retrying while the receiver is down). Nothing when no URL is set; never raises (the download's end is
+    recorded whatever the webhook does). The event is read now, so it says how the download ended even if
+    it is retried before the task runs."""
+    if not settings.MODELDESK_WEBHOOK_URL:
+        return
+
+    def publish() -> None:
+        from modelfiles.tasks import webhook_task
+
+        download = Download.objects.select_related("requested_by").filter(pk=download_id).first()
+        if download is None or download.is_active:
+            return
+        try:
+            webhook_task.delay(download_event(download))
+        except Exception as exc:  # the broker is down: this event is lost, the download's row says the same
+            logger.warning("download %s: the webhook event could not be queued (%s)", download_id, exc)
+
+    transaction.on_commit(publish, robust=True)
 
 
 def _partial_here(host: str) -> bool:
@@ -324,7 +374,7 @@ def download_resume(*, download: Download, by: AbstractBaseUser | None) -> bool:
     """Queue a paused download again. It keeps its place (the queue is worked oldest request first, see
     `download_run_next`) and continues its partial file with a Range request. False when it was not paused."""
     changed = Download.objects.filter(pk=download.pk, status=Download.Status.PAUSED).update(
-        status=Download.Status.QUEUED, updated_at=timezone.now(), enqueued_at=None
+        status=Download.Status.QUEUED, updated_at=timezone.now(), enqueued_at=None, notice_pending=False
     )
     if changed:
         _audit_download(download=download, action="resume", by=by, status=Download.Status.QUEUED)
@@ -353,6 +403,7 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
                 enqueued_at=None,
                 attempts=0,
                 retry_at=None,
+                notice_pending=False,
                 # Nothing of a cancelled download is kept: it must not show the bytes it had before.
                 bytes_done=Case(
                     When(status=Download.Status.CANCELLED, then=Value(0)),
@@ -371,6 +422,15 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
         raise
     download.refresh_from_db()
     return download, bool(changed)
+
+
+def download_notices_take(*, user: AbstractBaseUser) -> list[Download]:
+    """The downloads `user` asked for that completed or failed since they were last told, oldest first; they are
+    marked told. At most 20 (a long absence is summed up by the downloads page, not by a wall of messages)."""
+    rows = list(Download.objects.filter(requested_by=user, notice_pending=True).order_by("finished_at", "pk")[:20])
+    if rows:
+        Download.objects.filter(pk__in=[row.pk for row in rows]).update(notice_pending=False)
+    return rows
 
 
 def download_requeue_stale(
@@ -472,7 +532,12 @@ class _Claim:
         return self.rows().update(updated_at=timezone.now(), **fields) == 1
 
     def finish(self, status: str, **fields) -> bool:
-        return self.update(status=status, finished_at=timezone.now(), speed=None, eta=None, **fields)
+        # Whoever asked is told on their next page (modelfiles.middleware); the webhook hears of it too.
+        done = self.update(status=status, finished_at=timezone.now(), speed=None, eta=None, retry_at=None,
+                           notice_pending=True, **fields)  # fmt: skip
+        if done:
+            download_event_send(download_id=self.download_id)
+        return done
 
 
 def _backoff(attempt: int) -> float:
@@ -638,7 +703,7 @@ def download_run(
         except Exception:
             logger.exception("download %s failed unexpectedly", download.pk)
             kept = Download.objects.filter(pk=download.pk).values_list("bytes_done", flat=True).first()
-            resume = f" Retry continues from the {downloader.human_bytes(kept)} already fetched." if kept else ""
+            resume = f" Retry continues from the {human_bytes(kept)} already fetched." if kept else ""
             claim.finish(
                 Download.Status.FAILED,
                 error_code="internal_error",
@@ -996,8 +1061,8 @@ def pull_source_problem(*, repo: str, filename: str = "", size: int | None = Non
     limit = settings.PULL_MAX_FILE_BYTES
     if limit and size is not None and size > limit:
         return PullRefused(
-            f"{filename or 'This file'} is {downloader.human_bytes(size)}, more than the "
-            f"{downloader.human_bytes(limit)} a pull may fetch (MODELDESK_MAX_FILE_BYTES). Pick a smaller file "
+            f"{filename or 'This file'} is {human_bytes(size)}, more than the "
+            f"{human_bytes(limit)} a pull may fetch (MODELDESK_MAX_FILE_BYTES). Pick a smaller file "
             "(another quantisation), or ask an admin to raise the limit.",
             error_code="file_too_large",
             status=403,
@@ -1085,9 +1150,9 @@ def _space_check(*, repo: str, filename: str, remotes: list[hub.RemoteFile]) -> 
     free = cache.free_bytes(paths.blobs)
     if free - downloader.DISK_RESERVE < needed:
         raise PullRefused(
-            f"Not enough disk space for {filename}: it needs {downloader.human_bytes(needed)} (plus a reserve of "
-            f"{downloader.human_bytes(downloader.DISK_RESERVE)}), the cache volume has "
-            f"{downloader.human_bytes(free)} free. Free some space (delete unused model files) and retry.",
+            f"Not enough disk space for {filename}: it needs {human_bytes(needed)} (plus a reserve of "
+            f"{human_bytes(downloader.DISK_RESERVE)}), the cache volume has "
+            f"{human_bytes(free)} free. Free some space (delete unused model files) and retry.",
             error_code="insufficient_space",
             status=400,
             param="filename",

@@ -6,7 +6,7 @@ import threading
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 
-from modelfiles import location, services
+from modelfiles import location, notices, services
 
 logger = logging.getLogger(__name__)
 
@@ -16,6 +16,23 @@ def download_task(download_id: str) -> None:
     from celery import current_task
 
     services.download_run_next(download_id=download_id, worker=current_task.request.hostname or "")
+
+
+@shared_task(
+    name="modelfiles.webhook",
+    ignore_result=True,
+    autoretry_for=(notices.WebhookError,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    max_retries=6,
+)
+def webhook_task(event: dict) -> None:
+    """POST a finished download's event (services.download_event) to MODELDESK_WEBHOOK_URL; a receiver that
+    is down or answers an error gets it again, with backoff, for a few minutes."""
+    from django.conf import settings
+
+    if settings.MODELDESK_WEBHOOK_URL:
+        notices.post_event(settings.MODELDESK_WEBHOOK_URL, event, timeout=settings.MODELDESK_WEBHOOK_TIMEOUT_SECONDS)
 
 
 @shared_task(name="modelfiles.requeue_stale", ignore_result=True)

@@ -1,5 +1,6 @@
 """Downloads can be paused (issue 11): the `paused` state, the time a retry waits for, and the permission to pause
-and resume, which operators and admins hold (DESIGN.md, "Roles and permissions")."""
+and resume, which operators and admins hold (DESIGN.md, "Roles and permissions"); and the flag that the person who
+asked for a pull has not yet been told how it ended."""
 
 from django.conf import settings
 from django.db import migrations, models
@@ -50,6 +51,15 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name='download',
             constraint=models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'downloading', 'verifying', 'paused', 'completed', 'failed', 'cancelled'])), name='download_status_valid'),
+        ),
+        migrations.AddField(
+            model_name='download',
+            name='notice_pending',
+            field=models.BooleanField(default=False, help_text='It completed or failed and whoever asked for it has not been told yet.'),
+        ),
+        migrations.AddIndex(
+            model_name='download',
+            index=models.Index(condition=models.Q(('notice_pending', True)), fields=['requested_by'], name='download_notice_pending'),
         ),
         migrations.RunPython(sync_roles_in_migration, migrations.RunPython.noop),
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import inspect
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import django_tables2 as tables
@@ -173,7 +174,7 @@ class FastBodyMixin:
             for key, value in self.row_attrs.items()
         ]
 
-    def _row_attrs_html(self, row, plan: list[tuple[str, Any, tuple[str, ...] | None]]) -> SafeString:
+    def _row_attrs_html(self, row, plan: list[tuple[str, Any, tuple[str, ...] | None]]) -> str:
         """`row.attrs.as_html()`, without inspecting the callables again."""
         offered = {"table": self, "record": row.record}
         attrs = {}
@@ -183,7 +184,7 @@ class FastBodyMixin:
                 return row.attrs.as_html()  # nested attributes: computed as django-tables2 does
         css_class = row.get_even_odd_css_class()
         attrs["class"] = f"{attrs['class']} {css_class}" if attrs.get("class") else css_class
-        return AttributeDict(attrs).as_html()
+        return _attributes_html(attrs)
 
     def _cell_plan(self, bound) -> tuple[Any, SafeString, Callable | None]:
         column = bound.column
@@ -203,6 +204,10 @@ class FastBodyMixin:
         render = getattr(self, f"render_{bound.name}", None) or column.render
         accepted = _accepted_arguments(render)
         empty, default, name = column.empty_values, bound.default, bound.name
+        # What every cell of the column passes the same, and which of the per-cell values the method takes.
+        fixed = {key: value for key, value in (("column", column), ("bound_column", bound), ("table", self))
+                 if key in accepted}  # fmt: skip
+        takes_value, takes_record, takes_row = ("value" in accepted, "record" in accepted, "bound_row" in accepted)
 
         def fast(row) -> SafeString:
             record = row.record
@@ -211,9 +216,14 @@ class FastBodyMixin:
                 value = value()
             if value in empty:
                 return conditional_escape(default)
-            offered = {"value": value, "record": record, "column": column, "bound_column": bound, "bound_row": row,
-                       "table": self}  # fmt: skip
-            return _shown(render(**{key: offered[key] for key in accepted}))
+            arguments = dict(fixed) if fixed else {}
+            if takes_value:
+                arguments["value"] = value
+            if takes_record:
+                arguments["record"] = record
+            if takes_row:
+                arguments["bound_row"] = row
+            return _shown(render(**arguments))
 
         return bound, td, fast
 
@@ -232,6 +242,17 @@ class FastBodyMixin:
             return None
 
 
+def cell_html(format_string: str, *args: Any) -> SafeString:
+    """`format_html(format_string, *args)`: the same escaping of every argument (conditional_escape), for what
+    each row of a long table renders. format_html's checks for lazy strings cost more than the escaping."""
+    return SafeString(format_string.format(*map(_escaped, args)))
+
+
+def _escaped(value: Any) -> str:
+    # What conditional_escape gives a plain string (html.escape, as Django's escape()), without its checks.
+    return html.escape(value) if type(value) is str else conditional_escape(value)
+
+
 def _shown(cell: Any) -> SafeString:
     """A cell as `{{ cell }}` shows it: dates in the current time zone, numbers localized, escaped unless safe."""
     if type(cell) is str:
@@ -242,8 +263,28 @@ def _shown(cell: Any) -> SafeString:
     return conditional_escape(cell)
 
 
+def _attributes_html(attrs: dict[str, Any]) -> str:
+    """`AttributeDict(attrs).as_html()`: the same escaping, without a format_html per attribute."""
+    shown = []
+    for key, value in attrs.items():
+        value = value() if callable(value) else value
+        if key not in AttributeDict.blacklist and value is not None:
+            shown.append(f'{conditional_escape(key)}="{conditional_escape(value)}"')
+    return " ".join(shown)
+
+
 def _accepted_arguments(function: Callable) -> tuple[str, ...]:
-    parameters = inspect.signature(function).parameters.values()
+    # A table's methods are bound anew for every table: their signatures are read once per function.
+    target, bound = getattr(function, "__func__", function), hasattr(function, "__self__")
+    try:
+        return _function_arguments(target, bound)
+    except TypeError:  # an unhashable callable object
+        return _function_arguments.__wrapped__(target, bound)
+
+
+@lru_cache(maxsize=512)
+def _function_arguments(function: Callable, bound: bool) -> tuple[str, ...]:
+    parameters = list(inspect.signature(function).parameters.values())[1 if bound else 0 :]
     if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
         return ("value", "record", "column", "bound_column", "bound_row", "table")
     return tuple(parameter.name for parameter in parameters)

@@ -116,3 +116,44 @@ def test_cell_html_escapes_as_format_html_does():
     template = "<p " + " ".join(f'data-{n}="{{}}"' for n in range(len(arguments))) + ">"
     assert cell_html(template, *arguments) == format_html(template, *arguments)
     assert type(cell_html("{}", "x")) is type(format_html("{}", "x"))
+
+
+def whole_table(table_class, query: str, user, template: str | None = None) -> str:
+    from aliases.models import Alias
+
+    request = RequestFactory().get(f"/aliases/{query}")
+    request.user = user
+    rows = Alias.objects.order_by("pk")
+    table = table_class(rows) if template is None else table_class(rows, template_name=template)
+    tables.RequestConfig(request, paginate={"per_page": 2}).configure(table)
+    html = table.as_html(request)
+    html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', 'name="csrfmiddlewaretoken" value=""', html)
+    # Whitespace next to a tag is all that may differ: the template's indentation.
+    return re.sub(r"\s*([<>])\s*", r"\1", html).strip()
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "?page=7", "?page=1&sort=-repo", "?sort=alias&page=13&q=a%26b&extra=%3Cx%3E&extra=2", "?page=2&per_page=2"],
+)
+def test_the_header_and_page_links_are_what_the_template_renders(query, admin_user, viewer):
+    from aliases.tables import AliasTable
+    from tests.factories import AliasFactory
+
+    class SlowAliasTable(AliasTable):
+        class Meta(AliasTable.Meta):
+            template_name = TABLE_TEMPLATE
+
+    AliasFactory.create_batch(25)  # 13 pages of 2: the range of page links leaves some out
+    for user in (admin_user, viewer):
+        fast = whole_table(AliasTable, query, user)
+        assert fast == whole_table(SlowAliasTable, query, user)
+        assert "<thead" in fast and 'class="pagination' in fast
+
+
+def test_one_page_has_no_page_links(admin_user):
+    from aliases.tables import AliasTable
+    from tests.factories import AliasFactory
+
+    AliasFactory.create_batch(2)
+    assert 'class="pagination' not in whole_table(AliasTable, "", admin_user)

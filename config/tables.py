@@ -200,11 +200,8 @@ class FastBodyMixin:
         field = self.prefixed_page_field
         items = []
         if page.has_previous():
-            link = self._link_to({field: page.previous_page_number()})
-            items.append(cell_html(
-                '<li class="previous page-item"><a href="{}" hx-get="{}" class="page-link">'
-                '<span aria-hidden="true">&laquo;</span> {}</a></li>', link, link, gettext("previous")
-            ))  # fmt: skip
+            label = cell_html('<span aria-hidden="true">&laquo;</span> {}', gettext("previous"))
+            items.append(self._step_link("previous", page.previous_page_number(), label))
         if page.has_previous() or page.has_next():
             for number in table_page_range(page, paginator):
                 if number == "...":
@@ -218,14 +215,21 @@ class FastBodyMixin:
                     SafeString(' aria-current="page"') if current else "", _shown(number),
                 ))  # fmt: skip
         if page.has_next():
-            link = self._link_to({field: page.next_page_number()})
-            items.append(cell_html(
-                '<li class="next page-item"><a href="{}" hx-get="{}" class="page-link">'
-                '{} <span aria-hidden="true">&raquo;</span></a></li>', link, link, gettext("next")
-            ))  # fmt: skip
+            label = cell_html('{} <span aria-hidden="true">&raquo;</span>', gettext("next"))
+            items.append(self._step_link("next", page.next_page_number(), label))
         return cell_html(
             '<nav aria-label="Table navigation"><ul class="pagination justify-content-center">{}</ul></nav>',
             SafeString("".join(items)),
+        )
+
+    def _step_link(self, direction: str, number: int, label: SafeString) -> SafeString:
+        link = self._link_to({self.prefixed_page_field: number})
+        return cell_html(
+            '<li class="{} page-item"><a href="{}" hx-get="{}" class="page-link">{}</a></li>',
+            direction,
+            link,
+            link,
+            label,
         )
 
     def _link_to(self, updates: dict[str, Any], without: str | None = None) -> SafeString:

@@ -112,7 +112,7 @@ def test_cell_html_escapes_as_format_html_does():
         def __html__(self):
             return "<i>own</i>"
 
-    arguments = ['a<b>&"\'', mark_safe("<em>kept</em>"), 42, 0.5, None, gettext_lazy("a & b"), Shown(), ""]
+    arguments = ["a<b>&\"'", mark_safe("<em>kept</em>"), 42, 0.5, None, gettext_lazy("a & b"), Shown(), ""]
     template = "<p " + " ".join(f'data-{n}="{{}}"' for n in range(len(arguments))) + ">"
     assert cell_html(template, *arguments) == format_html(template, *arguments)
     assert type(cell_html("{}", "x")) is type(format_html("{}", "x"))

@@ -15,8 +15,11 @@ NOW = datetime(2026, 3, 31, 12, 30, 15, 500_000, tzinfo=UTC)
 OFFSETS = [
     timedelta(0),
     *(timedelta(seconds=seconds) for seconds in (1, 2, 59, 60, 61, 119, 3599, 3600, 7199, 86399)),
-    *(timedelta(days=days, seconds=seconds) for days in (1, 2, 6, 7, 13, 30, 31, 45, 364, 365, 400, 800)
-      for seconds in (0, 1, 3600 * 5 + 7)),  # fmt: skip
+    *(
+        timedelta(days=days, seconds=seconds)
+        for days in (1, 2, 6, 7, 13, 30, 31, 45, 364, 365, 400, 800)
+        for seconds in (0, 1, 3600 * 5 + 7)
+    ),
     timedelta(microseconds=1),
     timedelta(days=29, hours=23, minutes=59),
 ]

@@ -53,6 +53,13 @@ class AliasQuerySet(models.QuerySet):
         # `alias__iexact` compiles to UPPER() (PostgreSQL) or LIKE (SQLite), which scan every alias.
         return self.alias(name_lower=Lower("alias")).filter(name_lower=Lower(Value(name)))
 
+    def without_search_index(self) -> AliasQuerySet | None:
+        """These rows without the search's trigram-index narrowing (config/paging.py finds a page of many matches
+        sooner that way); None when no search narrows them."""
+        from aliases.search import alias_search_unnarrowed
+
+        return alias_search_unnarrowed(self)
+
 
 class Alias(models.Model):
     class Source(models.TextChoices):

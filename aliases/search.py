@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, models
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.db.models.sql.where import AND, WhereNode
 
 from aliases.models import CONTEXT_PARAMS, REQUEST_PARAMS, Alias
 from config.search import text_search
@@ -100,13 +101,44 @@ def _fulltext_match(text: str, columns: tuple[str, ...]) -> str:
     return f'{{{" ".join(columns)}}} : "{quoted}"'
 
 
+class FullTextMatch(RawSQL):
+    """The rowids of the aliases whose `columns` may hold `text`, by the trigram index (a class of its own so that
+    alias_search_unnarrowed can find it)."""
+
+    def __init__(self, text: str, columns: tuple[str, ...]):
+        super().__init__(
+            f"SELECT rowid FROM {FULLTEXT_TABLE} WHERE {FULLTEXT_TABLE} MATCH %s", [_fulltext_match(text, columns)]
+        )
+
+
 def _fulltext_condition(text: str, columns: tuple[str, ...]) -> Q:
     """Rows whose `columns` may hold `text` as a substring, by the trigram index: every row LIKE finds and perhaps
     more (the index folds non-ASCII case too, LIKE only ASCII), so it narrows, and the LIKE beside it decides."""
-    match = RawSQL(
-        f"SELECT rowid FROM {FULLTEXT_TABLE} WHERE {FULLTEXT_TABLE} MATCH %s", [_fulltext_match(text, columns)]
-    )
-    return Q(pk__in=match)
+    return Q(pk__in=FullTextMatch(text, columns))
+
+
+def alias_search_unnarrowed(queryset: QuerySet[Alias]) -> QuerySet[Alias] | None:
+    """`queryset` without the trigram index's narrowing; None when nothing narrows it. The same rows: each
+    narrowing is ANDed with the LIKE that decides (which implies it), and only those on the chain of plain ANDs
+    from the top of the WHERE are taken out (never one under an OR or a NOT)."""
+    unnarrowed = queryset.all()
+    return unnarrowed if _drop_fulltext(unnarrowed.query.where) else None
+
+
+def _drop_fulltext(node: WhereNode) -> bool:
+    if node.connector != AND or node.negated:
+        return False
+    dropped = False
+    kept = []
+    for child in node.children:
+        if isinstance(getattr(child, "rhs", None), FullTextMatch):
+            dropped = True
+            continue
+        if isinstance(child, WhereNode):
+            dropped = _drop_fulltext(child) or dropped
+        kept.append(child)
+    node.children = kept
+    return dropped
 
 
 def _uses_fulltext(queryset: QuerySet[Alias], text: str) -> bool:

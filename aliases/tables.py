@@ -4,7 +4,7 @@ from functools import cached_property, lru_cache
 from urllib.parse import quote, urlencode
 
 import django_tables2 as tables
-from django.contrib.humanize.templatetags.humanize import intcomma, naturaltime
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape, format_html
@@ -14,8 +14,9 @@ from django.utils.safestring import SafeString, mark_safe
 from aliases.file_status import AliasFile, FileStatus, alias_files
 from aliases.models import Alias
 from config.crud import NamedObjectTable
+from config.humanize import NaturalTimes
 from config.serving.runtime import RouterStatus, router_state_badge, router_status
-from config.tables import FAST_BODY_TABLE_TEMPLATE, FastBodyMixin
+from config.tables import FAST_BODY_TABLE_TEMPLATE, FastBodyMixin, cell_html
 from config.wrapping import wrap_name
 
 # Marks where the name goes in a URL reversed once per view and script prefix (reverse() per row was a tenth of
@@ -66,7 +67,7 @@ def file_status_badge(found: AliasFile) -> SafeString:
         label = "download paused"  # on its way, but not moving: the downloads page resumes it
     if found.status == FileStatus.DOWNLOADING and found.percent is not None:
         label = f"{label} {found.percent:.0f} %"
-    return format_html(
+    return cell_html(
         '<span class="badge {}" data-file-status="{}" title="{}">{}</span>',
         FILE_STATUS_BADGES[found.status],
         found.status,
@@ -140,7 +141,7 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
 
     def render_select(self, record: Alias) -> SafeString:
         # A plain column rendered here (not CheckBoxColumn), so the fast body renders it too.
-        return format_html(
+        return cell_html(
             '<input type="checkbox" class="form-check-input" name="selected" form="alias-bulk" value="{}:{}"'
             ' aria-label="Select {}" data-bulk-row>',
             record.version,
@@ -168,11 +169,11 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
             "aliases:edit" if can_edit else "aliases:detail", record.alias, script_prefix=self.script_prefix
         )
         if url is None:
-            return format_html(
+            return cell_html(
                 '<span class="fw-semibold" title="This name breaks the naming rules; an admin can fix it">{}</span>',
                 value,
             )
-        return format_html('<a class="fw-semibold" href="{}{}">{}</a>', url, self.back_query, wrap_name(value))
+        return cell_html('<a class="fw-semibold" href="{}{}">{}</a>', url, self.back_query, wrap_name(value))
 
     def render_repo(self, value: str) -> SafeString:
         return wrap_name(value)
@@ -247,7 +248,7 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
                 parts += (start, conditional_escape(url), after_url, name, between_names, name, end)
         if not parts:
             return ""
-        return format_html(
+        return cell_html(
             '<div class="btn-group btn-group-sm" role="group" aria-label="Actions for {}">{}</div>',
             name,
             SafeString("".join(parts)),
@@ -255,18 +256,36 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
 
     def render_source(self, record: Alias, value: str) -> str:
         if record.is_read_only:
-            return format_html(
+            return cell_html(
                 '<span class="badge text-bg-secondary" title="Generated from a local file; read-only">{}</span>',
                 record.source,
             )
         return record.source
 
     def render_snapshot(self, record: Alias, value: str) -> str:
-        return format_html('<code title="{}">{}</code>', value, record.short_snapshot)
+        return cell_html('<code title="{}">{}</code>', value, record.short_snapshot)
 
     def render_n_ctx(self, value: int) -> str:
-        return "model default" if value == 0 else intcomma(value)
+        if value == 0:
+            return "model default"
+        # A handful of sizes recur down the page: each grouped (and localized) once.
+        shown = self.n_ctx_shown.get(value)
+        if shown is None:
+            shown = self.n_ctx_shown[value] = intcomma(value)
+        return shown
+
+    @cached_property
+    def n_ctx_shown(self) -> dict[int, str]:
+        return {}
+
+    @cached_property
+    def natural_time(self) -> NaturalTimes:
+        return NaturalTimes()
+
+    @cached_property
+    def time_zone(self):
+        return timezone.get_current_timezone()
 
     def render_updated_at(self, value) -> str:
-        exact = timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
-        return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, naturaltime(value))
+        exact = timezone.localtime(value, self.time_zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return cell_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, self.natural_time(value))

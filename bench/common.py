@@ -21,6 +21,29 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+# CPython 3.11 and 3.12 keep Python frames on a stack of 16 KiB chunks and free a chunk as soon as the frame that
+# opened it returns (python/cpython#142183, fixed by a cached chunk in 3.13 and later). A request whose frames keep
+# going up and down across a chunk boundary (the rendering of each table cell, say) maps and unmaps a chunk every
+# time: ~1,600 mmap/munmap pairs and page faults, 20-25 ms, in the alias list's htmx partial at the benchmark's
+# call depth, and none a few frames higher or lower. Which request pays depends only on how deep its caller sits,
+# not on the work it does. Timed requests therefore run inside one frame big enough that its chunk (1 MiB) leaves
+# half a megabyte of room above it: no request reaches a boundary, whichever contender it is.
+_ROOMY_LOCALS = 66_000  # 8 bytes each plus CPython's 1,000-slot margin: just over 512 KiB, so a 1 MiB chunk
+
+
+def _roomy_runner() -> Callable[[Callable[[], object]], object]:
+    names = " = ".join(f"_{number}" for number in range(_ROOMY_LOCALS))
+    source = f"def run(action):\n    if False:\n        {names} = None\n    return action()\n"
+    namespace: dict = {}
+    exec(compile(source, "<roomy stack>", "exec"), namespace)  # locals are counted even in a branch never taken
+    return namespace["run"]
+
+
+def with_roomy_stack(action: Callable[[], object]) -> object:
+    """`action()` with ~500 KiB of frame stack free above it, so the calls inside never cross a chunk boundary."""
+    return _roomy_runner()(action)
+
+
 def bench_env(work: Path, **extra: str) -> dict[str, str]:
     """The environment of a benchmark working in `work`: DATABASE_URL as given, else a fresh SQLite file there."""
     return {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import inspect
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import django_tables2 as tables
@@ -16,13 +17,15 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.formats import localize
-from django.utils.html import conditional_escape, format_html
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.html import conditional_escape, escape, format_html
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.safestring import SafeString
 from django.utils.timezone import template_localtime
+from django.utils.translation import gettext
 from django_filters.views import FilterView
 from django_tables2 import RequestConfig, SingleTableMixin
 from django_tables2.rows import BoundRows
+from django_tables2.templatetags.django_tables2 import table_page_range
 from django_tables2.utils import AttributeDict
 
 from config.mixins import RoleRequiredMixin
@@ -163,6 +166,83 @@ class FastBodyMixin:
             rows.append(SafeString("".join(parts)))
         return rows
 
+    # --- the header and the page links of includes/table.html, in Python (the same markup, less whitespace) ------
+
+    def head_html(self) -> SafeString:
+        """The table's <thead>: each sortable header a link (also through htmx) to the list sorted by it, from
+        page 1; the sorted column marked with aria-sort and an arrow."""
+        if not self.show_header:
+            return SafeString("")
+        cells = []
+        for bound in self.columns:
+            descending = bound.is_ordered and bound.order_by_alias.is_descending
+            sort = ""
+            if bound.is_ordered:
+                sort = cell_html(' aria-sort="{}"', "descending" if descending else "ascending")
+            header = _shown(bound.header)
+            if bound.orderable:
+                arrow = ""
+                if bound.is_ordered:
+                    arrow = cell_html('<span aria-hidden="true"> {}</span>', "▼" if descending else "▲")
+                order = {self.prefixed_order_by_field: bound.order_by_alias.next}
+                link = self._link_to(order, without=self.prefixed_page_field)
+                header = cell_html('<a href="{}" hx-get="{}">{}{}</a>', link, link, header, arrow)
+            cells.append(cell_html('<th {} scope="col"{}>{}</th>', bound.attrs["th"].as_html(), sort, header))
+        thead = self.attrs.get("thead")
+        thead_attrs = thead.as_html() if hasattr(thead, "as_html") else ""
+        return cell_html("<thead {}><tr>{}</tr></thead>", thead_attrs, SafeString("".join(cells)))
+
+    def pagination_html(self) -> SafeString:
+        """Previous, a range of page numbers (with … for the pages left out) and next, as links through htmx."""
+        page, paginator = getattr(self, "page", None), getattr(self, "paginator", None)
+        if not page or paginator.num_pages <= 1:
+            return SafeString("")
+        field = self.prefixed_page_field
+        items = []
+        if page.has_previous():
+            label = cell_html('<span aria-hidden="true">&laquo;</span> {}', gettext("previous"))
+            items.append(self._step_link("previous", page.previous_page_number(), label))
+        if page.has_previous() or page.has_next():
+            for number in table_page_range(page, paginator):
+                if number == "...":
+                    items.append(SafeString('<li class="page-item disabled"><span class="page-link">…</span></li>'))
+                    continue
+                current = page.number == number
+                link = self._link_to({field: number})
+                items.append(cell_html(
+                    '<li class="page-item{}"><a class="page-link" href="{}" hx-get="{}"{}>{}</a></li>',
+                    " active" if current else "", link, link,
+                    SafeString(' aria-current="page"') if current else "", _shown(number),
+                ))  # fmt: skip
+        if page.has_next():
+            label = cell_html('{} <span aria-hidden="true">&raquo;</span>', gettext("next"))
+            items.append(self._step_link("next", page.next_page_number(), label))
+        return cell_html(
+            '<nav aria-label="Table navigation"><ul class="pagination justify-content-center">{}</ul></nav>',
+            SafeString("".join(items)),
+        )
+
+    def _step_link(self, direction: str, number: int, label: SafeString) -> SafeString:
+        link = self._link_to({self.prefixed_page_field: number})
+        return cell_html(
+            '<li class="{} page-item"><a href="{}" hx-get="{}" class="page-link">{}</a></li>',
+            direction,
+            link,
+            link,
+            label,
+        )
+
+    def _link_to(self, updates: dict[str, Any], without: str | None = None) -> SafeString:
+        """This page's path and query string with `updates` (and without `without`), escaped: the template's
+        `{{ request.path }}{% querystring_replace … %}`."""
+        if not hasattr(self, "_query_base"):
+            self._query_base = (self.request.path, dict(self.request.GET))
+        path, query = self._query_base
+        params = {**query, **{key: value for key, value in updates.items() if key not in ("", None)}}
+        if without is not None:
+            params.pop(without, None)
+        return escape(path) + escape("?" + urlencode(params, doseq=True))
+
     def _row_attrs_plan(self) -> list[tuple[str, Any, tuple[str, ...] | None]]:
         # The row attributes' callables, each with the arguments it takes (of `table` and `record`), inspected once
         # per table: django-tables2 inspects each one's signature again on every row.
@@ -173,7 +253,7 @@ class FastBodyMixin:
             for key, value in self.row_attrs.items()
         ]
 
-    def _row_attrs_html(self, row, plan: list[tuple[str, Any, tuple[str, ...] | None]]) -> SafeString:
+    def _row_attrs_html(self, row, plan: list[tuple[str, Any, tuple[str, ...] | None]]) -> str:
         """`row.attrs.as_html()`, without inspecting the callables again."""
         offered = {"table": self, "record": row.record}
         attrs = {}
@@ -183,7 +263,7 @@ class FastBodyMixin:
                 return row.attrs.as_html()  # nested attributes: computed as django-tables2 does
         css_class = row.get_even_odd_css_class()
         attrs["class"] = f"{attrs['class']} {css_class}" if attrs.get("class") else css_class
-        return AttributeDict(attrs).as_html()
+        return _attributes_html(attrs)
 
     def _cell_plan(self, bound) -> tuple[Any, SafeString, Callable | None]:
         column = bound.column
@@ -203,6 +283,10 @@ class FastBodyMixin:
         render = getattr(self, f"render_{bound.name}", None) or column.render
         accepted = _accepted_arguments(render)
         empty, default, name = column.empty_values, bound.default, bound.name
+        # What every cell of the column passes the same, and which of the per-cell values the method takes.
+        fixed = {key: value for key, value in (("column", column), ("bound_column", bound), ("table", self))
+                 if key in accepted}  # fmt: skip
+        takes_value, takes_record, takes_row = ("value" in accepted, "record" in accepted, "bound_row" in accepted)
 
         def fast(row) -> SafeString:
             record = row.record
@@ -211,9 +295,14 @@ class FastBodyMixin:
                 value = value()
             if value in empty:
                 return conditional_escape(default)
-            offered = {"value": value, "record": record, "column": column, "bound_column": bound, "bound_row": row,
-                       "table": self}  # fmt: skip
-            return _shown(render(**{key: offered[key] for key in accepted}))
+            arguments = dict(fixed) if fixed else {}
+            if takes_value:
+                arguments["value"] = value
+            if takes_record:
+                arguments["record"] = record
+            if takes_row:
+                arguments["bound_row"] = row
+            return _shown(render(**arguments))
 
         return bound, td, fast
 
@@ -232,6 +321,17 @@ class FastBodyMixin:
             return None
 
 
+def cell_html(format_string: str, *args: Any) -> SafeString:
+    """`format_html(format_string, *args)`: the same escaping of every argument (conditional_escape), for what
+    each row of a long table renders. format_html's checks for lazy strings cost more than the escaping."""
+    return SafeString(format_string.format(*map(_escaped, args)))
+
+
+def _escaped(value: Any) -> str:
+    # What conditional_escape gives a plain string (html.escape, as Django's escape()), without its checks.
+    return html.escape(value) if type(value) is str else conditional_escape(value)
+
+
 def _shown(cell: Any) -> SafeString:
     """A cell as `{{ cell }}` shows it: dates in the current time zone, numbers localized, escaped unless safe."""
     if type(cell) is str:
@@ -242,8 +342,28 @@ def _shown(cell: Any) -> SafeString:
     return conditional_escape(cell)
 
 
+def _attributes_html(attrs: dict[str, Any]) -> str:
+    """`AttributeDict(attrs).as_html()`: the same escaping, without a format_html per attribute."""
+    shown = []
+    for key, value in attrs.items():
+        value = value() if callable(value) else value
+        if key not in AttributeDict.blacklist and value is not None:
+            shown.append(f'{conditional_escape(key)}="{conditional_escape(value)}"')
+    return " ".join(shown)
+
+
 def _accepted_arguments(function: Callable) -> tuple[str, ...]:
-    parameters = inspect.signature(function).parameters.values()
+    # A table's methods are bound anew for every table: their signatures are read once per function.
+    target, bound = getattr(function, "__func__", function), hasattr(function, "__self__")
+    try:
+        return _function_arguments(target, bound)
+    except TypeError:  # an unhashable callable object
+        return _function_arguments.__wrapped__(target, bound)
+
+
+@lru_cache(maxsize=512)
+def _function_arguments(function: Callable, bound: bool) -> tuple[str, ...]:
+    parameters = list(inspect.signature(function).parameters.values())[1 if bound else 0 :]
     if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
         return ("value", "record", "column", "bound_column", "bound_row", "table")
     return tuple(parameter.name for parameter in parameters)

@@ -193,3 +193,66 @@ def test_the_api_search_uses_it_with_the_same_answer(client, django_user_model, 
     page = client.get(reverse("aliases:list"), {"q": "egret"})
     assert page.status_code == 200
     assert "chat-b" in page.content.decode() and "chat-a" not in page.content.decode()
+
+
+def paged_search(text: str, order, *, limit: int) -> list[list[int]]:
+    """Every page of a search in `order`, as page_rows reads them."""
+    from config.paging import page_rows
+
+    queryset = alias_search(Alias.objects.all(), text).order_by(*order)
+    total = queryset.count()
+    return [
+        [row.pk for row in page_rows(queryset, offset=offset, limit=limit, total=total)]
+        for offset in range(0, total, limit)
+    ]
+
+
+def sliced_search(text: str, order, *, limit: int) -> list[list[int]]:
+    keys = list(text_search(Alias.objects.all(), ("alias", "repo", "filename"), text)
+                .order_by(*order).values_list("pk", flat=True))  # fmt: skip
+    return [keys[offset : offset + limit] for offset in range(0, len(keys), limit)]
+
+
+@pytest.mark.parametrize("order", [("-updated_at", "-pk"), ("repo", "pk"), ("-repo", "-pk"), ("temperature", "pk")])
+def test_pages_of_a_search_are_its_rows_in_order_whichever_way_they_are_read(order):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # Matches spread through the table ("q4x", one row in three) and bunched at one end of the repo order
+    # ("zoo/…", the last 200 by repo): the page is looked for among the table's first rows where that can pay
+    # (found there, or not when the matches are bunched at the far end), and read through the index where not.
+    rows = [{"alias": f"m-{number}" + (":q4x" if number % 3 == 0 else ":q8x"),
+             "repo": f"zoo/r-{number}" if number >= 400 else f"acme/r-{number:03d}",
+             "filename": f"f-{number}.gguf", "temperature": (number * 7 % 11) / 10}
+            for number in range(600)]  # fmt: skip
+    bulk_insert(Alias, rows)
+    now = timezone.now()
+    for alias in Alias.objects.all():
+        Alias.objects.filter(pk=alias.pk).update(updated_at=now - timedelta(seconds=alias.pk * 37 % 601))
+    for text in ("q4x", "zoo/", "m-1"):
+        for limit in (3, 30):
+            assert paged_search(text, order, limit=limit) == sliced_search(text, order, limit=limit), (text, limit)
+
+
+@sqlite_only
+def test_a_page_of_many_matches_is_looked_for_near_the_start_not_sorted_whole():
+    from config.paging import page_rows
+
+    bulk_insert(Alias, [{"alias": f"m-{number}" + (":q4x" if number % 2 else ":q8x"), "repo": f"acme/r-{number}",
+                         "filename": "f.gguf"} for number in range(400)])  # fmt: skip
+    queryset = alias_search(Alias.objects.all(), "q4x").order_by("repo", "pk")
+    seen = []
+
+    def keep(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
+        page = page_rows(queryset, offset=0, limit=10, total=200)
+    assert [row.alias for row in page] == [row.alias for row in queryset[:10]]
+    # Neither the page's keys nor its rows go through the trigram index: the keys are looked for among the first
+    # rows of the order.
+    assert seen and not any(FULLTEXT_TABLE in sql for sql in seen), seen
+    assert Alias.objects.all().without_search_index() is None
+    assert "MATCH" not in str(queryset.without_search_index().query)

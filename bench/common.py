@@ -334,8 +334,8 @@ def replace_subsection(path: str, *, heading: str, intro: str, subheading: str, 
             current = subsections.setdefault(line, [])
         elif current is not None:
             current.append(line)
-    subsections[subheading] = ["", body.strip("\n"), ""]
+    subsections[subheading] = [body]
     parts = [intro.strip("\n"), ""]
     for title, text in subsections.items():
-        parts += [title, *text]
+        parts += [title, "", "\n".join(text).strip("\n"), ""]
     replace_section(path, heading=heading, body="\n".join(parts))

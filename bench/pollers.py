@@ -420,18 +420,20 @@ METHOD = """\
 Method: PostgreSQL and Redis on this machine; gunicorn serving `config.wsgi` with 2 workers (sync, DEBUG off);
 the test Hub in its own process, throttled so that a pull of the generated file lasts about `--seconds`; each
 pull by a real Celery worker into an empty cache, timed from `POST /api/modelfiles/pull` until the row says
-completed. First the pull with nobody watching, then the same pull with the crowd: as soon as it is queued,
-each simulated browser (asyncio + httpx in the benchmark's process, its own signed-in session; half viewers,
-half operators; half on the downloads page, half on the dashboard) opens its page within the first second and
-then polls the active-downloads fragment as htmx does: its `hx-get` URL, 1 s after the previous answer arrived,
-with `HX-Request`, `HX-Current-URL` and `If-None-Match` (the last ETag); a `downloads-changed` trigger makes
-it reload the history table or the dashboard summary. Latencies are as the pollers saw them (their event loop
-shares the two cores with the server, the worker, the Hub and the databases). "Polls answered per second"
-counts the answers between the moment the last page finished loading and the end of the pull; with htmx's
-timing (next poll 1 s after the answer) a poller that waits L seconds for each answer polls 1/(1 + L) times
-a second, so 100 is reached only when answers are near-instant. On a busy machine the rate and the latencies
-mostly measure the wait for a core; gunicorn's CPU per request, the 200/304 split and the transactions per
-request are steadier, and they are what serving the fragment from a cache should bring down.
+completed (with the Hub throttled, the speed ratio says whether the worker keeps that pace under the crowd; a
+higher `--rate` asks more of it). First the pull with nobody watching, then the same pull with the crowd: as
+soon as it is queued, each simulated browser (asyncio + httpx in the benchmark's process, its own signed-in
+session; half viewers, half operators; half on the downloads page, half on the dashboard) opens its page within
+the first second and then polls the active-downloads fragment as htmx does: its `hx-get` URL, 1 s after the
+previous answer arrived, with `HX-Request`, `HX-Current-URL` and `If-None-Match` (the last ETag); a
+`downloads-changed` trigger makes it reload the history table or the dashboard summary. Latencies are as the
+pollers saw them (their event loop shares the two cores with the server, the worker, the Hub and the
+databases). "Polls answered per second" counts the answers between the moment the last page finished loading
+and the end of the pull; with htmx's timing (next poll 1 s after the answer) a poller that waits L seconds for
+each answer polls 1/(1 + L) times a second, so 100 is reached only when answers are near-instant. On a busy
+machine the rate and the latencies mostly measure the wait for a core; gunicorn's CPU per request, the 200/304
+split and the transactions per request are steadier, and they are what serving the fragment from a cache
+should bring down.
 """
 
 

@@ -42,39 +42,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import bench_env, migrate, replace_section, setup_django  # noqa: E402
+from bench.common import (  # noqa: E402
+    bench_env,
+    free_port,
+    migrate,
+    percentile,
+    replace_section,
+    setup_django,
+    stop_processes,
+    wait_until,
+)
 
 ALIAS = "bench:tiny"
 REPO = "bench/Tiny-Llama-GGUF"
 FILENAME = "tiny.F32.gguf"
 PROMPT = [{"role": "user", "content": "Tell me a story about a tiny model."}]
 TITLE = "## Gateway (`bench/gateway.py`)"
-STARTUP_SECONDS = 60
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(check: Callable[[], bool], *, what: str, seconds: float = STARTUP_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # not up yet: connection refused, a 503 while loading, ...
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{what} within {seconds} s")
 
 
 class Target:
@@ -195,13 +178,7 @@ def main() -> None:
     try:
         report = run(args, binary=binary, work=work, env=env, preset_file=preset_file, processes=processes)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, 15)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, 9)
+        stop_processes(processes)
         shutil.rmtree(work, ignore_errors=True)
     print(report)
     if args.write:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,119 +28,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import (  # noqa: E402
+    FILE,
+    REPO,
+    Worker,
+    hub_env,
+    operator_client,
+    parse_size,
+    pull_into_fresh_cache,
+    pull_once,
+    setup_django,
+)
 from tests.hub.server import FakeHubProcess  # noqa: E402
-
-REPO = "bench/big-GGUF"
-FILE = "big.Q4_K_M.gguf"
-UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
-
-
-def parse_size(text: str) -> int:
-    for unit, factor in UNITS.items():
-        if text.endswith(unit):
-            return int(float(text[: -len(unit)]) * factor)
-    return int(text)
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
-
-
-def session_pids(leader: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--sid", str(leader)], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
-
-
-def status_kib(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
-
-
-class Worker:
-    def __init__(self, env: dict[str, str], hostname: str):
-        self.env = env
-        self.hostname = hostname
-        self.process: subprocess.Popen | None = None
-        self.peak_kib: dict[int, int] = {}
-
-    def start(self) -> None:
-        self.log = open(Path(self.env["MODELDESK_VAR_DIR"]) / f"worker-{time.time_ns()}.log", "w")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency=1", "--loglevel=INFO",
-             f"--hostname={self.hostname}", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        from config.celery import app
-
-        deadline = time.monotonic() + 60
-        while not app.control.ping(destination=[self.hostname], timeout=0.5):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError("worker did not start; see " + self.log.name)
-
-    def sample(self) -> None:
-        # VmHWM is each process's own high-water mark, so one reading after the pull (the pool process that ran
-        # it is still alive) gives the peak without polling during the timed part.
-        for pid in session_pids(self.process.pid):
-            self.peak_kib[pid] = max(self.peak_kib.get(pid, 0), status_kib(pid, "VmHWM"))
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.sample()
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
-        self.log.close()
-        if os.environ.get("BENCH_VERBOSE"):
-            for line in Path(self.log.name).read_text().splitlines():
-                if "verified and in the cache" in line:
-                    print("  worker:", line.split("] ", 1)[-1], flush=True)
-
-
-def setup_django(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-
-
-def pull_once(client, worker: Worker | None, *, kill_at: float | None = None, size: int) -> tuple[float, str]:
-    from modelfiles.models import Download
-
-    started = time.perf_counter()
-    response = client.post("/api/modelfiles/pull", {"repo": REPO, "filename": FILE}, content_type="application/json")
-    assert response.status_code == 201, response.content
-    download_id = response.json()["id"]
-    killed = False
-    while True:
-        row = Download.objects.get(pk=download_id)
-        if kill_at is not None and not killed and row.bytes_done >= kill_at * size:
-            worker.kill()
-            killed = True
-            return time.perf_counter() - started, download_id
-        if not row.is_active:
-            break
-        # Every 50 ms: polling faster took enough CPU from the worker on two cores to slow the pull it timed;
-        # the clock can only run long by this much, against ModelDesk.
-        time.sleep(0.05)
-    assert row.status == Download.Status.COMPLETED, row.error_message
-    if os.environ.get("BENCH_VERBOSE"):
-        print(
-            f"  queued→claimed {(row.started_at - row.created_at).total_seconds():.3f} s, "
-            f"claimed→completed {(row.finished_at - row.started_at).total_seconds():.3f} s",
-            flush=True,
-        )
-    return time.perf_counter() - started, download_id
 
 
 def main() -> None:
@@ -165,9 +69,7 @@ def main() -> None:
         url = f"{hub.endpoint}/{REPO}/resolve/main/{FILE}"
         base_env = {
             **os.environ,
-            "HF_ENDPOINT": hub.endpoint,
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_XET": "1",
+            **hub_env(hub.endpoint),
             "MODELDESK_VAR_DIR": str(work / "var"),
             "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-secret-key-not-for-production-0123456789"),
             "ALLOWED_HOSTS": "testserver,localhost",
@@ -192,33 +94,15 @@ def main() -> None:
 
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=base_env, check=True)
         setup_django(base_env)
-        from django.contrib.auth import get_user_model
-        from django.test import Client
-
-        from config.accounts.roles import OPERATOR
-        from config.accounts.services import user_set_role
         from modelfiles.models import Download
 
-        user, _ = get_user_model().objects.get_or_create(username="bench")
-        user_set_role(user=user, role=OPERATOR)
-        client = Client()
-        client.force_login(user)
-        client.get("/api/modelfiles/status")  # a warm server: imports and URL resolving done before timing
+        client = operator_client()  # a warm server: imports and URL resolving done before timing
 
         def modeldesk(run: int) -> tuple[float, int]:
-            os.environ["HF_HOME"] = str(out / f"md-{run}")
-            env = {**base_env, "HF_HOME": os.environ["HF_HOME"]}
-            Download.objects.all().delete()
-            worker = Worker(env, f"bench-{run}@localhost")
-            worker.start()
-            try:
-                seconds, _ = pull_once(client, worker, size=size)
-            finally:
-                worker.stop()
-            path = Path(env["HF_HOME"]) / "hub" / "models--bench--big-GGUF" / "blobs" / sha256
-            assert path.stat().st_size == size
-            subprocess.run(["rm", "-rf", env["HF_HOME"]], check=True)
-            return seconds, max(worker.peak_kib.values())
+            return pull_into_fresh_cache(
+                client, base_env, hf_home=out / f"md-{run}", hostname=f"bench-{run}@localhost", size=size,
+                sha256=sha256,
+            )  # fmt: skip
 
         curl()  # warm the server's page cache so every contender reads the same way
         curl_times, hf_times, md_times, peaks = [], [], [], []

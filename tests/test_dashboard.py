@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from aliases.models import Alias
 from config import dashboard
+from config.health.models import WorkerHeartbeat
 from modelfiles.models import Download
 from modelfiles.services import modelfile_sync
 from tests.modelfiles import OTHER_COMMIT, cache_file, make_download, make_modelfile
@@ -170,7 +172,11 @@ def test_dashboard_costs_a_fixed_number_of_queries(client_for, operator, alias_f
         make_modelfile()
         make_download(status=Download.Status.FAILED, filename=f"f{number}.gguf")
         make_download(status=Download.Status.DOWNLOADING, filename=f"d{number}.gguf", bytes_total=10, bytes_done=1)
-    with django_assert_max_num_queries(10):
+        WorkerHeartbeat.objects.create(name=f"celery@w{number}", host="h", pid=number + 1, started_at=timezone.now(),
+                                       last_seen=timezone.now())  # fmt: skip
+    # Session, user, permissions, the requester's notices, counts, storage, failures, active rows, workers.
+    with django_assert_max_num_queries(11):
         response = client.get(HOME)
     assert response.content.decode().count('class="card mb-2 active-download"') == 5
+    assert response.content.decode().count("data-worker=") == 5
     assert Alias.objects.count() == 5

@@ -32,6 +32,10 @@ from modelfiles import cache
 logger = logging.getLogger(__name__)
 
 
+# The names config/serving/preset.py gives the chat template files it writes beside the preset.
+TEMPLATE_GLOB = "chat-template.*.jinja"
+
+
 def preset_path() -> Path | None:
     """The preset file the router reads (MODELDESK_LLAMA_PRESET_PATH), or None when ModelDesk keeps none."""
     value = getattr(settings, "MODELDESK_LLAMA_PRESET_PATH", "")
@@ -81,7 +85,17 @@ def preset_write(*, path: Path, preset: Preset | None = None) -> bool:
         preset = preset if preset is not None else preset_build(template_dir=path.parent)
         for name, text in preset.template_files.items():
             _write_if_changed(path.parent / name, text)
-        return _write_if_changed(path, preset.text)
+        changed = _write_if_changed(path, preset.text)
+        _remove_stale_templates(path.parent, keep=set(preset.template_files))
+        return changed
+
+
+def _remove_stale_templates(folder: Path, *, keep: set[str]) -> None:
+    """Template files no alias names any more go, once the preset that named them is replaced: only ours
+    (`chat-template.*.jinja`, the names preset.py gives them), never another file beside the preset."""
+    for stale in folder.glob(TEMPLATE_GLOB):
+        if stale.name not in keep:
+            stale.unlink(missing_ok=True)
 
 
 def preset_sync() -> bool:

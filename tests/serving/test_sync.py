@@ -121,6 +121,20 @@ def test_template_files_are_written_beside_the_preset(preset_file):
     assert "<|assistant|>" in template.read_text()
 
 
+def test_a_template_file_no_alias_names_any_more_is_removed_and_other_files_stay(preset_file):
+    alias = alias_create(data={**ALIAS, "chat_template": "tinyllama"}, by=None)
+    template = preset_file.parent / "chat-template.tinyllama.jinja"
+    mine = preset_file.parent / "notes.txt"
+    mine.write_text("an operator's own file beside the preset")
+    assert template.exists()
+
+    alias_update(alias=alias, data={"chat_template": "embedded"}, expected_version=alias.version, by=None)
+
+    assert "chat-template-file" not in preset_file.read_text()
+    assert not template.exists()
+    assert mine.read_text().startswith("an operator's")
+
+
 def test_the_worker_writes_the_preset_when_it_starts(preset_file, router):
     assert not preset_file.exists()
 

@@ -115,6 +115,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "SQLITE_TEST_NAME", default=str(VAR_DIR / f"test-modeldesk-{os.getpid()}.sqlite3")
     )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Persistent connections (seconds; DATABASE_URL's ?conn_max_age= sets the same): under gunicorn's sync workers a
+# PostgreSQL connection per request cost a third of a live poll (bench/pollers.py). Off by default because Django
+# wants them off under ASGI (uvicorn, which `make run` uses, on SQLite where it matters little).
+if "DB_CONN_MAX_AGE" in os.environ:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE")
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # a kept connection the server dropped is replaced, not an error
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -8,6 +8,7 @@ not show the request it got. The end-to-end tests with a real llama-server are i
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 
 import httpx
@@ -32,6 +33,13 @@ MODELS = "/v1/models"
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 HELLO = [{"role": "user", "content": "hello"}]
+
+
+def run_async(coroutine):
+    """`asyncio.run` in a thread of its own: in the whole suite the browser journeys' Playwright (session-scoped,
+    sync API) keeps an event loop running in the main thread, where asyncio.run refuses to start another."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture(autouse=True)
@@ -287,7 +295,7 @@ def test_a_stream_asks_the_router_for_usage_and_passes_the_usage_chunk_only_when
     with recording_server() as router:
         router.answer = (200, "text/event-stream", STREAM)
         settings.MODELDESK_LLAMA_SERVER_URL = router.url
-        response, streamed = asyncio.run(stream())
+        response, streamed = run_async(stream())
 
     assert response["Content-Type"] == "text/event-stream"
     assert router.bodies[0]["stream_options"] == {"include_usage": True}
@@ -324,7 +332,7 @@ def test_the_batch_adds_up_counts_and_writes_them_in_the_background(viewer):
             batch.add(*gateway.usage_counted(alias="a", user_id=viewer.pk, usage=usage))
         await batch.drain()
 
-    asyncio.run(run())
+    run_async(run())
 
     row = ServingUsage.objects.get()
     assert (row.alias, row.user_id, row.requests, row.prompt_tokens, row.completion_tokens) == ("a", viewer.pk, 3, 5, 5)

@@ -29,6 +29,9 @@ def uvicorn_command(python: str, addr: str) -> list[str]:
         "--lifespan", "off", "--no-proxy-headers",
         # Ctrl-C must not wait for open streams to end on their own.
         "--timeout-graceful-shutdown", "5",
+        # A line per request buried the console under the live pages' polls (one a second per open page);
+        # refusals and errors are still logged by Django.
+        "--no-access-log",
     ]  # fmt: skip
 
 

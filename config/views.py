@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -105,13 +106,15 @@ def server_error(request: HttpRequest) -> HttpResponse:
         return HttpResponse(render_to_string("error.html", context), status=500)
 
 
-_FAVICON = Path(settings.BASE_DIR) / "static" / "img" / "favicon.ico"
+@functools.cache
+def _favicon_bytes() -> bytes:
+    return (Path(settings.BASE_DIR) / "static" / "img" / "favicon.ico").read_bytes()
 
 
 @require_safe
 def favicon(request: HttpRequest) -> HttpResponse:
     """/favicon.ico, which browsers ask for on pages that name no icon (the API's JSON, the admin): without it every
-    such visit logged a 404."""
-    response = HttpResponse(_FAVICON.read_bytes(), content_type="image/x-icon")
+    such visit logged a 404. Read once per process."""
+    response = HttpResponse(_favicon_bytes(), content_type="image/x-icon")
     response["Cache-Control"] = "public, max-age=86400"
     return response

@@ -319,6 +319,15 @@ PULL_MAX_FILE_BYTES = int(env("MODELDESK_MAX_FILE_BYTES", default="") or 0)
 MODELDESK_WEBHOOK_URL = env("MODELDESK_WEBHOOK_URL", default="")
 MODELDESK_WEBHOOK_TIMEOUT_SECONDS = env.float("MODELDESK_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 
+# Downloads (issue 11, item 3; README "Queue order and limits"): at most this many run at once over all workers,
+# and at most this many on any one worker (each worker reads its own); 0 or empty: no limit (then a worker runs as
+# many as its Celery processes). More wait in the queue and start as slots free. The global bandwidth limit in
+# bytes per second starts at MODELDESK_MAX_DOWNLOAD_SPEED (0 or empty: none) until an operator changes it on the
+# downloads page.
+MODELDESK_MAX_CONCURRENT_DOWNLOADS = int(env("MODELDESK_MAX_CONCURRENT_DOWNLOADS", default="") or 0)
+MODELDESK_WORKER_CONCURRENT_DOWNLOADS = int(env("MODELDESK_WORKER_CONCURRENT_DOWNLOADS", default="") or 0)
+MODELDESK_MAX_DOWNLOAD_SPEED = int(env("MODELDESK_MAX_DOWNLOAD_SPEED", default="") or 0)
+
 # Serving with llama-server (README "Serving with llama-server"): the router preset file ModelDesk keeps up to date
 # (empty: none is written), and the router told to reload it after each change (empty: none is told).
 MODELDESK_LLAMA_PRESET_PATH = env("MODELDESK_LLAMA_PRESET_PATH", default="")

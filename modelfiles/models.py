@@ -191,6 +191,25 @@ class Download(models.Model):
         default=False, help_text="It completed or failed and whoever asked for it has not been told yet."
     )
 
+    # --- queue order and limits (issue 11, item 3) ----------------------------------------------------------------
+    class Priority(models.IntegerChoices):
+        HIGH = 1, "high"
+        NORMAL = 0, "normal"
+        LOW = -1, "low"
+
+    priority = models.SmallIntegerField(
+        choices=Priority.choices, default=Priority.NORMAL, help_text="Queued downloads start highest priority first."
+    )
+    position = models.IntegerField(
+        null=True,
+        blank=True,
+        help_text="Its place as operators ordered the queue (1 first); empty: not moved, after the moved ones, "
+        "in request order.",
+    )
+    max_speed = models.BigIntegerField(
+        null=True, blank=True, help_text="Its own bandwidth limit in bytes per second; empty: only the global one."
+    )
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
@@ -208,6 +227,10 @@ class Download(models.Model):
                 name="download_status_valid",
             ),
             models.CheckConstraint(condition=Q(bytes_done__gte=0), name="download_bytes_done_positive"),
+            models.CheckConstraint(condition=Q(priority__in=[-1, 0, 1]), name="download_priority_valid"),
+            models.CheckConstraint(
+                condition=Q(max_speed__isnull=True) | Q(max_speed__gt=0), name="download_max_speed_positive"
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "updated_at"], name="download_status_heartbeat"),
@@ -224,6 +247,11 @@ class Download(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repo}/{self.filename}@{self.revision} ({self.status})"
+
+    # The order queued downloads start in (and the page lists them in): priority, then the operators' order, then
+    # request time. Paused ones hold their place in the same order.
+    QUEUE_ORDER = ("-priority", models.F("position").asc(nulls_last=True), "created_at", "pk")
+    WAITING = (Status.QUEUED, Status.PAUSED)
 
     @property
     def is_active(self) -> bool:
@@ -257,6 +285,40 @@ class Download(models.Model):
         if not self.bytes_total:
             return None
         return min(100.0, 100.0 * self.bytes_done / self.bytes_total)
+
+
+class DownloadLimits(models.Model):
+    """The one row of download settings operators change on the downloads page while downloads run: the global
+    bandwidth limit. Its row is also the lock that starting a download takes (services.download_run_next), so
+    the limits on concurrent downloads hold with many workers."""
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON, editable=False)
+    max_speed = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Bytes per second shared by every running download; empty: no global limit.",
+    )
+    changed = models.BooleanField(
+        default=False, help_text="Set on the page or API: until then MODELDESK_MAX_DOWNLOAD_SPEED applies."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "download limits"
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="downloadlimits_singleton"),
+            models.CheckConstraint(
+                condition=Q(max_speed__isnull=True) | Q(max_speed__gt=0), name="downloadlimits_max_speed_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "download limits"
 
 
 class CacheScan(models.Model):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
+from django.conf import settings
 from django.db.models import Exists, F, OuterRef, QuerySet
 
 from aliases.models import Alias
 from config.search import text_search
 from modelfiles import cache
-from modelfiles.models import CacheScan, Download, Location, ModelFile
+from modelfiles.models import CacheScan, Download, DownloadLimits, Location, ModelFile
 
 MODELFILE_SEARCH_FIELDS = ("repo", "filename")
 DOWNLOAD_SEARCH_FIELDS = ("repo", "filename")
@@ -84,21 +87,62 @@ def download_history(*, statuses: Sequence[str] = (), search: str = "") -> Query
 
 
 def download_active() -> list[Download]:
-    """The active downloads, oldest first (the order they are worked on): one query.
+    """The active downloads: the running ones first (oldest first), then the queued and paused ones in the order
+    they start in (Download.QUEUE_ORDER: priority, the operators' order, request time): one query.
 
-    Each queued one gets `queue_place`, its place among the queued downloads of its queue (the shared one, or
-    its host's) counting from 1; a paused one gets the place it goes back to when resumed. Others get None."""
+    Each queued one gets `queue_place`, its place among the queued downloads counting from 1; a paused one gets
+    the place it goes back to when resumed. Others get None. One order for all queues (the shared one and each
+    host's): a worker takes the first queued download it can run, so a download aimed at a host only waits for
+    those ahead of it that its host's workers could run."""
     rows = list(
-        Download.objects.filter(status__in=Download.ACTIVE).select_related("requested_by").order_by("created_at", "pk")
+        Download.objects.filter(status__in=Download.ACTIVE)
+        .select_related("requested_by")
+        .order_by(*Download.QUEUE_ORDER)
     )
-    ahead: dict[str, int] = {}
-    for row in rows:
+    running = sorted((row for row in rows if row.status not in Download.WAITING), key=lambda row: row.created_at)
+    waiting = [row for row in rows if row.status in Download.WAITING]
+    ahead = 0
+    for row in running:
         row.queue_place = None
-        if row.status in (Download.Status.QUEUED, Download.Status.PAUSED):
-            row.queue_place = ahead.get(row.host, 0) + 1
+    for row in waiting:
+        row.queue_place = ahead + 1
         if row.status == Download.Status.QUEUED:
-            ahead[row.host] = ahead.get(row.host, 0) + 1
-    return rows
+            ahead += 1
+    return running + waiting
+
+
+@dataclass(frozen=True)
+class DownloadLimitsNow:
+    """The limits as they stand, for the downloads page and the API. None: no limit."""
+
+    max_concurrent: int | None  # MODELDESK_MAX_CONCURRENT_DOWNLOADS
+    worker_concurrent: int | None  # MODELDESK_WORKER_CONCURRENT_DOWNLOADS (each worker reads its own)
+    max_speed: int | None  # bytes/s shared by the running downloads
+    max_speed_from_env: bool  # nobody changed it yet: MODELDESK_MAX_DOWNLOAD_SPEED
+    updated_at: datetime | None
+    updated_by: str | None
+
+
+def download_global_speed() -> tuple[int | None, DownloadLimits | None]:
+    """The global bandwidth limit in bytes/s (None: none) and the row it came from (None: the environment's)."""
+    row = DownloadLimits.objects.select_related("updated_by").filter(pk=DownloadLimits.SINGLETON).first()
+    if row is not None and row.changed:
+        return row.max_speed, row
+    return settings.MODELDESK_MAX_DOWNLOAD_SPEED or None, row
+
+
+def download_limits_now() -> DownloadLimitsNow:
+    """One query."""
+    max_speed, row = download_global_speed()
+    changed = row is not None and row.changed
+    return DownloadLimitsNow(
+        max_concurrent=settings.MODELDESK_MAX_CONCURRENT_DOWNLOADS or None,
+        worker_concurrent=settings.MODELDESK_WORKER_CONCURRENT_DOWNLOADS or None,
+        max_speed=max_speed,
+        max_speed_from_env=not changed,
+        updated_at=row.updated_at if changed else None,
+        updated_by=row.updated_by.get_username() if changed and row.updated_by else None,
+    )
 
 
 def download_get(*, download_id: str | uuid.UUID) -> Download | None:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import BigIntegerField, Case, F, PositiveIntegerField, Q, TextField, Value, When
+from django.db.models import BigIntegerField, Case, Count, F, PositiveIntegerField, Q, TextField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -29,8 +29,8 @@ from config.audit.services import audit_record
 from config.bulk import bulk_insert
 from config.formatting import human_bytes, human_duration
 from modelfiles import cache, cleanup, downloader, gguf_header, hub, location
-from modelfiles.models import CacheScan, Download, Location, ModelFile, Verification
-from modelfiles.selectors import location_hosts, location_of_host
+from modelfiles.models import CacheScan, Download, DownloadLimits, Location, ModelFile, Verification
+from modelfiles.selectors import download_global_speed, location_hosts, location_of_host
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +182,20 @@ def _active(repo: str, filename: str, revision: str, host: str = "") -> Download
 
 
 def download_request(
-    *, repo: str, filename: str, revision: str = "main", by: AbstractBaseUser | None, host: str = ""
+    *,
+    repo: str,
+    filename: str,
+    revision: str = "main",
+    by: AbstractBaseUser | None,
+    host: str = "",
+    priority: int = Download.Priority.NORMAL,
+    max_speed: int | None = None,
 ) -> tuple[Download, bool]:
     """Queue a pull, or return the active one for the same file: (download, created).
+
+    `priority` (Download.Priority) places it in the queue: after the queued downloads of its priority or higher,
+    before those of lower priority. `max_speed` is its own bandwidth limit in bytes/s (None: only the global one).
+    An active download returned as it is keeps its own priority and limit.
 
     Raises ValidationError for a bad repo/filename/revision, PullRefused (a ValidationError) for a repo outside
     the allow-list or what the pre-flight found (see `pull_preflight`), and AlreadyLocal when the cache already
@@ -194,6 +205,7 @@ def download_request(
     `parts` and the set's size; AlreadyLocal only when every part is in the cache.
     """
     pull_validate(repo=repo, filename=filename, revision=revision)
+    _queue_values_check(priority=priority, max_speed=max_speed)
     pull_source_check(repo=repo)
     # Any part of a split set is a request for the whole set, named by its part 1: the one-active constraint
     # then answers a second request for another part with the same row.
@@ -229,8 +241,9 @@ def download_request(
         try:
             with transaction.atomic():
                 download = Download.objects.create(
-                    repo=repo, filename=filename, revision=revision, host=host, requested_by=_user(by), **unchecked
-                )
+                    repo=repo, filename=filename, revision=revision, host=host, requested_by=_user(by),
+                    priority=priority, max_speed=max_speed, **unchecked,
+                )  # fmt: skip
                 _audit_download(download=download, action="request", by=by, status=download.status)
                 _enqueue(download.pk, download.host)
             # The task was handed over on commit (or not, if the broker is down): say which.
@@ -404,6 +417,8 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
                 attempts=0,
                 retry_at=None,
                 notice_pending=False,
+                # Asked for again: after the downloads queued meanwhile, as a new request would be.
+                position=None,
                 # Nothing of a cancelled download is kept: it must not show the bytes it had before.
                 bytes_done=Case(
                     When(status=Download.Status.CANCELLED, then=Value(0)),
@@ -422,6 +437,160 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
         raise
     download.refresh_from_db()
     return download, bool(changed)
+
+
+# --- queue order and limits (issue 11, item 3) -----------------------------------------------------------------------
+
+# A bandwidth limit below this would look like a stalled transfer.
+MIN_SPEED_LIMIT = 10_000
+MOVES = ("top", "up", "down")
+
+
+def _speed_problem(max_speed: int | None) -> str | None:
+    if max_speed is None:
+        return None
+    if isinstance(max_speed, bool) or not isinstance(max_speed, int):
+        return "A whole number of bytes per second, or empty for no limit."
+    if max_speed < MIN_SPEED_LIMIT:
+        return (
+            f"At least {MIN_SPEED_LIMIT:,} bytes per second ({human_bytes(MIN_SPEED_LIMIT)}/s), or empty for no limit."
+        )
+    return None
+
+
+def _queue_values_check(*, priority: int, max_speed: int | None) -> None:
+    errors: dict[str, list[str]] = {}
+    if priority not in Download.Priority.values:
+        errors["priority"] = [f"One of: {', '.join(Download.Priority.labels)}."]
+    if problem := _speed_problem(max_speed):
+        errors["max_speed"] = [problem]
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def download_move(*, download: Download, to: str, by: AbstractBaseUser | None) -> bool:
+    """Move a queued or paused download in the queue: to the `top`, one place `up` or `down` (past one queued
+    download; paused ones keep their places around it). False when it is not queued or paused.
+
+    The queue goes by priority first: a download moved past one of another priority takes that priority, so it
+    stands where the operator put it (moved to the top of a queue headed by a high-priority download, it becomes
+    high). The waiting downloads are renumbered 1, 2, ... in the new order; downloads asked for later come after
+    them within their priority. Already first (or last) is no change, and True."""
+    if to not in MOVES:
+        raise ValidationError({"to": [f"One of: {', '.join(MOVES)}."]})
+    _limits_locked()  # one reordering at a time, and none while a worker picks the next download
+    rows = list(
+        Download.objects.filter(status__in=Download.WAITING)
+        .order_by(*Download.QUEUE_ORDER)
+        .only("pk", "status", "priority", "position")
+    )
+    index = next((number for number, row in enumerate(rows) if row.pk == download.pk), None)
+    if index is None:
+        return False
+    moved = rows.pop(index)
+    queued = [number for number, row in enumerate(rows) if row.status == Download.Status.QUEUED]
+    before = [number for number in queued if number < index]
+    after = [number for number in queued if number >= index]
+    if to == "top":
+        target = queued[0] if queued and queued[0] < index else index
+    elif to == "up":
+        target = before[-1] if before else index
+    else:
+        target = after[0] + 1 if after else index
+    rows.insert(target, moved)
+    old = {"priority": Download.Priority(moved.priority).label, "position": moved.position}
+    priority = moved.priority
+    if target + 1 < len(rows):
+        priority = max(priority, rows[target + 1].priority)
+    if target > 0:
+        priority = min(priority, rows[target - 1].priority)
+    changed = {moved.pk: moved} if priority != moved.priority else {}
+    moved.priority = priority
+    for number, row in enumerate(rows, 1):
+        if row.position != number:
+            row.position = number
+            changed[row.pk] = row
+    if changed:
+        Download.objects.bulk_update(list(changed.values()), ["priority", "position"])
+    audit_record(
+        actor=by, kind="download", action="move", object_id=download.pk,
+        object_repr=f"{download.repo}/{download.filename}@{download.revision}",
+        before=old, after={"to": to, "priority": Download.Priority(priority).label, "position": moved.position},
+    )  # fmt: skip
+    return True
+
+
+@transaction.atomic
+def download_speed_set(*, download: Download, max_speed: int | None, by: AbstractBaseUser | None) -> bool:
+    """Set an active download's own bandwidth limit (bytes/s; None: only the global one). A running transfer
+    follows it within about a second (it asks `download_speed_limit`). False when the download is not active."""
+    if problem := _speed_problem(max_speed):
+        raise ValidationError({"max_speed": [problem]})
+    before = Download.objects.filter(pk=download.pk).values_list("max_speed", flat=True).first()
+    changed = Download.objects.filter(pk=download.pk, status__in=Download.ACTIVE).update(max_speed=max_speed)
+    if changed:
+        audit_record(
+            actor=by, kind="download", action="speed", object_id=download.pk,
+            object_repr=f"{download.repo}/{download.filename}@{download.revision}",
+            before={"max_speed": before}, after={"max_speed": max_speed},
+        )  # fmt: skip
+    return changed == 1
+
+
+@transaction.atomic
+def download_limits_set(*, max_speed: int | None, by: AbstractBaseUser | None) -> DownloadLimits:
+    """Set the global bandwidth limit (bytes/s shared by the running downloads; None: none). Running transfers
+    follow it within about a second. From then on it holds instead of MODELDESK_MAX_DOWNLOAD_SPEED."""
+    if problem := _speed_problem(max_speed):
+        raise ValidationError({"max_speed": [problem]})
+    before, _ = download_global_speed()
+    row = _limits_locked()
+    row.max_speed = max_speed
+    row.changed = True
+    row.updated_by = _user(by)
+    row.save()
+    audit_record(
+        actor=by, kind="download", action="limits", object_id="global", object_repr="download limits",
+        before={"max_speed": before}, after={"max_speed": max_speed},
+    )  # fmt: skip
+    return row
+
+
+def _fair_share(total: float, caps: list[float]) -> float:
+    """Max-min fair share of `total` among downloads whose own limits are `caps` (inf: none): what each
+    download without a lower limit of its own may use. Downloads capped below the share leave the rest to others."""
+    left = total
+    for done, cap in enumerate(sorted(caps)):
+        share = left / (len(caps) - done)
+        if cap >= share:
+            return share
+        left -= cap
+    return float("inf")  # every one is held by its own limit below its share
+
+
+def download_speed_limit(download_id: uuid.UUID | str) -> float | None:
+    """The bytes per second this download may use right now; None: no limit. What the transfer asks about once a
+    second, so a limit changed on the page applies while it runs. Two queries.
+
+    It is the lower of its own limit (`max_speed`) and its share of the global one: the global limit divided
+    among the downloads transferring now (status downloading, not waiting to retry; this one counted whatever its
+    state), fairly: a download held below its share by its own limit leaves the rest to the others. A download
+    that does not exist gets None."""
+    try:
+        pk = download_id if isinstance(download_id, uuid.UUID) else uuid.UUID(str(download_id))
+    except ValueError:
+        return None
+    rows = Download.objects.filter(Q(pk=pk) | Q(status=Download.Status.DOWNLOADING, retry_at__isnull=True)).values_list(
+        "pk", "max_speed"
+    )
+    caps = {row_pk: float(cap) if cap else float("inf") for row_pk, cap in rows}
+    if pk not in caps:
+        return None
+    own = caps[pk]
+    total, _ = download_global_speed()
+    limit = own if not total else min(own, _fair_share(float(total), list(caps.values())))
+    return None if limit == float("inf") else limit
 
 
 def download_notices_take(*, user: AbstractBaseUser) -> list[Download]:
@@ -555,39 +724,18 @@ def _wait(claim: _Claim, seconds: float) -> bool:
     return True
 
 
-def download_run_next(*, download_id: str | uuid.UUID, worker: str = "") -> Download | None:
-    """What a task runs: the oldest queued download of the queue its message came from (its row's host).
+def _limits_locked() -> DownloadLimits:
+    """The download limits' row, locked until the transaction ends (created if missing: tests flush tables).
 
-    A message stands for "one queued download to run", not for its own row: every move into `queued` sends one,
-    so there are never fewer messages than queued rows, and taking the oldest makes the queue go in request
-    order whatever order the broker hands messages out in (a resumed download keeps its place). A message that
-    finds nothing queued does nothing, as a duplicate always did."""
-    host = Download.objects.filter(pk=download_id).values_list("host", flat=True).first()
-    if host is None:
-        return None
-    while True:
-        oldest = (
-            Download.objects.filter(status=Download.Status.QUEUED, host=host)
-            .order_by("created_at", "pk")
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if oldest is None:
-            return None
-        result = download_run(download_id=oldest, worker=worker)
-        if result is not None:
-            return result
-        # Another worker claimed it between the read and the claim: the next oldest, then.
+    Starting a download and reordering the queue take it, so two workers never both take the last free slot
+    (PostgreSQL: a row lock; SQLite: the IMMEDIATE transaction holds the database's write lock already)."""
+    row, _ = DownloadLimits.objects.select_for_update().get_or_create(pk=DownloadLimits.SINGLETON)
+    return row
 
 
-def download_run(
-    *, download_id: str | uuid.UUID, worker: str = "", on_progress: Callable[[downloader.Progress], None] | None = None
-) -> Download | None:
-    """Run one queued download to its end. Claims the row first; does nothing if it is not queued any more.
-
-    Transient faults are retried here with backoff and jitter, each attempt resuming the partial file;
-    permanent ones fail the row with a message that says what to do.
-    """
+def _claim(download_id: uuid.UUID | str, worker: str) -> uuid.UUID | None:
+    """Take a queued download for this runner (a conditional UPDATE): its claim token, or None when it is not
+    queued any more (claimed by another, paused, cancelled, gone)."""
     token = uuid.uuid4()
     claimed = Download.objects.filter(pk=download_id, status=Download.Status.QUEUED).update(
         status=Download.Status.DOWNLOADING,
@@ -604,8 +752,109 @@ def download_run(
         ),
         verified="",
     )
-    if not claimed:
+    return token if claimed else None
+
+
+# Why a worker found nothing to start: the queue it can take from is empty, or a limit is reached.
+NOTHING_QUEUED, GLOBAL_LIMIT, WORKER_LIMIT = "nothing queued", "global limit", "worker limit"
+
+
+def _claim_next(*, hosts: Iterable[str], worker: str) -> tuple[uuid.UUID | None, uuid.UUID | None, str]:
+    """Take the first queued download (Download.QUEUE_ORDER) of `hosts` if the limits leave a slot:
+    (id, claim token, "") or (None, None, why not). Counting the running downloads and claiming are one
+    transaction under the limits' lock, so the limits hold with any number of workers."""
+    most = settings.MODELDESK_MAX_CONCURRENT_DOWNLOADS
+    per_worker = settings.MODELDESK_WORKER_CONCURRENT_DOWNLOADS
+    with transaction.atomic():
+        _limits_locked()
+        if most > 0 or per_worker > 0:
+            running = Download.objects.filter(status__in=Download.RUNNING).aggregate(
+                total=Count("pk"), mine=Count("pk", filter=Q(worker=worker[:255]))
+            )
+            if most > 0 and running["total"] >= most:
+                return None, None, GLOBAL_LIMIT
+            if per_worker > 0 and running["mine"] >= per_worker:
+                return None, None, WORKER_LIMIT
+        queued = Download.objects.filter(status=Download.Status.QUEUED, host__in=list(hosts))
+        while True:
+            first = queued.order_by(*Download.QUEUE_ORDER).values_list("pk", flat=True).first()
+            if first is None:
+                return None, None, NOTHING_QUEUED
+            token = _claim(first, worker)
+            if token is not None:
+                return first, token, ""
+            # Paused, cancelled or run by `manage.py pull` between the read and the claim: the next one, then.
+
+
+def download_run_next(*, download_id: str | uuid.UUID, worker: str = "") -> Download | None:
+    """What a task runs: the first queued download (priority, then the operators' order, then request time) this
+    worker can run, when the concurrency limits leave a slot; then the next, and so on, until none is left or a
+    limit is reached. Returns the last one it ran.
+
+    A message stands for "one queued download to run", not for its own row: every move into `queued` sends one,
+    to the queue of the row's host, so there are never fewer messages than queued rows, and taking the first in
+    the queue's order makes the queue go in that order whatever order the broker hands messages out in (a resumed
+    download keeps its place). A worker takes downloads aimed at any worker and those aimed at its own host.
+
+    A message that finds nothing to run, or no free slot, does nothing: when a slot frees, the worker whose
+    download ended takes the next queued one itself (this loop), and tells the other hosts' queues when one of
+    their downloads may now start. A download that waits past MODELDESK_RECONCILE_GRACE_SECONDS is sent again
+    by the reconciler, which covers a slot freed on a worker that cannot run it (a per-worker limit elsewhere)."""
+    host = Download.objects.filter(pk=download_id).values_list("host", flat=True).first()
+    if host is None:
+        return None
+    hosts = sorted({host, "", location.current_host()})
+    result = None
+    ran = False
+    while True:
+        claimed, token, _why = _claim_next(hosts=hosts, worker=worker)
+        if claimed is None:
+            break
+        ran = True
+        result = _download_execute(claimed, token)
+        if result is None or result.status == Download.Status.QUEUED:
+            # Handed back (the worker is stopping) or taken over as stale: this worker takes nothing more.
+            break
+    if ran:
+        _tell_other_queues(hosts)
+    return result
+
+
+def _tell_other_queues(hosts: list[str]) -> None:
+    """A slot freed under the global limit: the queues of hosts this worker cannot run for may have a download
+    whose message was dropped while every slot was taken. One message to each such queue (one is enough: its
+    worker goes on with the next one itself)."""
+    if settings.MODELDESK_MAX_CONCURRENT_DOWNLOADS <= 0:
+        return
+    rows = Download.objects.filter(status=Download.Status.QUEUED).exclude(host__in=hosts)
+    for other in rows.order_by().values_list("host", flat=True).distinct():
+        first = rows.filter(host=other).values_list("pk", flat=True).first()
+        if first is not None:
+            download_publish(download_id=first, host=other)
+
+
+def download_run(
+    *, download_id: str | uuid.UUID, worker: str = "", on_progress: Callable[[downloader.Progress], None] | None = None
+) -> Download | None:
+    """Run one queued download to its end, now, whatever its place and the limits (`manage.py pull`; the workers
+    go through `download_run_next`). Claims the row first; does nothing if it is not queued any more.
+
+    Transient faults are retried here with backoff and jitter, each attempt resuming the partial file;
+    permanent ones fail the row with a message that says what to do.
+    """
+    token = _claim(download_id, worker)
+    if token is None:
         return None  # already claimed, finished, cancelled or gone: running twice has one effect
+    return _download_execute(download_id, token, on_progress=on_progress)
+
+
+def _download_execute(
+    download_id: str | uuid.UUID,
+    token: uuid.UUID,
+    *,
+    on_progress: Callable[[downloader.Progress], None] | None = None,
+) -> Download | None:
+    """The transfer of a download this runner claimed with `token`, to its end (see download_run)."""
     download = Download.objects.get(pk=download_id)
     claim = _Claim(download.pk, token)
 

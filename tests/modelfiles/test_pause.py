@@ -151,11 +151,12 @@ def test_a_paused_download_keeps_its_place_in_the_queue(hub, hf_env):
     assert services.download_pause(download=first, by=None)
     assert services.download_resume(download=first, by=None)  # its message now comes after the others'
 
-    # The worker takes a message (the third's) and runs the oldest queued download: the resumed one.
-    ran = services.download_run_next(download_id=third.pk, worker="test")
-    assert ran.pk == first.pk and ran.status == Download.Status.COMPLETED
-    assert services.download_run_next(download_id=first.pk, worker="test").pk == second.pk
-    assert services.download_run_next(download_id=second.pk, worker="test").pk == third.pk
+    # The worker takes a message (the third's) and works the queue from its head: the resumed one first, then
+    # the others, each once its slot is free.
+    assert services.download_run_next(download_id=third.pk, worker="test").pk == third.pk
+    rows = list(Download.objects.filter(pk__in=[first.pk, second.pk, third.pk]).order_by("started_at"))
+    assert [row.pk for row in rows] == [first.pk, second.pk, third.pk]
+    assert {row.status for row in rows} == {Download.Status.COMPLETED}
     assert services.download_run_next(download_id=second.pk, worker="test") is None  # nothing left: no-op
 
 

@@ -41,6 +41,7 @@ from config.api import (
     ListQuery,
     ModelPermissions,
     StrictCharField,
+    StrictIntegerField,
     StrictSerializer,
     error_responses,
     list_envelope_serializer,
@@ -50,7 +51,9 @@ from modelfiles.models import Download, ModelFile, Verification
 from modelfiles.selectors import (
     DOWNLOAD_SEARCH_FIELDS,
     MODELFILE_SEARCH_FIELDS,
+    download_counts,
     download_get,
+    download_limits_now,
     download_list,
     modelfile_alias_names,
     modelfile_list,
@@ -58,16 +61,22 @@ from modelfiles.selectors import (
 )
 from modelfiles.services import (
     HUB_UNCHECKED,
+    MAX_SPEED_LIMIT,
+    MIN_SPEED_LIMIT,
+    MOVES,
     AlreadyLocal,
     ModelFileBusy,
     ModelFileInUse,
     NoUpdate,
     PullRefused,
     download_cancel,
+    download_limits_set,
+    download_move,
     download_pause,
     download_request,
     download_resume,
     download_retry,
+    download_speed_set,
     modelfile_check_updates,
     modelfile_delete,
     modelfile_sync,
@@ -308,6 +317,18 @@ class DownloadNoteSerializer(serializers.Serializer):
     message = serializers.CharField(help_text="What it means; it resolves itself once the queue or Hub answers.")
 
 
+PRIORITIES = {label: value for value, label in Download.Priority.choices}
+PRIORITY_FIELD = serializers.ChoiceField(
+    choices=list(PRIORITIES),
+    help_text="high, normal or low: queued downloads start highest priority first, then in the operators' order "
+    "(POST .../move), then oldest request first.",
+)
+MAX_SPEED_HELP = (
+    f"Bytes per second, {MIN_SPEED_LIMIT:,} to {MAX_SPEED_LIMIT:,}; null: no limit. A running transfer follows a "
+    "change within about a second."
+)
+
+
 class DownloadSerializer(serializers.ModelSerializer):
     """A pull request and its progress. `error` is set when it failed or was cancelled, and while a transient
     fault is being retried; otherwise null. `note` is set while it waits for the task queue, or while it is queued
@@ -322,6 +343,18 @@ class DownloadSerializer(serializers.ModelSerializer):
     host = serializers.SerializerMethodField()
     speed = serializers.FloatField(read_only=True, allow_null=True, help_text="Bytes per second; null when idle.")
     eta = serializers.FloatField(read_only=True, allow_null=True, help_text="Seconds left at the current speed.")
+    priority = serializers.SerializerMethodField()
+    max_speed = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="Its own bandwidth limit in bytes per second; null: only the global one (/api/modelfiles/limits).",
+    )
+    position = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="Where operators placed it among the waiting downloads (1 first); null: not moved since it was "
+        "asked for. Queued downloads start by priority, then position (null after the numbers), then request time.",
+    )
 
     class Meta:
         model = Download
@@ -350,6 +383,9 @@ class DownloadSerializer(serializers.ModelSerializer):
             "parts",
             "part",
             "host",
+            "priority",
+            "position",
+            "max_speed",
         )
         read_only_fields = fields
         extra_kwargs = {
@@ -367,6 +403,10 @@ class DownloadSerializer(serializers.ModelSerializer):
                 "when try `attempts + 1` starts. Null otherwise."
             },
         }
+
+    @extend_schema_field(PRIORITY_FIELD)
+    def get_priority(self, download: Download) -> str:
+        return Download.Priority(download.priority).label
 
     @extend_schema_field(
         serializers.CharField(allow_null=True, help_text="The worker host it was aimed at; null: any worker.")
@@ -445,6 +485,20 @@ class PullSerializer(StrictSerializer):
         allow_blank=True,
         max_length=63,
         help_text="The worker host (MODELDESK_HOST) whose cache the file goes to; empty or absent: any worker.",
+    )
+    priority = serializers.ChoiceField(
+        choices=list(PRIORITIES),
+        required=False,
+        default="normal",
+        help_text="Its place in the queue: high, normal (default) or low. Queued downloads start highest priority "
+        "first, then in the operators' order, then oldest request first.",
+    )
+    max_speed = StrictIntegerField(
+        required=False,
+        default=None,
+        allow_null=True,
+        schema_range=(MIN_SPEED_LIMIT, MAX_SPEED_LIMIT),
+        help_text=f"Its own bandwidth limit. {MAX_SPEED_HELP} The global limit applies as well.",
     )
 
 
@@ -533,7 +587,9 @@ class PullApi(APIView):
         "A part of a split model (`x-00002-of-00003.gguf`) pulls the whole set as one download: its `filename` is "
         "part 1, `parts` counts the files, `bytes_total` and `bytes_done` are the set's. The pre-flight asks about "
         "every part (a part missing on the Hub is `file_not_found`, naming it); `already_local` only when every "
-        "part is local, otherwise the missing parts are fetched.",
+        "part is local, otherwise the missing parts are fetched.\n\n"
+        "`priority` and `max_speed` place it in the queue and limit its bandwidth (both can be changed later: "
+        "`POST .../move`, `POST .../speed`); a download already active keeps its own.",
         tags=["modelfiles"],
         request=PullSerializer,
         responses={
@@ -554,6 +610,8 @@ class PullApi(APIView):
                 revision=values["revision"],
                 by=request.user,
                 host=values["host"],
+                priority=PRIORITIES[values["priority"]],
+                max_speed=values["max_speed"],
             )
         except AlreadyLocal as exc:
             modelfile = modelfiles_data([exc.modelfile])[0] if exc.modelfile is not None else None
@@ -628,7 +686,9 @@ class DownloadChangeApi(APIView):
         return Response(DownloadSerializer(_download_or_404(download_id)).data)
 
 
-def _change_schema(name: str, *, summary: str, description: str, done: str, refused: str, code: str):
+def _change_schema(name: str, *, summary: str, description: str, done: str, refused: str, code: str, body=None):
+    """The schema of a POST that changes one download; `body`: the serializer of its JSON body, if it has one."""
+    errors = error_responses(400, 401, 403, 404, 415) if body is not None else error_responses(401, 403, 404)
     return extend_schema_view(
         post=extend_schema(
             operation_id=f"modelfiles_status_{name}",
@@ -636,11 +696,11 @@ def _change_schema(name: str, *, summary: str, description: str, done: str, refu
             description=f"{description} 409 `{code}` when {refused}.",
             tags=["modelfiles"],
             parameters=[DOWNLOAD_ID],
-            request=None,
+            request=body,
             responses={
                 200: OpenApiResponse(DownloadSerializer, description=done),
                 409: OpenApiResponse(DownloadConflictSerializer, description=f"Refused (`{code}`): {refused}."),
-                **error_responses(401, 403, 404),
+                **errors,
             },
         )
     )
@@ -693,6 +753,160 @@ class DownloadResumeApi(DownloadChangeApi):
     change = staticmethod(download_resume)
     refusal = "This download is {status}, not paused: nothing to resume."
     refusal_code = "not_paused"
+
+
+class MoveSerializer(StrictSerializer):
+    to = serializers.ChoiceField(
+        choices=list(MOVES),
+        help_text="top: before every queued download; up, down: past one queued download (paused ones keep their "
+        "places).",
+    )
+
+
+class SpeedSerializer(StrictSerializer):
+    max_speed = StrictIntegerField(
+        allow_null=True, schema_range=(MIN_SPEED_LIMIT, MAX_SPEED_LIMIT), help_text=MAX_SPEED_HELP
+    )
+
+
+class DownloadBodyChangeApi(APIView):
+    """A POST with a JSON body that changes one download's place or limit through its service: 200 with the
+    download as it is then, or 409 with it as it is when its state does not allow the change."""
+
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"POST": ["modelfiles.pause_download"]}
+    body: type[StrictSerializer]
+    refusal = ""  # the 409's message, with {status}
+    refusal_code = ""
+
+    def change(self, *, download: Download, values: dict, by) -> bool:
+        raise NotImplementedError
+
+    def post(self, request: Request, download_id: str) -> Response:
+        download = _download_or_404(download_id)
+        serializer = self.body(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if not self.change(download=download, values=serializer.validated_data, by=request.user):
+            download.refresh_from_db()
+            raise _conflict(download, self.refusal.format(status=download.status), self.refusal_code)
+        return Response(DownloadSerializer(_download_or_404(download_id)).data)
+
+
+@_change_schema(
+    "move",
+    body=MoveSerializer,
+    summary="Move a queued or paused download in the queue",
+    description="Queued downloads start by priority, then in the order operators gave them, then oldest request "
+    "first. `top` puts it before every queued download, `up` and `down` move it past one. Moved past a download "
+    "of another priority, it takes that priority (shown in `priority`), so it stands where it was put. Already "
+    "first or last: no change, 200.",
+    done="Moved (its `priority` and `position` now).",
+    refused="it is not queued or paused",
+    code="not_waiting",
+)
+class DownloadMoveApi(DownloadBodyChangeApi):
+    body = MoveSerializer
+    refusal = "This download is {status}: only queued or paused downloads have a place in the queue."
+    refusal_code = "not_waiting"
+
+    def change(self, *, download: Download, values: dict, by) -> bool:
+        return download_move(download=download, to=values["to"], by=by)
+
+
+@_change_schema(
+    "speed",
+    body=SpeedSerializer,
+    summary="Set an active download's own bandwidth limit",
+    description=f"{MAX_SPEED_HELP} The global limit (`/api/modelfiles/limits`) applies as well: the download gets "
+    "the lower of the two.",
+    done="Set.",
+    refused="the download has finished",
+    code="not_active",
+)
+class DownloadSpeedApi(DownloadBodyChangeApi):
+    body = SpeedSerializer
+    refusal = "This download is {status}, not active: it has no speed to limit."
+    refusal_code = "not_active"
+
+    def change(self, *, download: Download, values: dict, by) -> bool:
+        return download_speed_set(download=download, max_speed=values["max_speed"], by=by)
+
+
+class LimitsSerializer(serializers.Serializer):
+    max_concurrent = serializers.IntegerField(
+        allow_null=True,
+        help_text="Downloads that may run at once over all workers (MODELDESK_MAX_CONCURRENT_DOWNLOADS); null: no "
+        "limit. More wait in the queue and start as slots free.",
+    )
+    worker_concurrent = serializers.IntegerField(
+        allow_null=True,
+        help_text="Downloads that may run at once on one worker (MODELDESK_WORKER_CONCURRENT_DOWNLOADS, as this "
+        "server is configured; each worker reads its own); null: no limit beyond its Celery processes.",
+    )
+    max_speed = serializers.IntegerField(
+        allow_null=True,
+        help_text="The global bandwidth limit in bytes per second, shared fairly by the running downloads (a download "
+        "held lower by its own limit leaves the rest to the others); null: none.",
+    )
+    max_speed_from_env = serializers.BooleanField(
+        help_text="True while nobody has set it here: MODELDESK_MAX_DOWNLOAD_SPEED's value."
+    )
+    running = serializers.IntegerField(help_text="Downloads transferring or verifying now.")
+    queued = serializers.IntegerField(help_text="Downloads waiting for a slot or a worker.")
+    updated_at = serializers.DateTimeField(allow_null=True, help_text="When the global limit was last set here.")
+    updated_by = serializers.CharField(allow_null=True, help_text="Who set it.")
+
+
+class LimitsChangeSerializer(StrictSerializer):
+    max_speed = StrictIntegerField(
+        allow_null=True,
+        schema_range=(MIN_SPEED_LIMIT, MAX_SPEED_LIMIT),
+        help_text=f"The global bandwidth limit. {MAX_SPEED_HELP}",
+    )
+
+
+def limits_data() -> dict:
+    limits = download_limits_now()
+    counts = download_counts()
+    return {
+        "max_concurrent": limits.max_concurrent,
+        "worker_concurrent": limits.worker_concurrent,
+        "max_speed": limits.max_speed,
+        "max_speed_from_env": limits.max_speed_from_env,
+        "running": counts["running"],
+        "queued": counts["queued"],
+        "updated_at": limits.updated_at,
+        "updated_by": limits.updated_by,
+    }
+
+
+class DownloadLimitsApi(APIView):
+    permission_classes = [RequiredPermissions]
+    required_permissions = {"GET": ["modelfiles.view_download"], "PUT": ["modelfiles.pause_download"]}
+
+    @extend_schema(
+        operation_id="modelfiles_limits_retrieve",
+        summary="The download limits",
+        tags=["modelfiles"],
+        responses={200: LimitsSerializer, **error_responses(401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(LimitsSerializer(limits_data()).data)
+
+    @extend_schema(
+        operation_id="modelfiles_limits_update",
+        summary="Change the global bandwidth limit",
+        description="Running transfers follow it within about a second. The concurrency limits are the server's "
+        "settings and are not changed here.",
+        tags=["modelfiles"],
+        request=LimitsChangeSerializer,
+        responses={200: LimitsSerializer, **error_responses(400, 401, 403, 415)},
+    )
+    def put(self, request: Request) -> Response:
+        serializer = LimitsChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        download_limits_set(max_speed=serializer.validated_data["max_speed"], by=request.user)
+        return Response(LimitsSerializer(limits_data()).data)
 
 
 class DownloadRetryApi(APIView):

@@ -19,6 +19,9 @@ urlpatterns = [
     path("modelfiles/status/<str:download_id>/retry", api.DownloadRetryApi.as_view(), name="download-retry"),
     path("modelfiles/status/<str:download_id>/pause", api.DownloadPauseApi.as_view(), name="download-pause"),
     path("modelfiles/status/<str:download_id>/resume", api.DownloadResumeApi.as_view(), name="download-resume"),
+    path("modelfiles/status/<str:download_id>/move", api.DownloadMoveApi.as_view(), name="download-move"),
+    path("modelfiles/status/<str:download_id>/speed", api.DownloadSpeedApi.as_view(), name="download-speed"),
+    path("modelfiles/limits", api.DownloadLimitsApi.as_view(), name="limits"),
     # After status/...: a download id such as "verify" must never reach a model file's view.
     path("modelfiles/<str:modelfile_id>/verify", api.ModelFileVerifyApi.as_view(), name="modelfile-verify"),
     path("modelfiles/<str:modelfile_id>/update", api.ModelFileUpdateApi.as_view(), name="modelfile-update"),

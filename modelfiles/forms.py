@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from crispy_forms.helper import FormHelper
@@ -10,9 +11,36 @@ from django import forms
 
 from aliases.validators import FILENAME_MAX, REPO_MAX, SNAPSHOT_MAX
 from modelfiles.cleanup import KINDS
+from modelfiles.models import Download
 from modelfiles.selectors import location_hosts
 
 DEFAULT_REVISION = "main"
+# Speeds are typed in MB/s as the pages show them (1 MB = 1024 × 1024 bytes, Django's filesizeformat).
+MB = 1024 * 1024
+
+
+def speed_field(label: str, help_text: str) -> forms.DecimalField:
+    return forms.DecimalField(
+        label=label,
+        required=False,
+        min_value=Decimal("0.01"),
+        max_value=Decimal("900000"),
+        decimal_places=2,
+        help_text=help_text,
+        widget=forms.NumberInput(
+            attrs={"step": "0.1", "min": "0.01", "placeholder": "no limit", "inputmode": "decimal"}
+        ),
+    )
+
+
+def speed_bytes(value: Decimal | None) -> int | None:
+    """A typed MB/s as bytes per second (None: no limit)."""
+    return None if value is None else int(value * MB)
+
+
+def speed_mb(bytes_per_second: int | None) -> str:
+    """Bytes per second as the MB/s a form field shows (empty: no limit)."""
+    return "" if bytes_per_second is None else f"{bytes_per_second / MB:.2f}".rstrip("0").rstrip(".")
 
 
 class PullForm(forms.Form):
@@ -46,6 +74,17 @@ class PullForm(forms.Form):
         help_text="The worker host whose cache the file goes to; any worker when not chosen.",
     )
 
+    priority = forms.TypedChoiceField(
+        label="Priority",
+        required=False,
+        coerce=int,
+        empty_value=Download.Priority.NORMAL,
+        initial=Download.Priority.NORMAL,
+        choices=[(value, label.capitalize()) for value, label in Download.Priority.choices],
+        help_text="Queued downloads start highest priority first, then in the order set on the downloads page.",
+    )
+    max_speed = speed_field("Speed limit (MB/s)", "Its own bandwidth limit; empty: only the global one.")
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         # Files per host: the worker hosts known now (each started worker lists its own).
@@ -66,10 +105,17 @@ class PullForm(forms.Form):
                 Div(Field("revision"), css_class="col-md-2"),
                 Div(Field("host"), css_class="col-md-2"),
             ]
-        self.helper.layout = Layout(Div(*fields, css_class="row"))
+        queue = [Div(Field("priority"), css_class="col-md-3"), Div(Field("max_speed"), css_class="col-md-3")]
+        self.helper.layout = Layout(Div(*fields, css_class="row"), Div(*queue, css_class="row"))
 
     def clean_revision(self) -> str:
         return self.cleaned_data.get("revision") or DEFAULT_REVISION
+
+
+class SpeedLimitForm(forms.Form):
+    """A bandwidth limit typed on the downloads page: the global one, or one download's."""
+
+    max_speed = speed_field("Speed limit (MB/s)", "Empty: no limit.")
 
 
 class RepoFilesForm(forms.Form):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from aliases.models import Alias
 from config.search import text_search
@@ -142,6 +142,14 @@ def download_limits_now() -> DownloadLimitsNow:
         max_speed_from_env=not changed,
         updated_at=row.updated_at if changed else None,
         updated_by=row.updated_by.get_username() if changed and row.updated_by else None,
+    )
+
+
+def download_counts() -> dict[str, int]:
+    """{"running": downloading or verifying, "queued": waiting to start}: one query."""
+    return Download.objects.aggregate(
+        running=Count("pk", filter=Q(status__in=Download.RUNNING)),
+        queued=Count("pk", filter=Q(status=Download.Status.QUEUED)),
     )
 
 

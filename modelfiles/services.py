@@ -441,8 +441,9 @@ def download_retry(*, download: Download, by: AbstractBaseUser | None) -> tuple[
 
 # --- queue order and limits (issue 11, item 3) -----------------------------------------------------------------------
 
-# A bandwidth limit below this would look like a stalled transfer.
+# A bandwidth limit below this would look like a stalled transfer; above the other, it is no limit at all.
 MIN_SPEED_LIMIT = 10_000
+MAX_SPEED_LIMIT = 10**12
 MOVES = ("top", "up", "down")
 
 
@@ -455,6 +456,8 @@ def _speed_problem(max_speed: int | None) -> str | None:
         return (
             f"At least {MIN_SPEED_LIMIT:,} bytes per second ({human_bytes(MIN_SPEED_LIMIT)}/s), or empty for no limit."
         )
+    if max_speed > MAX_SPEED_LIMIT:
+        return f"At most {MAX_SPEED_LIMIT:,} bytes per second, or empty for no limit."
     return None
 
 

@@ -27,7 +27,15 @@ from config.mixins import RoleRequiredMixin
 from config.tables import TableListView, safe_next, safe_url, vary_on_htmx, wants_fragment
 from modelfiles import cache, cleanup, hub
 from modelfiles.filters import DownloadFilter, ModelFileFilter
-from modelfiles.forms import CleanupForm, ModelFileDeleteForm, PullForm, RepoFilesForm
+from modelfiles.forms import (
+    CleanupForm,
+    ModelFileDeleteForm,
+    PullForm,
+    RepoFilesForm,
+    SpeedLimitForm,
+    speed_bytes,
+    speed_mb,
+)
 from modelfiles.gguf_header import split_name
 from modelfiles.models import Download, ModelFile
 from modelfiles.selectors import (
@@ -35,6 +43,7 @@ from modelfiles.selectors import (
     download_active,
     download_active_for,
     download_history,
+    download_limits_now,
     modelfile_alias_names,
     modelfile_list,
     modelfile_split_parts,
@@ -51,10 +60,13 @@ from modelfiles.services import (
     cache_cleanup_plan,
     download_cancel,
     download_kept_bytes,
+    download_limits_set,
+    download_move,
     download_pause,
     download_request,
     download_resume,
     download_retry,
+    download_speed_set,
     modelfile_check_updates,
     modelfile_delete,
     modelfile_repull,
@@ -210,6 +222,8 @@ class PullView(RoleRequiredMixin, View):
                 revision=values["revision"],
                 by=request.user,
                 host=values.get("host") or "",
+                priority=values["priority"],
+                max_speed=speed_bytes(values.get("max_speed")),
             )
         except ValidationError as exc:
             form.add_error(None, exc)
@@ -310,6 +324,9 @@ class ActiveRow:
     eta: str
     can_pause: bool
     can_resume: bool
+    can_move: bool
+    priority: str  # "high" or "low"; "" for normal, which goes without saying
+    speed_limit: str  # "limit 5 MB/s" when it has a limit of its own
 
     @classmethod
     def of(cls, download: Download) -> ActiveRow:
@@ -330,6 +347,11 @@ class ActiveRow:
             eta=f"ETA {human_duration(download.eta)}" if moving and download.eta is not None else "",
             can_pause=download.status in Download.PAUSABLE,
             can_resume=download.status == Download.Status.PAUSED,
+            can_move=download.status in Download.WAITING,
+            priority=""
+            if download.priority == Download.Priority.NORMAL
+            else Download.Priority(download.priority).label,
+            speed_limit=f"limit {human_speed(download.max_speed)}" if download.max_speed else "",
         )
 
 
@@ -374,7 +396,20 @@ class DownloadListView(TableListView):
         context = super().get_context_data(**kwargs)
         if not wants_fragment(self.request):
             context.update(active_context(self.request, next_url=self.request.get_full_path()))
+            context.update(limits_context(self.request))
         return context
+
+
+def limits_context(request: HttpRequest, form: SpeedLimitForm | None = None) -> dict[str, Any]:
+    """The limits panel above the Active section (not part of the poll: the limits change when someone sets them,
+    and the page they set them on reloads)."""
+    limits = download_limits_now()
+    return {
+        "limits": limits,
+        "limits_speed": human_speed(limits.max_speed) if limits.max_speed else "",
+        "limits_form": form or SpeedLimitForm(initial={"max_speed": speed_mb(limits.max_speed)}),
+        "can_limit": request.user.has_perm("modelfiles.pause_download"),
+    }
 
 
 class ActiveDownloadsView(RoleRequiredMixin, View):
@@ -428,7 +463,8 @@ def active_content(context: dict[str, Any]) -> list[str]:
         parts += [str(download.pk), download.status, row.state.key, row.state.label, row.state.detail, download.repo,
                   download.filename, download.revision, download.host, percent, row.bytes, row.speed, row.eta,
                   download.error_message, requested_by,
-                  str(download.waiting_for_worker), str(download.parts), str(download.part)]  # fmt: skip
+                  str(download.waiting_for_worker), str(download.parts), str(download.part),
+                  row.priority, row.speed_limit, str(row.can_move)]  # fmt: skip
     return parts
 
 
@@ -519,6 +555,97 @@ class DownloadResumeView(DownloadActionView):
         else:
             download.refresh_from_db()
             messages.warning(request, f"{_name(download)} is {download.status}, not paused: nothing to resume.")
+
+
+MOVE_WORDS = {"top": "to the top of the queue", "up": "up the queue", "down": "down the queue"}
+
+
+class DownloadMoveView(DownloadActionView):
+    """Top, Up and Down on a queued or paused download: one form, the pressed button's `to`."""
+
+    permission_required = "modelfiles.pause_download"
+
+    def act(self, request: HttpRequest, download: Download) -> None:
+        to = request.POST.get("to", "")
+        if to not in MOVE_WORDS:
+            messages.error(request, "Choose where to move it: top, up or down.")
+            return
+        if download_move(download=download, to=to, by=request.user):
+            download.refresh_from_db()
+            priority = Download.Priority(download.priority).label
+            messages.success(request, f"Moved {_name(download)} {MOVE_WORDS[to]} (priority {priority}).")
+        else:
+            download.refresh_from_db()
+            messages.warning(
+                request, f"{_name(download)} is {download.status}: only queued or paused downloads can be moved."
+            )
+
+
+class DownloadSpeedView(RoleRequiredMixin, View):
+    """One download's own bandwidth limit: a small page of its own (GET) and its POST, so the form is never in
+    the Active section, which redraws itself every second while someone types."""
+
+    permission_required = "modelfiles.pause_download"
+    http_method_names = ["get", "post", "head", "options"]
+    template_name = "modelfiles/download_speed.html"
+
+    def get(self, request: HttpRequest, pk: str) -> HttpResponse:
+        download = get_object_or_404(Download, pk=pk)
+        return self.page(request, download, SpeedLimitForm(initial={"max_speed": speed_mb(download.max_speed)}))
+
+    def post(self, request: HttpRequest, pk: str) -> HttpResponse:
+        download = get_object_or_404(Download, pk=pk)
+        form = SpeedLimitForm(data=request.POST)
+        if not form.is_valid():
+            return self.page(request, download, form, status=400)
+        max_speed = speed_bytes(form.cleaned_data["max_speed"])
+        try:
+            changed = download_speed_set(download=download, max_speed=max_speed, by=request.user)
+        except ValidationError as exc:
+            form.add_error("max_speed", exc.message_dict.get("max_speed", exc.messages))
+            return self.page(request, download, form, status=400)
+        if changed:
+            limit = f"at most {human_speed(max_speed)}" if max_speed else "no limit of its own"
+            messages.success(request, f"{_name(download)}: {limit}.")
+        else:
+            download.refresh_from_db()
+            messages.warning(request, f"{_name(download)} is {download.status}: it has no speed to limit.")
+        return _redirect_back(request, "modelfiles:downloads")
+
+    def page(self, request: HttpRequest, download: Download, form: SpeedLimitForm, *, status: int = 200):
+        context = {
+            "download": download,
+            "name": _name(download),
+            "form": form,
+            "global_speed": limits_context(request)["limits_speed"],
+            "next_url": safe_next(request) or reverse("modelfiles:downloads"),
+        }
+        return render(request, self.template_name, context, status=status)
+
+
+class DownloadLimitsView(RoleRequiredMixin, View):
+    """The global bandwidth limit, set from the limits panel of the downloads page."""
+
+    permission_required = "modelfiles.pause_download"
+    http_method_names = ["post", "options"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = SpeedLimitForm(data=request.POST)
+        if not form.is_valid():
+            errors = " ".join(error for errors in form.errors.values() for error in errors)
+            messages.error(request, f"The global speed limit was not changed: {errors}")
+            return _redirect_back(request, "modelfiles:downloads")
+        max_speed = speed_bytes(form.cleaned_data["max_speed"])
+        try:
+            download_limits_set(max_speed=max_speed, by=request.user)
+        except ValidationError as exc:
+            messages.error(request, f"The global speed limit was not changed: {' '.join(exc.messages)}")
+            return _redirect_back(request, "modelfiles:downloads")
+        if max_speed:
+            messages.success(request, f"Downloads now share at most {human_speed(max_speed)}.")
+        else:
+            messages.success(request, "Downloads now have no global speed limit.")
+        return _redirect_back(request, "modelfiles:downloads")
 
 
 class DownloadRetryView(DownloadActionView):

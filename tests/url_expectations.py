@@ -294,6 +294,13 @@ EXPECTATIONS: dict[str, Expectation] = {
     "modelfiles:download-pause": page(POST=OPERATOR_ROLES, answers={"POST": 302}),
     "modelfiles:download-resume": page(POST=OPERATOR_ROLES, kwargs={"pk": "paused_download"}, answers={"POST": 302}),
     "modelfiles:download-retry": page(POST=OPERATOR_ROLES, kwargs={"pk": "failed_download"}, answers={"POST": 302}),
+    # Queue order and limits: the same roles as pause. The sample is queued (move, speed); limits is the page's
+    # global bandwidth form. The speed page (GET) is the form, its POST sets 5 MB/s.
+    "modelfiles:download-move": page(POST=OPERATOR_ROLES, data={"POST": {"to": "top"}}, answers={"POST": 302}),
+    "modelfiles:download-speed": page(
+        GET=OPERATOR_ROLES, POST=OPERATOR_ROLES, data={"POST": {"max_speed": "5"}}, answers={"GET": 200, "POST": 302}
+    ),
+    "modelfiles:download-limits": page(POST=OPERATOR_ROLES, data={"POST": {"max_speed": "20"}}, answers={"POST": 302}),
     "modelfiles:verify": page(POST=OPERATOR_ROLES, kwargs={"pk": "modelfile_pk"}, answers={"POST": 302}),
     "modelfiles:verification": page(GET=READ_ROLES, kwargs={"pk": "modelfile_pk"}),
     # The sample file is not corrupt: the re-pull is refused with a message (302 back to the list).
@@ -342,6 +349,13 @@ EXPECTATIONS: dict[str, Expectation] = {
     ),
     "modelfiles_api:download-retry": api(
         POST=OPERATOR_ROLES, kwargs={"download_id": "failed_download"}, answers={"POST": 200}
+    ),
+    "modelfiles_api:download-move": api(POST=OPERATOR_ROLES, data={"POST": {"to": "top"}}, answers={"POST": 200}),
+    "modelfiles_api:download-speed": api(
+        POST=OPERATOR_ROLES, data={"POST": {"max_speed": 5_000_000}}, answers={"POST": 200}
+    ),
+    "modelfiles_api:limits": api(
+        GET=READ_ROLES, PUT=OPERATOR_ROLES, data={"PUT": {"max_speed": 20_000_000}}, answers={"GET": 200, "PUT": 200}
     ),
     "api-schema": api(GET=READ_ROLES),
     # The Swagger UI page, and the start-up script the same view serves at ?script= (kept out of the page for the

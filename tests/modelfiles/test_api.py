@@ -42,6 +42,9 @@ DOWNLOAD_KEYS = {
     "parts",
     "part",
     "host",
+    "priority",
+    "position",
+    "max_speed",
 }
 PULL = {"repo": "acme/Tiny-GGUF", "filename": "tiny.Q4_K_M.gguf", "revision": "main"}
 
@@ -220,8 +223,8 @@ def test_pull_checks_types_and_required_fields(operator_client, payload, param):
 
 
 def test_pull_refuses_unknown_fields(operator_client):
-    response = post_json(operator_client, PULL_URL, {**PULL, "priority": "high"})
-    assert_error(response, 400, "invalid_request_error", code="unknown_field", param="priority")
+    response = post_json(operator_client, PULL_URL, {**PULL, "urgency": "high"})
+    assert_error(response, 400, "invalid_request_error", code="unknown_field", param="urgency")
     assert not Download.objects.exists()
 
 

@@ -28,7 +28,7 @@ def speed_field(label: str, help_text: str) -> forms.DecimalField:
         decimal_places=2,
         help_text=help_text,
         widget=forms.NumberInput(
-            attrs={"step": "0.1", "min": "0.01", "placeholder": "no limit", "inputmode": "decimal"}
+            attrs={"step": "any", "min": "0.01", "placeholder": "no limit", "inputmode": "decimal"}
         ),
     )
 

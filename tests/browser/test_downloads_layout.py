@@ -154,6 +154,9 @@ def test_nothing_on_the_downloads_page_is_hidden(new_context, operator, viewport
     expect(active.filter(has_text="Phi-3-mini")).to_contain_text("place 1 in the queue")
     expect(active.filter(has_text="gemma-2-9b")).to_contain_text("keeps place 1 in the queue")
     expect(active.filter(has_text="gemma-2-9b").get_by_role("button", name="Resume")).to_be_visible()
+    for name in ("Top", "Up", "Down"):  # queue order (issue 11 item 3), in the narrow cards too
+        expect(active.filter(has_text="Phi-3-mini").get_by_role("button", name=name)).to_be_visible()
+    expect(page.get_by_test_id("download-limits")).to_be_visible()
     if width < 768:
         # Cards: each cell says what it is, the table header is not shown.
         expect(page.locator("#download-rows thead")).to_be_hidden()

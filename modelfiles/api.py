@@ -742,8 +742,8 @@ class DownloadPauseApi(DownloadChangeApi):
 @_change_schema(
     "resume",
     summary="Resume a paused download",
-    description="Queues it again in the place it had (the queue is worked oldest request first); the worker "
-    "continues the partial file with a Range request and checks the whole file's sha256 at the end.",
+    description="Queues it again in the place it had (its priority and its place in the operators' order); the "
+    "worker continues the partial file with a Range request and checks the whole file's sha256 at the end.",
     done="Queued again.",
     refused="the download is not paused",
     code="not_paused",

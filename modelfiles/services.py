@@ -384,7 +384,7 @@ def download_pause(*, download: Download, by: AbstractBaseUser | None) -> bool:
 
 @transaction.atomic
 def download_resume(*, download: Download, by: AbstractBaseUser | None) -> bool:
-    """Queue a paused download again. It keeps its place (the queue is worked oldest request first, see
+    """Queue a paused download again. It keeps its place (its priority and position, see Download.QUEUE_ORDER and
     `download_run_next`) and continues its partial file with a Range request. False when it was not paused."""
     changed = Download.objects.filter(pk=download.pk, status=Download.Status.PAUSED).update(
         status=Download.Status.QUEUED, updated_at=timezone.now(), enqueued_at=None, notice_pending=False

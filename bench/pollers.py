@@ -3,11 +3,13 @@ pull, against the same pull with nobody watching, in one run.
 
     .venv/bin/python bench/pollers.py [--pollers 100] [--seconds 30] [--rate 4MiB] [--sqlite] [--write FILE]
 
-Set up: PostgreSQL (DATABASE_URL, else the local database `bench_pollers`, created when missing) and Redis
-(CELERY_BROKER_URL, else database 12 of the local server); `--sqlite` uses a fresh SQLite file and the on-disk
-broker instead. The test Hub (`tests/hub/server.py`, its own process) serves a generated file throttled to --rate
-bytes per second, sized so that a pull lasts about --seconds; gunicorn serves `config.wsgi` with 2 workers
-(DEBUG off); each pull is made by a real Celery worker started for it, into an empty cache.
+Set up: PostgreSQL (DATABASE_URL, else the local database `bench_pollers`, created when missing; connections kept
+60 s as the README's gunicorn line does, unless DB_CONN_MAX_AGE says otherwise) and Redis (CELERY_BROKER_URL, else
+database 12 of the local server, and CACHE_URL for the cache, else its database 13); `--sqlite` uses a fresh SQLite
+file, the on-disk broker and each process's own memory as the cache instead (the embedded setup). The test Hub
+(`tests/hub/server.py`, its own process) serves a generated file throttled to --rate bytes per second, sized so
+that a pull lasts about --seconds; gunicorn serves `config.wsgi` with 2 workers (DEBUG off); each pull is made by
+a real Celery worker started for it, into an empty model cache.
 
 1. The pull with nobody watching, timed from the API call until the Download row says completed.
 2. The same pull again; as soon as it is queued, --pollers simulated browsers (asyncio + httpx, one client and
@@ -24,7 +26,7 @@ bytes per second, sized so that a pull lasts about --seconds; gunicorn serves `c
    (pg_stat_database; each query outside a transaction is one, so this is about the queries per request).
 
 `--write FILE` puts the figures in this benchmark's section of FILE under a heading naming the database, the
-broker and --label: a run under the same conditions replaces its figures, others stay beside them.
+broker, the cache and --label: a run under the same conditions replaces its figures, others stay beside them.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ from tests.hub.server import FakeHubProcess  # noqa: E402
 TITLE = "## Live pages under 100 pollers (`bench/pollers.py`)"
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/bench_pollers"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/12"
+DEFAULT_CACHE = "redis://127.0.0.1:6379/13"
 GUNICORN_WORKERS = 2
 # A browser waits as long as it takes (htmx sets no timeout); gunicorn gives up on a request after 30 s.
 REQUEST_TIMEOUT = 30.0
@@ -216,9 +219,9 @@ def transactions() -> int | None:
 
 
 def settled_transactions() -> int | None:
-    # Other backends report their counts when they end or at most every second; every backend of the run has
-    # ended (gunicorn closes its connection after each request, the worker has stopped) a moment after the pull.
-    time.sleep(1.5)
+    # Other backends report their counts when they end, and an idle one that keeps its connection (gunicorn with
+    # DB_CONN_MAX_AGE) within 10 s (PostgreSQL 15's idle stats interval); the worker has stopped by now.
+    time.sleep(11)
     return transactions()
 
 
@@ -242,11 +245,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modeldesk-bench-pollers-"))
     load_before = os.getloadavg()
     if args.sqlite:
-        services = {"DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}"}
+        services = {"DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}", "CACHE_URL": "", "REDIS_URL": ""}
     else:
         services = {
             "DATABASE_URL": os.environ.get("DATABASE_URL", DEFAULT_DATABASE),
             "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", DEFAULT_BROKER),
+            "CACHE_URL": os.environ.get("CACHE_URL", DEFAULT_CACHE),
+            "DB_CONN_MAX_AGE": os.environ.get("DB_CONN_MAX_AGE", "60"),
         }
         if "DATABASE_URL" not in os.environ:
             ensure_postgres_database(services["DATABASE_URL"])
@@ -267,6 +272,7 @@ def main() -> None:
     load_after = os.getloadavg()
     database = services["DATABASE_URL"].split("://")[0]
     broker = services.get("CELERY_BROKER_URL", "filesystem (embedded)").split("://")[0]
+    cache = (services["CACHE_URL"] or "memory of each process").split("://")[0]
     busy = max(load_before[0], load_after[0]) >= 2  # more runnable processes than cores
     note = (
         ": it was busy with other work (tests, browsers, other benchmarks), which took CPU from the server, the "
@@ -284,7 +290,9 @@ def main() -> None:
         options = (" --sqlite" if args.sqlite else "") + (f" --label '{args.label}'" if args.label else "")
         command = (f".venv/bin/python bench/pollers.py --pollers {args.pollers} --seconds {args.seconds:g} "
                    f"--rate {args.rate}{options}")  # fmt: skip
-        subheading = "### " + ", ".join(filter(None, [args.label, f"database {database}", f"broker {broker}"]))
+        subheading = "### " + ", ".join(
+            filter(None, [args.label, f"database {database}", f"broker {broker}", f"cache {cache}"])
+        )
         replace_subsection(
             args.write, heading=TITLE, intro=METHOD, subheading=subheading,
             body=f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `{command}`\n\n{body}",

@@ -97,6 +97,9 @@ class Tally:
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     poll_answered_at: list[float] = field(default_factory=list)
+    # (answered at, seconds) of each answered poll: the latencies while the crowd only polled, apart from the
+    # first second's page loads and the reloads at the end.
+    poll_timeline: list[tuple[float, float]] = field(default_factory=list)
     pages_loaded_at: list[float] = field(default_factory=list)
     changed_events: int = 0
 
@@ -148,7 +151,9 @@ class Poller:
             response = await self.request("poll", poll_url, ok=(200, 304), **headers)
             if response is None:
                 continue  # htmx keeps the old fragment, whose timer polls again
-            self.tally.poll_answered_at.append(time.perf_counter())
+            answered_at = time.perf_counter()
+            self.tally.poll_answered_at.append(answered_at)
+            self.tally.poll_timeline.append((answered_at, self.tally.seconds["poll"][-1]))
             etag = response.headers.get("ETag", etag)
             if response.status_code == 200:
                 poll_url = attribute(response.text, "active-downloads", "hx-get")
@@ -381,6 +386,7 @@ def table(
     window = ended - everyone_polling
     served = sum(everyone_polling <= at <= ended for at in tally.poll_answered_at) / window
     polls = tally.seconds["poll"]
+    steady = [seconds for at, seconds in tally.poll_timeline if everyone_polling + 1 <= at <= ended - 1]
 
     def ms(values: list[float], share: float) -> str:
         return f"{percentile(values, share) * 1000:.0f}" if values else "–"
@@ -408,7 +414,9 @@ def table(
         f"{ratio:.2f} |",
         "",
         f"- Polls: {len(polls):,} answered, {tally.statuses['poll', 200]:,} with 200 (rendered) and "
-        f"{tally.statuses['poll', 304]:,} with 304; max {ms(polls, 1.0)} ms.",
+        f"{tally.statuses['poll', 304]:,} with 304; max {ms(polls, 1.0)} ms. Only those answered from 1 s after the "
+        f"last page load until 1 s before the pull ended ({len(steady):,}): p50 / p95 / p99 {ms(steady, 0.5)} / "
+        f"{ms(steady, 0.95)} / {ms(steady, 0.99)} ms, max {ms(steady, 1.0)} ms.",
         f"- Page loads: {len(tally.seconds['page'])}, p50 / p95 {ms(tally.seconds['page'], 0.5)} / "
         f"{ms(tally.seconds['page'], 0.95)} ms. Reloads on `downloads-changed` (history table, dashboard summary): "
         f"{tally.changed_events} events, p50 / p95 {ms(tally.seconds['reload'], 0.5)} / "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.core.cache import caches
@@ -31,13 +31,21 @@ def fragment_key(template: str, parts: Iterable[str]) -> str:
     return f"fragment:{digest}"
 
 
-def shared_fragment(request: HttpRequest, template: str, context: Mapping[str, Any], *, parts: Iterable[str]) -> str:
+def shared_fragment(
+    request: HttpRequest,
+    template: str,
+    context: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+    *,
+    parts: Iterable[str],
+) -> str:
     """`template` rendered with `context`, from the cache when the same `parts` were rendered before; `parts` must
-    name everything the markup depends on except the CSRF token."""
+    name everything the markup depends on except the CSRF token. A callable `context` is called only to render
+    (when gathering it costs queries that a copy from the cache does without)."""
     cache = caches[CACHE_ALIAS]
     key = fragment_key(template, parts)
     html = cache.get(key)
     if html is None:
-        html = render_to_string(template, {**context, "csrf_token": _CSRF_PLACEHOLDER})
+        values = context() if callable(context) else context
+        html = render_to_string(template, {**values, "csrf_token": _CSRF_PLACEHOLDER})
         cache.set(key, html, FRAGMENT_SECONDS)
     return html.replace(_CSRF_PLACEHOLDER, get_token(request)) if _CSRF_PLACEHOLDER in html else html

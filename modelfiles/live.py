@@ -38,12 +38,17 @@ def downloads_changed() -> None:
         transaction.on_commit(_new_version)
 
 
+def downloads_version() -> str:
+    """Changes whenever Download rows are written (through the ORM, in any process sharing the cache)."""
+    return caches[CACHE_ALIAS].get(VERSION_KEY) or "none"
+
+
 def download_active_shared() -> list:
     """`download_active()`, kept in the cache for everyone until the rows change (or SNAPSHOT_SECONDS pass)."""
     from modelfiles.selectors import download_active
 
     cache = caches[CACHE_ALIAS]
-    key = f"downloads:active:{cache.get(VERSION_KEY) or 'none'}"
+    key = f"downloads:active:{downloads_version()}"
     rows = cache.get(key)
     if rows is None:
         rows = download_active()

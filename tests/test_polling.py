@@ -178,3 +178,25 @@ def test_a_change_renders_once_more_for_everyone(client_for, make_user, fresh_fr
     answers = [poll(client) for client in viewers]
     assert [bool(answer.templates) for answer in answers] == [True, False, False]
     assert all(b"600 bytes" in answer.content for answer in answers)
+
+
+def test_a_rendering_kept_by_another_process_carries_this_visitors_token(client_for, make_user, fresh_fragments):
+    import importlib
+
+    from config import fragments
+
+    make_download(status=Download.Status.DOWNLOADING, bytes_total=1000, bytes_done=100, speed=50.0)
+    olga_client, otto_client = client_for(make_user("operator", "olga")), client_for(make_user("operator", "otto"))
+    otto_client.get(DOWNLOADS_URL)
+    assert poll(olga_client).templates
+    # As a second web process sees it: the module imported afresh, the rendering read from the shared cache.
+    importlib.reload(fragments)
+    served = poll(otto_client)
+    assert not served.templates
+    assert b"csrf-placeholder" not in served.content
+    token = re.findall(rb'name="csrfmiddlewaretoken" value="([^"]+)"', served.content)[0].decode()
+    strict = Client(enforce_csrf_checks=True)
+    strict.cookies = otto_client.cookies
+    pause = strict.post(reverse("modelfiles:download-pause", args=[Download.objects.get().pk]),
+                        {"csrfmiddlewaretoken": token, "next": DOWNLOADS_URL})  # fmt: skip
+    assert pause.status_code == 302

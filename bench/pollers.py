@@ -433,7 +433,9 @@ def table(
 
 
 METHOD = """\
-Method: PostgreSQL and Redis on this machine; gunicorn serving `config.wsgi` with 2 workers (sync, DEBUG off);
+Method: PostgreSQL and Redis on this machine (Redis as the broker and, since the runs "from the cache", as the
+cache: `CACHE_URL`; database connections kept 60 s, `DB_CONN_MAX_AGE=60`, as the README's gunicorn line has it);
+gunicorn serving `config.wsgi` with 2 workers (sync, DEBUG off);
 the test Hub in its own process, throttled so that a pull of the generated file lasts about `--seconds`; each
 pull by a real Celery worker into an empty cache, timed from `POST /api/modelfiles/pull` until the row says
 completed (with the Hub throttled, the speed ratio says whether the worker keeps that pace under the crowd; a
@@ -445,7 +447,9 @@ previous answer arrived, with `HX-Request`, `HX-Current-URL` and `If-None-Match`
 `downloads-changed` trigger makes it reload the history table or the dashboard summary. Latencies are as the
 pollers saw them (their event loop shares the two cores with the server, the worker, the Hub and the
 databases). "Polls answered per second" counts the answers between the moment the last page finished loading
-and the end of the pull; with htmx's timing (next poll 1 s after the answer) a poller that waits L seconds for
+and the end of the pull (the latencies of the polls answered from 1 s after that moment until 1 s before the end
+are given apart: they leave out the first second's page loads and the last polls, queued behind the reloads);
+with htmx's timing (next poll 1 s after the answer) a poller that waits L seconds for
 each answer polls 1/(1 + L) times a second, so 100 is reached only when answers are near-instant. On a busy
 machine the rate and the latencies mostly measure the wait for a core; gunicorn's CPU per request, the 200/304
 split and the transactions per request are steadier, and they are what serving the fragment from a cache

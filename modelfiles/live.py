@@ -16,10 +16,13 @@ SNAPSHOT_SECONDS later, within a poll interval: the kept rows run out by then.
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from django.core.cache import caches
 from django.db import transaction
+
+logger = logging.getLogger(__name__)
 
 CACHE_ALIAS = "default"
 VERSION_KEY = "downloads:active:version"
@@ -28,7 +31,11 @@ SNAPSHOT_SECONDS = 1
 
 def _new_version() -> None:
     # No expiry: a version that ran out would be taken up again by whatever rows were kept under "none".
-    caches[CACHE_ALIAS].set(VERSION_KEY, secrets.token_hex(8), None)
+    try:
+        caches[CACHE_ALIAS].set(VERSION_KEY, secrets.token_hex(8), None)
+    except Exception:  # a cache that does not answer must not fail the write (a worker's progress, a pull)
+        logger.warning("could not mark the downloads changed in the cache; polls see them within %s s",
+                       SNAPSHOT_SECONDS, exc_info=True)  # fmt: skip
 
 
 def downloads_changed() -> None:

@@ -3,11 +3,13 @@ pull, against the same pull with nobody watching, in one run.
 
     .venv/bin/python bench/pollers.py [--pollers 100] [--seconds 30] [--rate 4MiB] [--sqlite] [--write FILE]
 
-Set up: PostgreSQL (DATABASE_URL, else the local database `bench_pollers`, created when missing) and Redis
-(CELERY_BROKER_URL, else database 12 of the local server); `--sqlite` uses a fresh SQLite file and the on-disk
-broker instead. The test Hub (`tests/hub/server.py`, its own process) serves a generated file throttled to --rate
-bytes per second, sized so that a pull lasts about --seconds; gunicorn serves `config.wsgi` with 2 workers
-(DEBUG off); each pull is made by a real Celery worker started for it, into an empty cache.
+Set up: PostgreSQL (DATABASE_URL, else the local database `bench_pollers`, created when missing; connections kept
+60 s as the README's gunicorn line does, unless DB_CONN_MAX_AGE says otherwise) and Redis (CELERY_BROKER_URL, else
+database 12 of the local server, and CACHE_URL for the cache, else its database 13); `--sqlite` uses a fresh SQLite
+file, the on-disk broker and each process's own memory as the cache instead (the embedded setup). The test Hub
+(`tests/hub/server.py`, its own process) serves a generated file throttled to --rate bytes per second, sized so
+that a pull lasts about --seconds; gunicorn serves `config.wsgi` with 2 workers (DEBUG off); each pull is made by
+a real Celery worker started for it, into an empty model cache.
 
 1. The pull with nobody watching, timed from the API call until the Download row says completed.
 2. The same pull again; as soon as it is queued, --pollers simulated browsers (asyncio + httpx, one client and
@@ -24,7 +26,7 @@ bytes per second, sized so that a pull lasts about --seconds; gunicorn serves `c
    (pg_stat_database; each query outside a transaction is one, so this is about the queries per request).
 
 `--write FILE` puts the figures in this benchmark's section of FILE under a heading naming the database, the
-broker and --label: a run under the same conditions replaces its figures, others stay beside them.
+broker, the cache and --label: a run under the same conditions replaces its figures, others stay beside them.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ from tests.hub.server import FakeHubProcess  # noqa: E402
 TITLE = "## Live pages under 100 pollers (`bench/pollers.py`)"
 DEFAULT_DATABASE = "postgres://postgres@127.0.0.1:5432/bench_pollers"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/12"
+DEFAULT_CACHE = "redis://127.0.0.1:6379/13"
 GUNICORN_WORKERS = 2
 # A browser waits as long as it takes (htmx sets no timeout); gunicorn gives up on a request after 30 s.
 REQUEST_TIMEOUT = 30.0
@@ -94,6 +97,9 @@ class Tally:
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     poll_answered_at: list[float] = field(default_factory=list)
+    # (answered at, seconds) of each answered poll: the latencies while the crowd only polled, apart from the
+    # first second's page loads and the reloads at the end.
+    poll_timeline: list[tuple[float, float]] = field(default_factory=list)
     pages_loaded_at: list[float] = field(default_factory=list)
     changed_events: int = 0
 
@@ -145,7 +151,9 @@ class Poller:
             response = await self.request("poll", poll_url, ok=(200, 304), **headers)
             if response is None:
                 continue  # htmx keeps the old fragment, whose timer polls again
-            self.tally.poll_answered_at.append(time.perf_counter())
+            answered_at = time.perf_counter()
+            self.tally.poll_answered_at.append(answered_at)
+            self.tally.poll_timeline.append((answered_at, self.tally.seconds["poll"][-1]))
             etag = response.headers.get("ETag", etag)
             if response.status_code == 200:
                 poll_url = attribute(response.text, "active-downloads", "hx-get")
@@ -216,9 +224,9 @@ def transactions() -> int | None:
 
 
 def settled_transactions() -> int | None:
-    # Other backends report their counts when they end or at most every second; every backend of the run has
-    # ended (gunicorn closes its connection after each request, the worker has stopped) a moment after the pull.
-    time.sleep(1.5)
+    # Other backends report their counts when they end, and an idle one that keeps its connection (gunicorn with
+    # DB_CONN_MAX_AGE) within 10 s (PostgreSQL 15's idle stats interval); the worker has stopped by now.
+    time.sleep(11)
     return transactions()
 
 
@@ -242,11 +250,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modeldesk-bench-pollers-"))
     load_before = os.getloadavg()
     if args.sqlite:
-        services = {"DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}"}
+        services = {"DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}", "CACHE_URL": "", "REDIS_URL": ""}
     else:
         services = {
             "DATABASE_URL": os.environ.get("DATABASE_URL", DEFAULT_DATABASE),
             "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", DEFAULT_BROKER),
+            "CACHE_URL": os.environ.get("CACHE_URL", DEFAULT_CACHE),
+            "DB_CONN_MAX_AGE": os.environ.get("DB_CONN_MAX_AGE", "60"),
         }
         if "DATABASE_URL" not in os.environ:
             ensure_postgres_database(services["DATABASE_URL"])
@@ -267,6 +277,7 @@ def main() -> None:
     load_after = os.getloadavg()
     database = services["DATABASE_URL"].split("://")[0]
     broker = services.get("CELERY_BROKER_URL", "filesystem (embedded)").split("://")[0]
+    cache = (services["CACHE_URL"] or "memory of each process").split("://")[0]
     busy = max(load_before[0], load_after[0]) >= 2  # more runnable processes than cores
     note = (
         ": it was busy with other work (tests, browsers, other benchmarks), which took CPU from the server, the "
@@ -284,7 +295,9 @@ def main() -> None:
         options = (" --sqlite" if args.sqlite else "") + (f" --label '{args.label}'" if args.label else "")
         command = (f".venv/bin/python bench/pollers.py --pollers {args.pollers} --seconds {args.seconds:g} "
                    f"--rate {args.rate}{options}")  # fmt: skip
-        subheading = "### " + ", ".join(filter(None, [args.label, f"database {database}", f"broker {broker}"]))
+        subheading = "### " + ", ".join(
+            filter(None, [args.label, f"database {database}", f"broker {broker}", f"cache {cache}"])
+        )
         replace_subsection(
             args.write, heading=TITLE, intro=METHOD, subheading=subheading,
             body=f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `{command}`\n\n{body}",
@@ -373,6 +386,7 @@ def table(
     window = ended - everyone_polling
     served = sum(everyone_polling <= at <= ended for at in tally.poll_answered_at) / window
     polls = tally.seconds["poll"]
+    steady = [seconds for at, seconds in tally.poll_timeline if everyone_polling + 1 <= at <= ended - 1]
 
     def ms(values: list[float], share: float) -> str:
         return f"{percentile(values, share) * 1000:.0f}" if values else "–"
@@ -400,7 +414,9 @@ def table(
         f"{ratio:.2f} |",
         "",
         f"- Polls: {len(polls):,} answered, {tally.statuses['poll', 200]:,} with 200 (rendered) and "
-        f"{tally.statuses['poll', 304]:,} with 304; max {ms(polls, 1.0)} ms.",
+        f"{tally.statuses['poll', 304]:,} with 304; max {ms(polls, 1.0)} ms. Only those answered from 1 s after the "
+        f"last page load until 1 s before the pull ended ({len(steady):,}): p50 / p95 / p99 {ms(steady, 0.5)} / "
+        f"{ms(steady, 0.95)} / {ms(steady, 0.99)} ms, max {ms(steady, 1.0)} ms.",
         f"- Page loads: {len(tally.seconds['page'])}, p50 / p95 {ms(tally.seconds['page'], 0.5)} / "
         f"{ms(tally.seconds['page'], 0.95)} ms. Reloads on `downloads-changed` (history table, dashboard summary): "
         f"{tally.changed_events} events, p50 / p95 {ms(tally.seconds['reload'], 0.5)} / "
@@ -417,7 +433,9 @@ def table(
 
 
 METHOD = """\
-Method: PostgreSQL and Redis on this machine; gunicorn serving `config.wsgi` with 2 workers (sync, DEBUG off);
+Method: PostgreSQL and Redis on this machine (Redis as the broker and, since the runs "from the cache", as the
+cache: `CACHE_URL`; database connections kept 60 s, `DB_CONN_MAX_AGE=60`, as the README's gunicorn line has it);
+gunicorn serving `config.wsgi` with 2 workers (sync, DEBUG off);
 the test Hub in its own process, throttled so that a pull of the generated file lasts about `--seconds`; each
 pull by a real Celery worker into an empty cache, timed from `POST /api/modelfiles/pull` until the row says
 completed (with the Hub throttled, the speed ratio says whether the worker keeps that pace under the crowd; a
@@ -429,7 +447,9 @@ previous answer arrived, with `HX-Request`, `HX-Current-URL` and `If-None-Match`
 `downloads-changed` trigger makes it reload the history table or the dashboard summary. Latencies are as the
 pollers saw them (their event loop shares the two cores with the server, the worker, the Hub and the
 databases). "Polls answered per second" counts the answers between the moment the last page finished loading
-and the end of the pull; with htmx's timing (next poll 1 s after the answer) a poller that waits L seconds for
+and the end of the pull (the latencies of the polls answered from 1 s after that moment until 1 s before the end
+are given apart: they leave out the first second's page loads and the last polls, queued behind the reloads);
+with htmx's timing (next poll 1 s after the answer) a poller that waits L seconds for
 each answer polls 1/(1 + L) times a second, so 100 is reached only when answers are near-instant. On a busy
 machine the rate and the latencies mostly measure the wait for a core; gunicorn's CPU per request, the 200/304
 split and the transactions per request are steadier, and they are what serving the fragment from a cache

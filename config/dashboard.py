@@ -7,16 +7,20 @@ Read-only, a handful of queries and one statvfs; the active downloads come from 
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.contrib.auth.context_processors import PermWrapper
 from django.db.models import Count, Q
 from django.http import HttpRequest
 
 from aliases.models import Alias
 from config.formatting import human_size
+from config.fragments import shared_fragment
 from modelfiles.cache import hub_dir
+from modelfiles.live import downloads_version
 from modelfiles.models import Download
 from modelfiles.selectors import download_recent_failures, modelfile_storage
 
@@ -24,6 +28,17 @@ RECENT_FAILURES = 5
 # Below either of these the dashboard warns that pulls may fail for lack of room.
 LOW_FREE_BYTES = 10 * 1000**3
 LOW_FREE_RATIO = 0.10
+SUMMARY_TEMPLATE = "dashboard/partials/_summary.html"
+# A reload of the summary is rendered once per change of the downloads for everyone with the same buttons; what
+# changes without a download (alias counts, the disk, "failed 3 minutes ago") is at most this old.
+SUMMARY_SECONDS = 2
+# What about the viewer the summary's markup depends on.
+SUMMARY_PERMISSIONS = (
+    "modelfiles.retry_download",
+    "modelfiles.request_download",
+    "aliases.add_alias",
+    "modelfiles.delete_modelfile",
+)
 
 
 @dataclass(frozen=True)
@@ -115,3 +130,22 @@ def dashboard_summary(request: HttpRequest) -> dict[str, Any]:
         "can_pull": user.has_perm("modelfiles.request_download"),
         "can_add_alias": user.has_perm("aliases.add_alias"),
     }
+
+
+def dashboard_summary_html(request: HttpRequest) -> str:
+    """The summary alone, as the dashboard reloads it when the downloads change: a hundred viewers reload it in the
+    same second, and it is rendered once for all who have the same buttons. Only for a cache shared by every process
+    and worker (settings.CACHE_SHARED), where a download that ends renews the downloads' version for everyone; with
+    a cache of each process's own, the web server would not hear of it and could serve the summary from before."""
+    user = request.user
+
+    def context() -> dict[str, Any]:
+        return {**dashboard_summary(request), "perms": PermWrapper(user), "request": request}
+
+    parts = [
+        downloads_version(),
+        str(int(time.time() // SUMMARY_SECONDS)),
+        request.get_full_path(),
+        *(str(user.has_perm(permission)) for permission in SUMMARY_PERMISSIONS),
+    ]
+    return shared_fragment(request, SUMMARY_TEMPLATE, context, parts=parts)

@@ -63,7 +63,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Django's, with the signed-in user and their permissions read from the cache (config/accounts/middleware.py).
+    "config.accounts.middleware.CachedAuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Oversized bodies (413) and NUL in a path, query or form (400), before any view reads them.
     "config.middleware.RequestLimitsMiddleware",
@@ -133,6 +134,34 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=60 * 60 * 12)
+
+# The cache (fragments, sessions, signed-in users, the active downloads; README "Production"): Redis when CACHE_URL
+# (django-environ's form, e.g. redis://host:6379/1) or REDIS_URL names one, shared by every web process and worker;
+# else memory of each process, which needs no service. A poll then costs cache lookups, not queries (issue 12).
+_cache_url = env("CACHE_URL", default="") or env("REDIS_URL", default="")
+CACHES = {"default": env.cache_url_config(_cache_url) if _cache_url else {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}  # fmt: skip
+CACHES["default"]["KEY_PREFIX"] = env("CACHE_KEY_PREFIX", default="modeldesk")
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    # A Redis that stops answering fails a request in about a second instead of holding it.
+    CACHES["default"].setdefault("OPTIONS", {}).update(
+        dict.fromkeys(("socket_timeout", "socket_connect_timeout"), env.float("CACHE_TIMEOUT_SECONDS", default=1.0))
+    )
+CACHE_SHARED = CACHES["default"]["BACKEND"] not in (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+# Sessions are read from the cache when every process shares it (a sign-out there ends the session everywhere at
+# once) and written through to the database, so a cache that restarts signs nobody out. A cache of each process's
+# own memory would keep a session another process ended: the database alone then.
+SESSION_ENGINE = env(
+    "SESSION_ENGINE",
+    default="django.contrib.sessions.backends.cached_db" if CACHE_SHARED else "django.contrib.sessions.backends.db",
+)
+# How long a signed-in user and their permissions are kept in the cache at most (config/accounts/middleware.py).
+# A change made through Django (the Users page, the admin, manage.py, a role change) drops the entry at once for
+# every process sharing the cache; this bounds what else could be missed (raw SQL, another process's memory).
+AUTH_CACHE_SECONDS = env.int("MODELDESK_AUTH_CACHE_SECONDS", default=10)
 # The largest request body accepted, in bytes (API JSON and forms alike); larger ones get 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MODELDESK_MAX_BODY_BYTES", default=2**20)
 

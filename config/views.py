@@ -16,7 +16,7 @@ from django.views.decorators.http import require_safe
 
 from config import api
 from config.accounts.forms import SignInForm
-from config.dashboard import dashboard_summary
+from config.dashboard import dashboard_summary, dashboard_summary_html
 from config.health.selectors import workers_seen
 from modelfiles.views import active_context
 
@@ -27,11 +27,13 @@ logger = logging.getLogger(__name__)
 @require_safe  # under login_required: signed-out visitors go to the login page whatever the method
 def home(request: HttpRequest) -> HttpResponse:
     """The dashboard. Its summary reloads alone (an htmx GET of this URL) when the active downloads change."""
-    context = dashboard_summary(request)
     htmx = request.htmx
-    if htmx and not htmx.history_restore_request:
-        response = render(request, "dashboard/partials/_summary.html", context)
+    if htmx and not htmx.history_restore_request and settings.CACHE_SHARED:
+        response = HttpResponse(dashboard_summary_html(request))  # rendered once for the crowd (config/dashboard.py)
+    elif htmx and not htmx.history_restore_request:
+        response = render(request, "dashboard/partials/_summary.html", dashboard_summary(request))
     else:
+        context = dashboard_summary(request)
         context.update(active_context(request, next_url=request.get_full_path()), workers=workers_seen())
         response = render(request, "dashboard.html", context)
     # The same URL answers with a fragment or a page depending on these headers; caches must tell them apart.

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from modelfiles.live import downloads_changed
+
 
 class Location(models.Model):
     """One Hugging Face cache folder: a host's own, or a volume several hosts share (modelfiles/location.py).
@@ -118,6 +120,22 @@ class ModelFile(models.Model):
         return self.state == self.State.OK and (not self.split_count or self.split_no == 1)
 
 
+class DownloadQuerySet(models.QuerySet):
+    """Writes in bulk mark the rows changed for the live pages (modelfiles/live.py); a row's own save or delete
+    does through the signals connected in modelfiles/apps.py."""
+
+    def update(self, **kwargs):
+        changed = super().update(**kwargs)
+        if changed:
+            downloads_changed()
+        return changed
+
+    def bulk_create(self, objs, *args, **kwargs):
+        created = super().bulk_create(objs, *args, **kwargs)
+        downloads_changed()
+        return created
+
+
 class Download(models.Model):
     """One pull request; the source of truth for its state (never a Celery result backend)."""
 
@@ -209,6 +227,8 @@ class Download(models.Model):
     max_speed = models.BigIntegerField(
         null=True, blank=True, help_text="Its own bandwidth limit in bytes per second; empty: only the global one."
     )
+
+    objects = DownloadQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]

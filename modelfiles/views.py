@@ -37,6 +37,7 @@ from modelfiles.forms import (
     speed_mb,
 )
 from modelfiles.gguf_header import split_name
+from modelfiles.live import download_active_shared
 from modelfiles.models import Download, ModelFile
 from modelfiles.selectors import (
     cache_scan_latest,
@@ -361,10 +362,10 @@ def active_state(active: list[Download]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
-def active_context(request: HttpRequest, *, next_url: str) -> dict[str, Any]:
+def active_context(request: HttpRequest, *, next_url: str, active: list[Download] | None = None) -> dict[str, Any]:
     """Everything the Active section shows, so the poll can render it without a RequestContext (whose context
-    processors would cost queries every second)."""
-    active = download_active()
+    processors would cost queries every second); `active`: the rows, when the caller has them."""
+    active = download_active() if active is None else active
     return {
         "active_rows": [ActiveRow.of(download) for download in active],
         "active_state": active_state(active),
@@ -413,7 +414,7 @@ def limits_context(request: HttpRequest, form: SpeedLimitForm | None = None) -> 
 
 
 class ActiveDownloadsView(RoleRequiredMixin, View):
-    """The Active section alone, which polls itself while something is active: one query for the rows."""
+    """The Active section alone, which polls itself while something is active: no query for the rows."""
 
     permission_required = "modelfiles.view_download"
     http_method_names = ["get", "head", "options"]
@@ -423,7 +424,8 @@ class ActiveDownloadsView(RoleRequiredMixin, View):
             return HttpResponseRedirect(reverse("modelfiles:downloads"))
         # Cancel buttons bring the visitor back to the page they are on, with its sort and filter.
         next_url = safe_url(request.htmx.current_url_abs_path, request) or reverse("modelfiles:downloads")
-        context = active_context(request, next_url=next_url)
+        # The rows from the cache, read again only when they change (modelfiles/live.py): a poll costs no query.
+        context = active_context(request, next_url=next_url, active=download_active_shared())
         shown = active_content(context)
         etag = quote_etag(active_fingerprint(request, shown))
         if etag in parse_etags(request.headers.get("If-None-Match", "")):

@@ -93,3 +93,12 @@ def unreachable_hub(monkeypatch):
 def fast_password_hashing(settings):
     # The real hasher is slow on purpose; tests log users in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Each test starts with an empty cache: users, sessions and rows kept for an earlier test's database (whose
+    ids a later one may reuse) must not be taken for this one's."""
+    from django.core.cache import caches
+
+    caches["default"].clear()

@@ -180,3 +180,36 @@ def test_dashboard_costs_a_fixed_number_of_queries(client_for, operator, alias_f
     assert response.content.decode().count('class="card mb-2 active-download"') == 5
     assert response.content.decode().count("data-worker=") == 5
     assert Alias.objects.count() == 5
+
+
+@pytest.fixture
+def shared_cache(settings, monkeypatch):
+    """The cache every process shares (Redis in production): the summary's reloads come from it. Its time limit
+    is taken out of the way, so only a change of the downloads renews it."""
+    settings.CACHE_SHARED = True
+    monkeypatch.setattr(dashboard, "SUMMARY_SECONDS", 10**9)
+
+
+def test_a_crowd_reloading_the_summary_shares_one_rendering_per_change(client_for, make_user, shared_cache):
+    running = make_download(status=Download.Status.DOWNLOADING, bytes_total=10, bytes_done=1)
+    first, second = (client_for(make_user("operator", name)) for name in ("oda", "omar"))
+    before = [first.get(HOME, **HTMX), second.get(HOME, **HTMX)]
+    assert before[0].templates and not before[1].templates
+    assert "recent-failures" not in before[1].content.decode()
+    # The download fails: its row's write renews the downloads' version, so the next reload renders again.
+    Download.objects.filter(pk=running.pk).update(status=Download.Status.FAILED, error_message="The Hub said 404.")
+    after = [first.get(HOME, **HTMX), second.get(HOME, **HTMX)]
+    assert after[0].templates and not after[1].templates
+    for response in after:
+        body = response.content.decode()
+        assert "The Hub said 404." in body and ">Retry</button>" in body
+    tokens = [re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', r.content.decode()) for r in after]
+    assert tokens[0] and tokens[1] and tokens[0] != tokens[1]
+
+
+def test_a_shared_summary_is_not_shown_to_someone_with_other_buttons(client_for, viewer, operator, shared_cache):
+    make_download(status=Download.Status.FAILED, error_message="The Hub said 404.")
+    assert ">Retry</button>" in client_for(operator).get(HOME, **HTMX).content.decode()
+    seen = client_for(viewer).get(HOME, **HTMX)
+    assert seen.templates  # rendered for the viewer's buttons, not taken from the operator's
+    assert "The Hub said 404." in seen.content.decode() and ">Retry</button>" not in seen.content.decode()

@@ -12,6 +12,9 @@ from aliases.selectors import alias_search
 
 
 class AliasFilter(django_filters.FilterSet):
+    # Fixed choices and nothing per user: the form's markup depends on its values alone (config/templatetags/layout.py).
+    form_is_fixed = True
+
     q = django_filters.CharFilter(
         label="Search",
         method="search",

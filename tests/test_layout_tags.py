@@ -7,6 +7,7 @@ import re
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 
 pytestmark = pytest.mark.django_db
 
@@ -60,3 +61,23 @@ def test_a_filter_form_with_errors_shows_them(client_for, editor):
     page = client.get("/aliases/", {"q": "n_ctx:>=lots"}).content.decode()
     assert "n_ctx needs" in page
     assert "n_ctx needs" not in client.get("/aliases/", {"q": "n_ctx:>=8"}).content.decode()
+
+
+def test_the_lists_small_parts_follow_each_request(client_for, editor, alias_factory):
+    for name in ("alpha-one", "alpha-two", "beta"):
+        alias_factory(alias=name)
+    client = client_for(editor)
+    searched = client.get("/aliases/", {"q": "a", "sort": "-repo"}).content.decode()
+    plain = client.get("/aliases/").content.decode()
+    assert "Export these:" in searched and "format=json&amp;q=a" in searched
+    assert "Export all:" in plain and "q=a" not in plain
+    # Each page size keeps the search and the order, and marks the size shown.
+    assert 'href="/aliases/?q=a&amp;sort=-repo&amp;per_page=10"' in searched
+    assert 'href="/aliases/?per_page=10"' in plain
+    assert re.search(r'page-item active">\s*<a class="page-link" href="/aliases/\?per_page=30"', plain)
+    # The column picker shows what this user chose, and sends them back to the list they were on.
+    assert "(2 hidden)" in plain and 'name="next" value="/aliases/"' in plain
+    client.post(reverse("aliases:columns"), {"columns": ["repo", "filename"], "next": "/aliases/?q=a"})
+    narrowed = client.get("/aliases/").content.decode()
+    assert "(2 hidden)" not in narrowed and re.search(r"\(\d+ hidden\)", narrowed)
+    assert re.search(r'value="repo" checked>', narrowed) and not re.search(r'value="source" checked>', narrowed)

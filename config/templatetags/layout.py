@@ -78,3 +78,21 @@ def filter_form(
     shown = tuple((bound.name, repr(bound.value())) for bound in form)
     key = (type(filterset), *((name, value) for name, value in values.items() if name != "filter"), shown)
     return _FILTER_FORMS.render(context.get("request"), key, lambda: values)
+
+
+_REMEMBERED: dict[str, RenderedByKey] = {}
+
+
+@register.simple_tag(takes_context=True)
+def remember(context: template.Context, template_name: str, *shown: Any) -> SafeString:
+    """`{% include template_name %}`, rendered once per process for each distinct `shown`, which must be every
+    value the template shows but the CSRF token: `{% remember "includes/page_sizes.html" this_url per_page %}`.
+
+    For the small parts of a list that its links and forms repeat on every page (page sizes, export links, the
+    column picker): each is a function of a few values, and rendering one cost more than the table's name column.
+    """
+    rendered = _REMEMBERED.get(template_name)
+    if rendered is None:
+        rendered = _REMEMBERED[template_name] = RenderedByKey(template_name)
+    key = (get_script_prefix(), *map(repr, shown))
+    return rendered.render(context.get("request"), key, context.flatten)

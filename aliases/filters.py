@@ -12,6 +12,9 @@ from aliases.selectors import alias_search
 
 
 class AliasFilter(django_filters.FilterSet):
+    # Fixed choices and nothing per user: the form's markup depends on its values alone (config/templatetags/layout.py).
+    form_is_fixed = True
+
     q = django_filters.CharFilter(
         label="Search",
         method="search",
@@ -44,6 +47,14 @@ class AliasFilter(django_filters.FilterSet):
     class Meta:
         model = Alias
         fields = ("q", "source", "repo", "file")
+
+    def get_form_class(self) -> type[forms.Form]:
+        # The same fields for every request (form_is_fixed): the form class is made once, not on every page.
+        form_class = type(self).__dict__.get("_form_class")
+        if form_class is None:
+            form_class = super().get_form_class()
+            type(self)._form_class = form_class
+        return form_class
 
     def file_available(self, queryset: QuerySet[Alias], name: str, value: str) -> QuerySet[Alias]:
         unavailable = alias_not_available(queryset)

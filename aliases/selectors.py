@@ -44,14 +44,21 @@ def model_choices(*, repo: str = "", filename: str = "", limit: int = 200) -> Mo
 
     present = ModelFile.objects.filter(present=True)
     repos = list(present.order_by("repo").values_list("repo", flat=True).distinct()[:limit])
-    files = present.filter(repo=repo) if repo else present
-    filenames = list(files.order_by("filename").values_list("filename", flat=True).distinct()[:limit])
+    if not repo:
+        filenames = list(present.order_by("filename").values_list("filename", flat=True).distinct()[:limit])
+        return ModelChoices(repos=repos, filenames=filenames, snapshots=[])
+    # One repo's files (a few quantisations and snapshots, not a table's worth) in one query, in the order of
+    # their names and then the model's order: the filenames and that file's snapshots are read from the same rows.
+    filenames: list[str] = []
     snapshots: list[str] = []
-    if repo and filename:
-        for snapshot, refs in present.filter(repo=repo, filename=filename).values_list("snapshot", "refs"):
+    rows = present.filter(repo=repo).order_by("filename", "snapshot", "pk").values_list("filename", "snapshot", "refs")
+    for name, snapshot, refs in rows:
+        if not filenames or filenames[-1] != name:
+            filenames.append(name)
+        if filename and name == filename:
             snapshots.extend(ref for ref in refs if ref not in snapshots)
             snapshots.append(snapshot)
-    return ModelChoices(repos=repos, filenames=filenames, snapshots=snapshots)
+    return ModelChoices(repos=repos, filenames=filenames[:limit], snapshots=snapshots)
 
 
 def alias_versions(*, alias: Alias) -> QuerySet[AliasChange]:

@@ -7,7 +7,7 @@ import django_tables2 as tables
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.urls import NoReverseMatch, get_script_prefix, reverse
 from django.utils import timezone
-from django.utils.html import conditional_escape, format_html
+from django.utils.html import format_html
 from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import SafeString, mark_safe
 
@@ -16,7 +16,7 @@ from aliases.models import Alias
 from config.crud import NamedObjectTable
 from config.humanize import NaturalTimes
 from config.serving.runtime import RouterStatus, router_state_badge, router_status
-from config.tables import FAST_BODY_TABLE_TEMPLATE, FastBodyMixin, cell_html
+from config.tables import FAST_BODY_TABLE_TEMPLATE, FastBodyMixin, cell_html, escaped
 from config.wrapping import wrap_name
 
 # Marks where the name goes in a URL reversed once per view and script prefix (reverse() per row was a tenth of
@@ -238,14 +238,14 @@ class AliasTable(FastBodyMixin, NamedObjectTable):
         """Edit, duplicate and delete, each as the user may; each page leads back to this list page."""
         # Joined from pieces each escaped (the name and URL here, the rest in action_pieces), as format_html would
         # make them: format_html's escaping of nine arguments a button was most of this column's time.
-        name = conditional_escape(record.alias)
+        name = SafeString(escaped(record.alias))
         parts: list[str] = []
         for view_name, refused_read_only, start, after_url, between_names, end in self.action_pieces:
             if refused_read_only and record.is_read_only:
                 continue
             url = alias_url(view_name, record.alias, script_prefix=self.script_prefix)
             if url is not None:
-                parts += (start, conditional_escape(url), after_url, name, between_names, name, end)
+                parts += (start, escaped(url), after_url, name, between_names, name, end)
         if not parts:
             return ""
         return cell_html(

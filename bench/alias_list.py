@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import re
 import shutil
@@ -350,10 +351,14 @@ def main() -> None:
 
     # Without it the htmx partial paid 20-25 ms of stack chunks mapped and unmapped that the page did not (see
     # bench/common.py); the admin paid them in some scenarios too.
+    # The machine may be shared: its load while timing says how far single figures can be trusted (the ratios are
+    # measured side by side, in the same runs).
+    load_before = os.getloadavg()
     if args.plain_stack:
         timed_runs()
     else:
         with_roomy_stack(timed_runs)
+    load_after = os.getloadavg()
 
     # Queries per request at two page sizes: the same number, or something runs once per row.
     sizes = (10, 100)
@@ -381,6 +386,12 @@ def main() -> None:
         f"{total:,} aliases, database {database}; {args.page_size} rows a page; medians of {args.runs} runs (best "
         "in brackets), each contender asked once per run in turn. Ratio = ours / the admin's in the same run "
         "(target ≤ 0.5).",
+        "",
+        f"Load average (1, 5, 15 min) on {os.cpu_count()} cores when the timed runs began: "
+        + ", ".join(f"{value:.1f}" for value in load_before)
+        + "; when they ended: "
+        + ", ".join(f"{value:.1f}" for value in load_after)
+        + ".",
         "",
         "| scenario | admin ms | page ms | page ratio | htmx ms | htmx ratio | API ms | API ratio | queries "
         "page/htmx/API/admin |",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from django.core.cache import caches
@@ -19,6 +19,7 @@ from django.http import HttpRequest
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 from django.utils.crypto import salted_hmac
+from django.utils.safestring import SafeString
 
 # Long enough to serve every poll of one state, short enough that nothing stale lingers (a new state is a new key).
 FRAGMENT_SECONDS = 30
@@ -57,3 +58,29 @@ def shared_fragment(
         cache.set(key, html, FRAGMENT_SECONDS)
     placeholder = csrf_placeholder()
     return html.replace(placeholder, get_token(request)) if placeholder in html else html
+
+
+class RenderedByKey:
+    """Markup that is a function of its key alone (no rows, no clock), rendered once per key and process.
+
+    For the parts every page repeats (the nav, a list's filter form): the caller's key must name everything the
+    markup depends on but the CSRF token, which is rendered as a placeholder and put in per answer. Nothing in it
+    can go stale: a different input is a different key. Bounded; the oldest key goes first.
+    """
+
+    def __init__(self, template: str, *, size: int = 512):
+        self.template = template
+        self.size = size
+        self.rendered: dict[Hashable, str] = {}
+
+    def render(self, request: HttpRequest, key: Hashable, context: Callable[[], Mapping[str, Any]]) -> SafeString:
+        html = self.rendered.get(key)
+        if html is None:
+            html = render_to_string(self.template, {**context(), "csrf_token": csrf_placeholder()})
+            if len(self.rendered) >= self.size:
+                self.rendered.pop(next(iter(self.rendered)))
+            self.rendered[key] = html
+        placeholder = csrf_placeholder()
+        if placeholder in html:
+            html = html.replace(placeholder, get_token(request))
+        return SafeString(html)

@@ -2,6 +2,8 @@
 
 - The page's keys come first, from a subquery that needs only the index of the order (each row stepped over on
   the way to a deep page is an index entry, not a whole row); then only those rows are fetched.
+- Near either end (at most DIRECT_OFFSET rows to step over) the rows are read directly, in one plain query: the
+  few rows stepped over cost less than a subquery does to build and run.
 - Past half way the order is reversed and the page read from the far end, so the last page costs what the first
   does instead of walking the whole table.
 - A queryset may be narrowed by an index whose look-up costs as much however many rows match, and then every match
@@ -21,6 +23,9 @@ from django.db.models import QuerySet
 WALK_COST_RATIO = 2
 # Matches need not be spread evenly: the look covers four times the rows an even spread needs, and a margin.
 WALK_ALLOWANCE, WALK_MARGIN = 4, 100
+# Up to this many rows stepped over, a page is read directly rather than its keys first (the first pages of a
+# list, the last ones from the far end): ~0.5 ms less per page to compile and run, and as cheap to read.
+DIRECT_OFFSET = 300
 
 
 def page_rows(queryset: QuerySet, *, offset: int, limit: int, total: int) -> list:
@@ -42,11 +47,17 @@ def page_rows(queryset: QuerySet, *, offset: int, limit: int, total: int) -> lis
         fetched = getattr(ordered, "without_search_index", lambda: None)()
         if fetched is not None:
             keys = _keys_near_the_start(fetched, order, backwards, offset=offset, end=end, total=total)
+        elif offset <= DIRECT_OFFSET:
+            return _in_order(list(ordered[offset:end]), backwards)
         else:
             fetched = ordered
         if keys is None:
             keys = ordered.values("pk")[offset:end]
         rows = list(fetched.filter(pk__in=keys))
+    return _in_order(rows, backwards)
+
+
+def _in_order(rows: list, backwards: bool) -> list:
     return rows[::-1] if backwards else rows
 
 

@@ -95,6 +95,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "config.context_processors.user_role",
             ],
+            # Tags of the layout every page shares (config is not an app of its own).
+            "libraries": {"layout": "config.templatetags.layout"},
         },
     },
 ]

@@ -324,19 +324,26 @@ class FastBodyMixin:
 def cell_html(format_string: str, *args: Any) -> SafeString:
     """`format_html(format_string, *args)`: the same escaping of every argument (conditional_escape), for what
     each row of a long table renders. format_html's checks for lazy strings cost more than the escaping."""
-    return SafeString(format_string.format(*map(_escaped, args)))
+    return SafeString(format_string.format(*map(escaped, args)))
 
 
-def _escaped(value: Any) -> str:
-    # What conditional_escape gives a plain string (html.escape, as Django's escape()), without its checks.
-    return html.escape(value) if type(value) is str else conditional_escape(value)
+def escaped(value: Any) -> str:
+    # What conditional_escape gives a plain string (html.escape, as Django's escape()) and a safe one (itself),
+    # without its checks for lazy strings: most arguments are one or the other.
+    kind = type(value)
+    if kind is str:
+        return html.escape(value)
+    return value if kind is SafeString else conditional_escape(value)
 
 
 def _shown(cell: Any) -> SafeString:
     """A cell as `{{ cell }}` shows it: dates in the current time zone, numbers localized, escaped unless safe."""
-    if type(cell) is str:
+    kind = type(cell)
+    if kind is str:
         # What conditional_escape does to a plain string, without its checks for lazy and safe strings: most cells.
         return SafeString(html.escape(cell))
+    if kind is SafeString:  # a render method's markup, as conditional_escape leaves it
+        return cell
     if not isinstance(cell, str):
         cell = localize(template_localtime(cell))
     return conditional_escape(cell)
@@ -348,7 +355,7 @@ def _attributes_html(attrs: dict[str, Any]) -> str:
     for key, value in attrs.items():
         value = value() if callable(value) else value
         if key not in AttributeDict.blacklist and value is not None:
-            shown.append(f'{conditional_escape(key)}="{conditional_escape(value)}"')
+            shown.append(f'{escaped(key)}="{escaped(value)}"')
     return " ".join(shown)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -15,7 +17,8 @@ def wrap_name(value: object) -> SafeString:
     that some character on the same line follows (none at the end, none before a line break)."""
     # Escaping first is safe: none of the separators is changed by escape(), and no entity contains one. Plain
     # replaces rather than a regular expression: three names a row, and re.sub's template was most of their cost.
-    text = escape(value)
+    # html.escape for a plain string is Django's escape() without its lazy-string checks (three names a row).
+    text = html.escape(value) if type(value) is str else escape(value)
     for separator in SEPARATORS:
         if separator in text:
             text = text.replace(separator, separator + _WBR)

@@ -46,3 +46,22 @@ def test_same_text_as_naturaltime(language, aware):
 
 def test_not_a_date_is_returned_as_is():
     assert NaturalTimes()("yesterday") == "yesterday"
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_same_text_as_naturaltime_for_a_spread_of_change_times(language):
+    # The list's change times: any second of the last few years (and some ahead), month ends and leap days among
+    # them, reckoned on the calendar.
+    import random
+
+    pick = random.Random(9)
+    natural = NaturalTimes()
+    offsets = [timedelta(seconds=pick.randrange(86_400, 3 * 366 * 86_400), microseconds=pick.randrange(10**6))
+               for _ in range(1500)]  # fmt: skip
+    values = [NOW - offset for offset in offsets] + [NOW + offset for offset in offsets[:300]]
+    values += [datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC), datetime(2025, 1, 31, 12, 30, 15, 500_001, tzinfo=UTC)]
+    patched = mock.patch.object(humanize, "datetime", mock.Mock(wraps=datetime, now=fixed_now))
+    ours = mock.patch("config.humanize.datetime", mock.Mock(wraps=datetime, now=fixed_now))
+    with translation.override(language), patched, ours:
+        for value in values:
+            assert natural(value) == str(humanize.naturaltime(value)), value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import F, Min, Sum
+from django.db.models import Min, Sum
 
 from config.serving.models import ServingUsage
 
@@ -30,22 +30,22 @@ class AliasUsage:
 
 
 def alias_usage(*, name: str) -> AliasUsage:
-    """What the gateway answered for the alias `name`: all days, and the users who used the most tokens (two
-    queries)."""
-    rows = ServingUsage.objects.filter(alias=name)
+    """What the gateway answered for the alias `name`: all days, and the users who used the most tokens.
+
+    One query, grouped by user (a team's users, not a table's rows): the totals are the groups' sums. The alias
+    page asks for it on every view, and a second query for the totals was a tenth of the page on PostgreSQL."""
     sums = {"requests": Sum("requests"), "prompt": Sum("prompt_tokens"), "completion": Sum("completion_tokens")}
-    total = rows.aggregate(**sums, since=Min("day"))
-    top = (
-        rows.values("user__username")
-        .annotate(**sums)
-        .order_by((F("prompt") + F("completion")).desc(), "user__username")[:TOP_USERS]
+    per_user = list(
+        ServingUsage.objects.filter(alias=name).values("user__username").annotate(**sums, since=Min("day")).order_by()
     )
+    per_user.sort(key=lambda row: (-(row["prompt"] + row["completion"]), row["user__username"]))  # most tokens first
     return AliasUsage(
-        requests=total["requests"] or 0,
-        prompt_tokens=total["prompt"] or 0,
-        completion_tokens=total["completion"] or 0,
-        since=total["since"],
+        requests=sum(row["requests"] for row in per_user),
+        prompt_tokens=sum(row["prompt"] for row in per_user),
+        completion_tokens=sum(row["completion"] for row in per_user),
+        since=min((row["since"] for row in per_user), default=None),
         top_users=tuple(
-            UserUsage(row["user__username"], row["requests"], row["prompt"], row["completion"]) for row in top
+            UserUsage(row["user__username"], row["requests"], row["prompt"], row["completion"])
+            for row in per_user[:TOP_USERS]
         ),
     )

@@ -12,8 +12,8 @@ Kept off the hot path: the shelf (which aliases serve, under which router id, wi
 the database at most once per SHELF_SECONDS per process, and again as soon as the preset file was rewritten; a
 verified token is trusted for TOKEN_SECONDS (so a revoked token may still pass that long); token counts are added
 up in memory and written by a background task at most every USAGE_FLUSH_SECONDS (so a process that is killed
-loses at most that much). One httpx client per event loop; it opens a connection to the router per request,
-since the router closes each after one completion anyway (router_client).
+loses at most that much). The router is called with router_http, a connection per request (the router closes
+each after one completion anyway), at a fraction of httpx's CPU per request.
 
 Streams: the router's server-sent events are relayed as they arrive, cut only at event boundaries. The gateway
 counts tokens from the final `usage` chunk, so it asks the router for one (`stream_options.include_usage`) when
@@ -37,7 +37,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
@@ -51,6 +50,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from config.api import error_body, error_type
 from config.api_parsers import body_too_large_message
+from config.serving import router_http
+from config.serving.router_http import RouterHTTPError
 
 logger = logging.getLogger(__name__)
 
@@ -432,26 +433,6 @@ def usage_batch() -> UsageBatch:
 
 # --- the router ------------------------------------------------------------------------------------------------------
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
-
-
-def router_client() -> httpx.AsyncClient:
-    """The event loop's client (one pool, one set of timeouts for every request).
-
-    It keeps no connection open between requests: llama-server's router closes its side after every completion
-    it proxies, without saying so (no `Connection: close`; observed, docs/SERVING.md), so a kept connection is
-    dead, and a request sent on it before the close arrives fails with "Server disconnected"."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-            trust_env=False,  # the router is ours, on our network: no proxy from the environment
-        )
-        _clients[loop] = client
-    return client
-
 
 def _router_url() -> str:
     from config.serving.services import router_url
@@ -466,9 +447,9 @@ def _router_url() -> str:
     return url.rstrip("/")
 
 
-def _unreachable(url: str, exc: Exception) -> GatewayError:
+def _unreachable(url: str, exc: RouterHTTPError) -> GatewayError:
     return GatewayError(
-        f"llama-server at {url} is not answering ({type(exc).__name__}: {exc or 'no detail'}).",
+        f"llama-server at {url} is not answering ({exc}).",
         status=502,
         code="router_unavailable",
     )
@@ -584,10 +565,15 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
         options = dict(body.get("stream_options") or {})
         client_wants_usage = options.get("include_usage") is True
         upstream["stream_options"] = {**options, "include_usage": True}
-    client = router_client()
     try:
-        response = await client.send(client.build_request("POST", url + path, json=upstream), stream=True)
-    except httpx.HTTPError as exc:
+        response = await router_http.post(
+            url,
+            path,
+            router_http.json_body(upstream),
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
+        )
+    except RouterHTTPError as exc:
         return _unreachable(url, exc).response()
 
     async def counted(usage: Mapping[str, Any] | None) -> None:
@@ -608,7 +594,7 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
             )
         status = response.status_code
         content = await response.aread()
-    except httpx.HTTPError as exc:
+    except RouterHTTPError as exc:
         return _unreachable(url, exc).response()
     finally:
         if response is not None:
@@ -646,7 +632,7 @@ def response_type(content: bytes) -> str:
 
 
 async def _relay(
-    response: httpx.Response, *, keep_usage: bool, on_end: Any, renamed: Callable[[bytes], bytes]
+    response: router_http.RouterResponse, *, keep_usage: bool, on_end: Any, renamed: Callable[[bytes], bytes]
 ) -> AsyncIterator[bytes]:
     """The router's events as they come, each whole; the last `usage` seen is handed to `on_end`."""
     usage: dict | None = None
@@ -665,7 +651,7 @@ async def _relay(
                 yield renamed(events)
         if pending:
             yield renamed(pending)
-    except httpx.HTTPError as exc:
+    except RouterHTTPError as exc:
         # The router went away mid-answer: say so the way llama-server reports errors in a stream.
         logger.warning("llama-server stream ended early: %s", exc)
         message = json.dumps(
@@ -673,8 +659,9 @@ async def _relay(
         )
         yield f"error: {message}\n\n".encode()
     finally:
-        await response.aclose()
+        response.close()  # first, whatever happens next: the router stops a generation nobody reads any more
         await on_end(usage)
+        await response.aclose()
 
 
 def _take_usage(events: bytes, *, keep_usage: bool) -> tuple[bytes, dict | None]:

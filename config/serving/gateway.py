@@ -30,6 +30,7 @@ import contextvars
 import functools
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
@@ -241,14 +243,27 @@ def _preset_stamp() -> object:
     """What tells a rewritten preset file from the one the shelf was built with (a rename gives a new inode)."""
     from config.serving.services import preset_path
 
-    path = preset_path()
+    path = _cached_path(preset_path)
     if path is None:
         return None
     try:
-        found = path.stat()
+        found = os.stat(path)
     except OSError:
         return None
     return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+
+_path_cache: tuple[str, str | None] = ("", None)
+
+
+def _cached_path(preset_path: Callable[[], Any]) -> str | None:
+    """preset_path() as a string, worked out again only when the setting changes (every request stats it)."""
+    global _path_cache
+    value = getattr(settings, "MODELDESK_LLAMA_PRESET_PATH", "")
+    if _path_cache[0] != value:
+        path = preset_path()
+        _path_cache = (value, str(path) if path else None)
+    return _path_cache[1]
 
 
 def _kept(stamp: object) -> Shelf | None:
@@ -325,7 +340,8 @@ async def authenticate(request: HttpRequest) -> Any:
     from config.accounts.addresses import client_address
     from config.accounts.models import hash_token
 
-    parts = request.headers.get("Authorization", "").split()
+    # META rather than request.headers, which builds a dict of every header first.
+    parts = request.META.get("HTTP_AUTHORIZATION", "").split()
     if len(parts) != 2 or parts[0].lower() != "bearer":
         raise GatewayError(
             "Send a ModelDesk API token as `Authorization: Bearer <token>` (the My API tokens page makes one).",

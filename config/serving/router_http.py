@@ -19,7 +19,7 @@ import functools
 import json
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -179,8 +179,17 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return int(code), headers
 
 
-async def post(url: str, path: str, body: bytes, *, connect_timeout: float, read_timeout: float) -> RouterResponse:
-    """POST `body` (JSON) to `path` under `url`; the answer once its headers are in."""
+async def post(
+    url: str,
+    path: str,
+    body: bytes,
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+    headers: Mapping[str, str] | None = None,
+) -> RouterResponse:
+    """POST `body` (JSON, with `headers` besides the framing's own) to `path` under `url`; the answer once its
+    headers are in."""
     where = endpoint(url)
     reader, writer = await _within(
         connect_timeout,
@@ -188,9 +197,10 @@ async def post(url: str, path: str, body: bytes, *, connect_timeout: float, read
         asyncio.open_connection(where.host, where.port, ssl=where.ssl, limit=HEAD_LIMIT),
     )
     try:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items()) if headers else ""
         request = (
             f"POST {where.prefix}{path} HTTP/1.1\r\nHost: {where.host_header}\r\nAccept: */*\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n"
         ).encode("latin-1")
         writer.write(request + body)
         await _within(read_timeout, "room to send the request", writer.drain())

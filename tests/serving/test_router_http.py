@@ -46,7 +46,7 @@ async def with_server(handle: Handler, use: Callable[[str], Awaitable[object]]) 
 
 async def post(url: str, *, read_timeout: float = 10) -> router_http.RouterResponse:
     return await router_http.post(url, "/v1/chat/completions", b'{"model": "m"}', connect_timeout=5,
-                                  read_timeout=read_timeout)  # fmt: skip
+                                  read_timeout=read_timeout, headers={"X-Request-Id": "r1"})  # fmt: skip
 
 
 async def status_and_body(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -71,6 +71,7 @@ def test_the_request_is_a_post_of_the_body_to_the_path_under_the_router_url():
     lines = head.decode().split("\r\n")
     assert lines[0] == "POST /router/v1/chat/completions HTTP/1.1"
     assert "Content-Type: application/json" in lines and "Content-Length: 14" in lines
+    assert "X-Request-Id: r1" in lines and "Connection: close" in lines
     assert any(line.startswith("Host: 127.0.0.1:") for line in lines)
     assert sent == b'{"model": "m"}'
     assert (status, body) == (200, b"{}")

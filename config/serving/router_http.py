@@ -100,12 +100,18 @@ class RouterResponse:
         self._reader = reader
         self._writer = writer
         self._read_timeout = read_timeout
+        self._per_read = True
 
     def _read(self, awaitable: Awaitable[_Result]) -> Awaitable[_Result]:
-        return _within(self._read_timeout, "answer", awaitable)
+        # A timeout costs about as much as the read it guards: aread() sets one for the whole body instead.
+        return _within(self._read_timeout, "answer", awaitable) if self._per_read else awaitable
 
     async def aread(self) -> bytes:
-        """The whole body."""
+        """The whole body, within one read timeout (the router sends a whole answer at once, once it is made)."""
+        self._per_read = False
+        return await _within(self._read_timeout, "answer", self._whole())
+
+    async def _whole(self) -> bytes:
         return b"".join([piece async for piece in self.aiter_raw()])
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
@@ -134,21 +140,24 @@ class RouterResponse:
             yield piece
 
     async def _chunked(self) -> AsyncIterator[bytes]:
+        while (piece := await self._read(self._next_chunk())) is not None:
+            yield piece
+
+    async def _next_chunk(self) -> bytes | None:
+        """The next chunk's data, or None after the last (its trailers read)."""
         reader = self._reader
-        while True:
-            line = await self._read(reader.readline())
-            if not line.endswith(b"\n"):
-                raise RouterHTTPError("the connection closed inside a chunked answer")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError as exc:
-                raise RouterHTTPError(f"bad chunk size line {line[:40]!r}") from exc
-            if size == 0:
-                while (await self._read(reader.readline())).strip():  # trailers, up to the empty line
-                    pass
-                return
-            piece = await self._read(reader.readexactly(size + 2))  # the chunk and its CRLF
-            yield piece[:-2]
+        line = await reader.readline()
+        if not line.endswith(b"\n"):
+            raise RouterHTTPError("the connection closed inside a chunked answer")
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError as exc:
+            raise RouterHTTPError(f"bad chunk size line {line[:40]!r}") from exc
+        if size == 0:
+            while (await reader.readline()).strip():  # trailers, up to the empty line
+                pass
+            return None
+        return (await reader.readexactly(size + 2))[:-2]  # the chunk and its CRLF
 
     def close(self) -> None:
         """Close the connection now (the router takes that as the client gone, and stops what it was doing)."""
@@ -179,6 +188,14 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return int(code), headers
 
 
+async def _head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[int, dict[str, str]]:
+    await writer.drain()
+    while True:
+        status, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
+        if not 100 <= status < 200:  # an interim answer (100 Continue) is followed by the real one
+            return status, headers
+
+
 async def post(
     url: str,
     path: str,
@@ -203,12 +220,7 @@ async def post(
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n"
         ).encode("latin-1")
         writer.write(request + body)
-        await _within(read_timeout, "room to send the request", writer.drain())
-        while True:
-            head = await _within(read_timeout, "answer", reader.readuntil(b"\r\n\r\n"))
-            status, answer_headers = _parse_head(head)
-            if not 100 <= status < 200:  # an interim answer (100 Continue) is followed by the real one
-                break
+        status, answer_headers = await _within(read_timeout, "answer", _head(reader, writer))
     except BaseException:
         writer.close()
         raise

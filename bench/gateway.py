@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -52,6 +54,7 @@ from bench.common import (  # noqa: E402
     stop_processes,
     wait_until,
 )
+from config.serving.router_http import json_body, post  # noqa: E402
 
 ALIAS = "bench:tiny"
 REPO = "bench/Tiny-Llama-GGUF"
@@ -64,95 +67,91 @@ class Target:
     def __init__(self, name: str, base_url: str, model: str, extra: dict, headers: dict[str, str]):
         self.name = name
         self.base_url = base_url
-        self.model = model
-        self.extra = extra
         self.headers = headers
-
-    def body(self, *, stream: bool) -> dict:
-        return {"model": self.model, "messages": PROMPT, **self.extra, **({"stream": True} if stream else {})}
+        self.bodies = {
+            stream: json_body({"model": model, "messages": PROMPT, **extra, **({"stream": True} if stream else {})})
+            for stream in (False, True)
+        }
 
 
 # Completions answered per target (warm-ups included), for the CPU per completion.
 ANSWERED = {"direct": 0, "gateway": 0}
 
 
-async def completion(client, target: Target) -> float:
+async def send(target: Target, *, stream: bool):
+    """One chat request, the same way to either target: a new connection (the router closes each after one
+    completion, so the direct side cannot keep one; the gateway's clients do the same, so that the benchmark's
+    own CPU per request is the same on both sides), the lean client the gateway itself uses for the router (httpx
+    spent ~4 ms of CPU per request here at 32 clients, more than the gateway, on the cores the router needs)."""
+    response = await post(target.base_url, "/v1/chat/completions", target.bodies[stream], connect_timeout=10,
+                          read_timeout=120, headers=target.headers)  # fmt: skip
+    if response.status_code != 200:
+        await response.aclose()
+        raise SystemExit(f"{target.name}: HTTP {response.status_code}")
+    return response
+
+
+async def completion(target: Target) -> float:
     started = time.perf_counter()
-    response = await client.post("/v1/chat/completions", json=target.body(stream=False))
-    response.raise_for_status()
+    response = await send(target, stream=False)
+    try:
+        answer = json.loads(await response.aread())
+    finally:
+        await response.aclose()
+    elapsed = time.perf_counter() - started
     ANSWERED[target.name] += 1
-    assert response.json()["usage"]["completion_tokens"] > 0
-    return time.perf_counter() - started
+    assert answer["usage"]["completion_tokens"] > 0
+    return elapsed
 
 
-async def first_byte(client, target: Target) -> float:
+async def first_byte(target: Target) -> float:
     started = time.perf_counter()
-    async with client.stream("POST", "/v1/chat/completions", json=target.body(stream=True)) as response:
-        response.raise_for_status()
-        chunks = response.aiter_raw()
-        await anext(chunks)
+    response = await send(target, stream=True)
+    try:
+        pieces = response.aiter_raw()
+        await anext(pieces)
         elapsed = time.perf_counter() - started
-        async for _ in chunks:
+        async for _ in pieces:
             pass
+    finally:
+        await response.aclose()
     ANSWERED[target.name] += 1
     return elapsed
 
 
-def clients(targets: list[Target], count: int):
-    """`count` clients per target. The gateway's keep their connection; the router's cannot: it closes the
-    connection after every completion without saying so (docs/SERVING.md), so a client that kept it would race
-    with that close. Each target is used the best way it allows."""
-    import httpx
-
-    def client(target: Target) -> httpx.AsyncClient:
-        keep = 1 if target.name == "gateway" else 0
-        return httpx.AsyncClient(base_url=target.base_url, headers=target.headers, timeout=120, trust_env=False,
-                                 limits=httpx.Limits(max_keepalive_connections=keep))  # fmt: skip
-
-    return {target.name: [client(target) for _ in range(count)] for target in targets}
-
-
 async def one_at_a_time(targets: list[Target], requests: int, measure: Callable[..., Awaitable[float]]) -> dict:
-    pool = clients(targets, 1)
     times: dict[str, list[float]] = {target.name: [] for target in targets}
-    for target in targets:  # warm: connections, the gateway's kept shelf and token
+    for target in targets:  # warm: the gateway's kept shelf and token, the router's slots
         for _ in range(5):
-            await measure(pool[target.name][0], target)
+            await measure(target)
     for index in range(requests):
         # Alternate which goes first, so neither always follows the other.
         for target in targets if index % 2 == 0 else targets[::-1]:
-            times[target.name].append(await measure(pool[target.name][0], target))
-    for each in pool.values():
-        for client in each:
-            await client.aclose()
+            times[target.name].append(await measure(target))
     return times
 
 
-async def throughput(target: Target, pool: list, requests: int) -> float:
+async def throughput(target: Target, concurrency: int, requests: int) -> float:
     left = requests
 
-    async def worker(client) -> None:
+    async def worker() -> None:
         nonlocal left
         while left > 0:
             left -= 1
-            await completion(client, target)
+            await completion(target)
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker(client) for client in pool))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return requests / (time.perf_counter() - started)
 
 
 async def throughputs(targets: list[Target], concurrency: int, requests: int, rounds: int) -> dict[str, list[float]]:
-    pool = clients(targets, concurrency)
     results: dict[str, list[float]] = {target.name: [] for target in targets}
     for target in targets:
-        await throughput(target, pool[target.name], concurrency * 2)  # warm every connection
+        await throughput(target, concurrency, concurrency * 2)  # warm
     for index in range(rounds):
         for target in targets if index % 2 == 0 else targets[::-1]:
-            results[target.name].append(await throughput(target, pool[target.name], requests))
-    for each in pool.values():
-        for client in each:
-            await client.aclose()
+            results[target.name].append(await throughput(target, concurrency, requests))
     return results
 
 
@@ -253,7 +252,8 @@ def run(args, *, binary: Path, work: Path, env: dict[str, str], preset_file: Pat
         Target("gateway", site, ALIAS, {}, {"Authorization": f"Bearer {token}"}),
     ]
     router_pid, site_pid = processes[0].pid, processes[1].pid
-    cpu_before = (session_cpu(router_pid), session_cpu(site_pid))
+    cpu_before = (session_cpu(router_pid), session_cpu(site_pid), own_cpu())
+    load_before = os.getloadavg()[0]
     latency = asyncio.run(one_at_a_time(targets, args.requests, completion))
     first = asyncio.run(one_at_a_time(targets, args.requests, first_byte))
     single = asyncio.run(throughputs(targets, 1, args.requests, args.rounds))
@@ -261,15 +261,24 @@ def run(args, *, binary: Path, work: Path, env: dict[str, str], preset_file: Pat
     from config.serving.models import ServingUsage
 
     counted = sum(ServingUsage.objects.filter(alias=ALIAS).values_list("requests", flat=True))
+    load_after = os.getloadavg()[0]
     router_cpu, site_cpu = session_cpu(router_pid) - cpu_before[0], session_cpu(site_pid) - cpu_before[1]
+    client_cpu = own_cpu() - cpu_before[2]
     every = ANSWERED["direct"] + ANSWERED["gateway"]
     # Noise-free where the timings are not: on a machine whose cores the router needs, the gateway's CPU is what
     # it takes from the router's throughput.
     cpu = (
         f"CPU time per completion: the router (its process and the model's) {router_cpu / every * 1000:.2f} ms, "
-        f"uvicorn (the gateway) {site_cpu / ANSWERED['gateway'] * 1000:.2f} ms."
+        f"uvicorn (the gateway) {site_cpu / ANSWERED['gateway'] * 1000:.2f} ms, this benchmark's clients "
+        f"{client_cpu / every * 1000:.2f} ms. Load average (1 min, other work on the machine included): "
+        f"{load_before:.1f} at the start, {load_after:.1f} at the end."
     )
     return table(latency, first, single, crowd, counted=counted, args=args) + " " + cpu
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def session_cpu(pid: int) -> float:

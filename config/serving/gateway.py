@@ -12,8 +12,8 @@ Kept off the hot path: the shelf (which aliases serve, under which router id, wi
 the database at most once per SHELF_SECONDS per process, and again as soon as the preset file was rewritten; a
 verified token is trusted for TOKEN_SECONDS (so a revoked token may still pass that long); token counts are added
 up in memory and written by a background task at most every USAGE_FLUSH_SECONDS (so a process that is killed
-loses at most that much). One httpx client per event loop; it opens a connection to the router per request,
-since the router closes each after one completion anyway (router_client).
+loses at most that much). The router is called with router_http, a connection per request (the router closes
+each after one completion anyway), at a fraction of httpx's CPU per request.
 
 Streams: the router's server-sent events are relayed as they arrive, cut only at event boundaries. The gateway
 counts tokens from the final `usage` chunk, so it asks the router for one (`stream_options.include_usage`) when
@@ -30,6 +30,7 @@ import contextvars
 import functools
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -37,11 +38,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
+from django.core.signals import setting_changed
 from django.db import connections
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.middleware.security import SecurityMiddleware
 from django.urls import reverse
@@ -51,6 +54,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from config.api import error_body, error_type
 from config.api_parsers import body_too_large_message
+from config.serving import router_http
+from config.serving.router_http import RouterHTTPError
 
 logger = logging.getLogger(__name__)
 
@@ -134,13 +139,31 @@ def gateway_view(view: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> Call
     @functools.wraps(view)
     async def wrapped(request: HttpRequest) -> HttpResponse:
         request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it for the site: DisallowedHost is a 400
-        security = SecurityMiddleware(view)
+        security = _security(view)
         response = security.process_request(request) or await view(request)
         security.process_response(request, response)
-        patch_cache_control(response, private=True, no_store=True)
+        if "Cache-Control" in response:
+            patch_cache_control(response, private=True, no_store=True)
+        else:
+            response["Cache-Control"] = "private, no-store"  # what patch_cache_control writes, at a tenth the cost
         return response
 
     return wrapped
+
+
+@functools.cache
+def _security(view: Callable[..., Any]) -> SecurityMiddleware:
+    """The view's SecurityMiddleware, made once: it reads its settings when made (again after a change, below)."""
+    return SecurityMiddleware(view)
+
+
+@receiver(setting_changed)
+def _kept_settings_changed(*, setting: str, **kwargs: Any) -> None:
+    global _day
+    if setting.startswith("SECURE_"):
+        _security.cache_clear()
+    if setting in ("TIME_ZONE", "USE_TZ"):
+        _day = (-1, None)
 
 
 # --- the request parameters ----------------------------------------------------------------------------------------
@@ -240,14 +263,27 @@ def _preset_stamp() -> object:
     """What tells a rewritten preset file from the one the shelf was built with (a rename gives a new inode)."""
     from config.serving.services import preset_path
 
-    path = preset_path()
+    path = _cached_path(preset_path)
     if path is None:
         return None
     try:
-        found = path.stat()
+        found = os.stat(path)
     except OSError:
         return None
     return (found.st_ino, found.st_mtime_ns, found.st_size)
+
+
+_path_cache: tuple[str, str | None] = ("", None)
+
+
+def _cached_path(preset_path: Callable[[], Any]) -> str | None:
+    """preset_path() as a string, worked out again only when the setting changes (every request stats it)."""
+    global _path_cache
+    value = getattr(settings, "MODELDESK_LLAMA_PRESET_PATH", "")
+    if _path_cache[0] != value:
+        path = preset_path()
+        _path_cache = (value, str(path) if path else None)
+    return _path_cache[1]
 
 
 def _kept(stamp: object) -> Shelf | None:
@@ -324,7 +360,8 @@ async def authenticate(request: HttpRequest) -> Any:
     from config.accounts.addresses import client_address
     from config.accounts.models import hash_token
 
-    parts = request.headers.get("Authorization", "").split()
+    # META rather than request.headers, which builds a dict of every header first.
+    parts = request.META.get("HTTP_AUTHORIZATION", "").split()
     if len(parts) != 2 or parts[0].lower() != "bearer":
         raise GatewayError(
             "Send a ModelDesk API token as `Authorization: Bearer <token>` (the My API tokens page makes one).",
@@ -356,13 +393,26 @@ def usage_counted(*, alias: str, user_id: int, usage: Mapping[str, Any] | None) 
     """(key, count) of one answered request whose answer carried `usage` (None: a request with 0 tokens)."""
     from config.serving.services import UsageCount, UsageKey
 
-    key = UsageKey(alias=alias, user_id=user_id, day=timezone.localdate())
+    key = UsageKey(alias=alias, user_id=user_id, day=_today())
     count = UsageCount(
         requests=1,
         prompt_tokens=_tokens_of(usage, "prompt_tokens"),
         completion_tokens=_tokens_of(usage, "completion_tokens"),
     )
     return key, count
+
+
+_day: tuple[int, Any] = (-1, None)
+
+
+def _today() -> Any:
+    """timezone.localdate(), worked out once a second (a tenth of the gateway's own work per request otherwise):
+    a request in the first second of a day may be counted on the day before."""
+    global _day
+    second = int(time.time())
+    if _day[0] != second:
+        _day = (second, timezone.localdate())
+    return _day[1]
 
 
 @dataclass
@@ -432,26 +482,6 @@ def usage_batch() -> UsageBatch:
 
 # --- the router ------------------------------------------------------------------------------------------------------
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
-
-
-def router_client() -> httpx.AsyncClient:
-    """The event loop's client (one pool, one set of timeouts for every request).
-
-    It keeps no connection open between requests: llama-server's router closes its side after every completion
-    it proxies, without saying so (no `Connection: close`; observed, docs/SERVING.md), so a kept connection is
-    dead, and a request sent on it before the close arrives fails with "Server disconnected"."""
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-            trust_env=False,  # the router is ours, on our network: no proxy from the environment
-        )
-        _clients[loop] = client
-    return client
-
 
 def _router_url() -> str:
     from config.serving.services import router_url
@@ -466,9 +496,9 @@ def _router_url() -> str:
     return url.rstrip("/")
 
 
-def _unreachable(url: str, exc: Exception) -> GatewayError:
+def _unreachable(url: str, exc: RouterHTTPError) -> GatewayError:
     return GatewayError(
-        f"llama-server at {url} is not answering ({type(exc).__name__}: {exc or 'no detail'}).",
+        f"llama-server at {url} is not answering ({exc}).",
         status=502,
         code="router_unavailable",
     )
@@ -584,10 +614,15 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
         options = dict(body.get("stream_options") or {})
         client_wants_usage = options.get("include_usage") is True
         upstream["stream_options"] = {**options, "include_usage": True}
-    client = router_client()
     try:
-        response = await client.send(client.build_request("POST", url + path, json=upstream), stream=True)
-    except httpx.HTTPError as exc:
+        response = await router_http.post(
+            url,
+            path,
+            router_http.json_body(upstream),
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
+        )
+    except RouterHTTPError as exc:
         return _unreachable(url, exc).response()
 
     async def counted(usage: Mapping[str, Any] | None) -> None:
@@ -608,7 +643,7 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
             )
         status = response.status_code
         content = await response.aread()
-    except httpx.HTTPError as exc:
+    except RouterHTTPError as exc:
         return _unreachable(url, exc).response()
     finally:
         if response is not None:
@@ -624,6 +659,7 @@ async def _forward(request: HttpRequest, *, path: str, required: str) -> HttpRes
     return HttpResponse(renamed(content), status=status, content_type=response_type(content))
 
 
+@functools.lru_cache(maxsize=1024)
 def model_renamer(*, router_id: str, alias: str) -> Callable[[bytes], bytes]:
     """Answers name the model as the client asked for it (the alias), not by the router's id (`tiny:CHAT`): a
     client that checks or shows `model` sees its own name. A byte replace of the JSON member, both spacings the
@@ -646,7 +682,7 @@ def response_type(content: bytes) -> str:
 
 
 async def _relay(
-    response: httpx.Response, *, keep_usage: bool, on_end: Any, renamed: Callable[[bytes], bytes]
+    response: router_http.RouterResponse, *, keep_usage: bool, on_end: Any, renamed: Callable[[bytes], bytes]
 ) -> AsyncIterator[bytes]:
     """The router's events as they come, each whole; the last `usage` seen is handed to `on_end`."""
     usage: dict | None = None
@@ -665,7 +701,7 @@ async def _relay(
                 yield renamed(events)
         if pending:
             yield renamed(pending)
-    except httpx.HTTPError as exc:
+    except RouterHTTPError as exc:
         # The router went away mid-answer: say so the way llama-server reports errors in a stream.
         logger.warning("llama-server stream ended early: %s", exc)
         message = json.dumps(
@@ -673,8 +709,9 @@ async def _relay(
         )
         yield f"error: {message}\n\n".encode()
     finally:
-        await response.aclose()
+        response.close()  # first, whatever happens next: the router stops a generation nobody reads any more
         await on_end(usage)
+        await response.aclose()
 
 
 def _take_usage(events: bytes, *, keep_usage: bool) -> tuple[bytes, dict | None]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -35,6 +37,13 @@ def no_preset_file(settings):
     settings.MODELDESK_LLAMA_PRESET_PATH = ""
     settings.MODELDESK_LLAMA_SERVER_URL = ""
     router_status_forget()  # the router's answer is kept a few seconds per process: none from another test
+
+
+def run_async(coroutine):
+    """`asyncio.run` in a thread of its own: in the whole suite the browser journeys' Playwright (session-scoped,
+    sync API) keeps an event loop running in the main thread, where asyncio.run refuses to start another."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def snapshot_path(home: Path, repo: str, filename: str, commit: str = COMMIT) -> Path:

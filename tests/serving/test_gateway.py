@@ -7,8 +7,6 @@ not show the request it got. The end-to-end tests with a real llama-server are i
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 
 import httpx
@@ -23,7 +21,7 @@ from config.serving.gateway import with_defaults
 from config.serving.models import ServingUsage
 from config.serving.services import UsageCount, UsageKey, servingusage_add
 from tests.api_errors import assert_error
-from tests.serving.conftest import FILENAME, REPO
+from tests.serving.conftest import FILENAME, REPO, run_async
 from tests.serving.recorder import recording_server
 from tests.workers import free_port
 
@@ -33,13 +31,6 @@ MODELS = "/v1/models"
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 HELLO = [{"role": "user", "content": "hello"}]
-
-
-def run_async(coroutine):
-    """`asyncio.run` in a thread of its own: in the whole suite the browser journeys' Playwright (session-scoped,
-    sync API) keeps an event loop running in the main thread, where asyncio.run refuses to start another."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture(autouse=True)

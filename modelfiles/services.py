@@ -581,12 +581,18 @@ def download_run_next(*, download_id: str | uuid.UUID, worker: str = "") -> Down
 
 
 def download_run(
-    *, download_id: str | uuid.UUID, worker: str = "", on_progress: Callable[[downloader.Progress], None] | None = None
+    *,
+    download_id: str | uuid.UUID,
+    worker: str = "",
+    on_progress: Callable[[downloader.Progress], None] | None = None,
+    rate_limit: downloader.RateLimit | None = None,
 ) -> Download | None:
     """Run one queued download to its end. Claims the row first; does nothing if it is not queued any more.
 
     Transient faults are retried here with backoff and jitter, each attempt resuming the partial file;
-    permanent ones fail the row with a message that says what to do.
+    permanent ones fail the row with a message that says what to do. `rate_limit`, when given, is asked about
+    once a second for the bytes a second this download may use now (None: no limit); all its connections share
+    that budget.
     """
     token = uuid.uuid4()
     claimed = Download.objects.filter(pk=download_id, status=Download.Status.QUEUED).update(
@@ -647,7 +653,8 @@ def download_run(
                 return _reload(download)
             started = time.monotonic()
             verified = _fetch_parts(remotes, total=total, report=report, claim=claim,
-                                    thread_exit=close_thread_connection, discard=cancelled)  # fmt: skip
+                                    thread_exit=close_thread_connection, discard=cancelled,
+                                    rate_limit=rate_limit)  # fmt: skip
             seconds = time.monotonic() - started
             logger.info(
                 "download %s: %s/%s %s verified and in the cache; metadata %.2f s, transfer %.2f s (%.0f MB/s)",
@@ -750,6 +757,7 @@ def _fetch_parts(
     claim: _Claim,
     thread_exit: Callable[[], None],
     discard: Callable[[], bool] | None = None,
+    rate_limit: downloader.RateLimit | None = None,
 ) -> str:
     """Fetch each file in turn (resumable, its hash checked before it becomes visible); the verified kind.
 
@@ -780,7 +788,8 @@ def _fetch_parts(
 
         target = replace(remote, revision=remote.commit) if split else remote
         try:
-            fetched = downloader.fetch(target, report=report_set, thread_exit=thread_exit, discard=discard)
+            fetched = downloader.fetch(target, report=report_set, thread_exit=thread_exit, discard=discard,
+                                       rate_limit=rate_limit)  # fmt: skip
         except hub.HubError as error:
             raise _part_error(error, number=number, count=len(remotes), filename=remote.filename) from error
         # The weaker check wins when kinds differ: "verified" never claims more than was compared.

@@ -569,7 +569,8 @@ def _fetch_locked(
     sidecar = _sidecar(partial)
     plan = None
     if sidecar.exists():
-        plan = _RangePlan.load(sidecar, partial, etag=remote.etag, size=total)
+        # Without a size from the Hub the pieces cannot be checked against the file: start over then too.
+        plan = _RangePlan.load(sidecar, partial, etag=remote.etag, size=total) if total is not None else None
         if plan is None:  # another file's, or unreadable: the partial file's holes are unknown, start over
             _remove_partial(partial)
     offset = partial.stat().st_size if partial.exists() else 0

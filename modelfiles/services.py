@@ -1150,11 +1150,9 @@ def _space_check(*, repo: str, filename: str, remotes: list[hub.RemoteFile]) -> 
     paths = cache.RepoPaths.for_repo(repo)
     needed = 0
     for remote in remotes:
-        try:
-            # A partial file of an earlier attempt is resumed: only the rest needs room.
-            done = paths.partial(remote.etag).stat().st_size
-        except OSError:
-            done = 0
+        # A partial file of an earlier attempt is resumed: only the rest needs room (its bytes, not its length:
+        # one fetched in ranges has holes).
+        done = downloader.partial_bytes(repo, remote.etag)
         needed += max(remote.size - done, 0)
     free = cache.free_bytes(paths.blobs)
     if free - downloader.DISK_RESERVE < needed:

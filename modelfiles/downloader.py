@@ -1197,6 +1197,12 @@ def _check_piece(response: http.client.HTTPResponse, item: _Piece, transfer: _Ra
         # A signed CDN address that expired or was withdrawn: the next try asks the Hub for a fresh one.
         session.forget_location()
         raise _RangeFault(HubError("download_refused", f"The download server answered {status}.", transient=True))
+    if status in (401, 403, 410) and not isinstance(transfer, _Probe):
+        # The address served the first range and refuses a later one: a signed CDN address (the Hub hands those
+        # out from its HEAD) that expired meanwhile. The download's next attempt gets a fresh one from the Hub
+        # and keeps every byte fetched so far.
+        raise HubError("download_url_expired", f"The download address stopped working (the server answered "
+                       f"{status}); asking the Hub for a new one.", transient=True)  # fmt: skip
     error = _refused(status)
     if error.transient:
         raise _RangeFault(error)

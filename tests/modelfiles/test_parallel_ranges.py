@@ -287,3 +287,25 @@ def test_a_worker_pulls_in_ranges_and_a_kill_resumes_each_range_from_the_sidecar
     refetched = sent_before + hub.bytes_sent_for(FILE) - size
     print(f"fetched twice after the kill: {refetched:,} bytes = {refetched / size:.1%}")
     assert refetched <= 0.05 * size
+
+
+def test_ranges_go_to_the_cdn_without_the_token_and_an_expired_address_is_asked_again(hub, hf_env, monkeypatch):
+    content = pseudo_random(SIZE)
+    repo = "acme/private-GGUF"
+    hub.add_repo(repo, files={FILE: content}, private=True, granted_tokens={"hf_secret_token"})
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token")
+    hub.cdn_redirect = True
+    hub.cdn_url_ttl = 1  # the signed address stops working while the pieces are still being fetched
+    hub.connection_bytes_per_second = 1_000_000
+    download, _ = services.download_request(repo=repo, filename=FILE, revision="main", by=None)
+    download = services.download_run(download_id=download.pk, worker="test")
+
+    assert download.status == Download.Status.COMPLETED, download.error_message
+    assert sha256_of(local_file(repo, FILE, "main")) == hashlib.sha256(content).hexdigest()
+    cdn = [r for r in hub.requests if r.server == "cdn" and r.method == "GET"]
+    assert cdn and all("authorization" not in r.headers for r in cdn)
+    # Expired on the way: the next attempt took a fresh address from the Hub and kept what was fetched.
+    assert any(r.status == 403 for r in cdn) and download.attempts >= 2
+    heads = [r for r in hub.requests if r.server == "hub" and r.method == "HEAD" and r.route == "resolve"]
+    assert len(heads) == 1 + download.attempts  # the pre-flight's, then one per attempt
+    assert sum(r.bytes_sent for r in cdn if r.status == 206) - SIZE <= CONNECTIONS * downloader.RANGE_BUFFER

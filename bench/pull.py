@@ -1,6 +1,6 @@
 """Pull benchmark: ModelDesk's end-to-end pull against curl and hf_hub_download, on one test Hub, in one run.
 
-    .venv/bin/python bench/pull.py [--size 1GiB] [--runs 3] [--write docs/PERFORMANCE.md]
+    .venv/bin/python bench/pull.py [--size 1GiB] [--runs 3] [--cap 50MB] [--write docs/PERFORMANCE.md]
 
 - curl:            `curl -s -o FILE URL` from the test Hub (its own process, serving with sendfile);
 - hf_hub_download: huggingface_hub's own download of the same file into an empty cache;
@@ -8,6 +8,9 @@
                    sha256 verified → visible in the cache, timed until the Download row says completed;
 - worker memory:   peak RSS (VmHWM) of every process of the worker, read once the pull is done;
 - kill and resume: the worker is SIGKILLed at about half way and started again; bytes fetched twice.
+- capped connections: the same three again with the test Hub holding every connection to `--cap` bytes a second,
+                   as CDNs do: curl's one stream is the baseline, ModelDesk fetches byte ranges over several
+                   connections (MODELDESK_DOWNLOAD_CONNECTIONS, default 8).
 
 The broker and database are what the environment says (CELERY_BROKER_URL, DATABASE_URL); by default a fresh
 SQLite file and the on-disk broker in a temporary folder. Throughputs are reported as ratios to curl's, measured
@@ -40,6 +43,7 @@ from bench.common import (  # noqa: E402
     setup_django,
 )
 from tests.hub.server import FakeHubProcess  # noqa: E402
+from tests.hub.server import parse_size as parse_rate  # noqa: E402
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> float:
@@ -53,6 +57,8 @@ def main() -> None:
     parser.add_argument("--size", default="1GiB")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write", help="append the results to this Markdown file")
+    parser.add_argument("--cap", default="50MB", help="bytes a second per connection in the capped rounds (0: none)")
+    parser.add_argument("--capped-runs", type=int, default=3)
     parser.add_argument(
         "--target-dir",
         default="/dev/shm" if Path("/dev/shm").is_dir() else None,
@@ -60,6 +66,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     size = parse_size(args.size)
+    cap = parse_rate(args.cap)  # "50MB": 50,000,000 bytes a second
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     work = Path(tempfile.mkdtemp(prefix="modeldesk-bench-"))
     out = Path(tempfile.mkdtemp(prefix="modeldesk-bench-out-", dir=args.target_dir))
     print(f"work dir {work}, downloads into {out}; file {size:,} bytes; {args.runs} runs each", flush=True)
@@ -94,42 +102,59 @@ def main() -> None:
 
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=base_env, check=True)
         setup_django(base_env)
+        from modelfiles.downloader import CONNECTIONS
         from modelfiles.models import Download
 
         client = operator_client()  # a warm server: imports and URL resolving done before timing
 
-        def modeldesk(run: int) -> tuple[float, int]:
+        def modeldesk(run: int, **extra: str) -> tuple[float, int]:
             return pull_into_fresh_cache(
-                client, base_env, hf_home=out / f"md-{run}", hostname=f"bench-{run}@localhost", size=size,
-                sha256=sha256,
+                client, {**base_env, **extra}, hf_home=out / f"md-{run}", hostname=f"bench-{run}@localhost",
+                size=size, sha256=sha256,
             )  # fmt: skip
 
-        curl()  # warm the server's page cache so every contender reads the same way
-        curl_times, hf_times, md_times, peaks = [], [], [], []
-        # Rounds interleave the contenders, each starting with no dirty pages left by the one before, so that
-        # disk write-back and cache state do not favour whoever runs first.
-        for run in range(args.runs):
-            subprocess.run(["sync"], check=True)
-            curl_times.append(curl())
-            subprocess.run(["sync"], check=True)
-            hf_times.append(hf(run))
-            subprocess.run(["sync"], check=True)
-            seconds, peak = modeldesk(run)
-            md_times.append(seconds)
-            peaks.append(peak)
+        def rounds(
+            runs: int, *, one_stream: bool
+        ) -> tuple[list[float], list[float], list[float], list[int], list[float]]:
+            curl_times, hf_times, md_times, peaks, single_times = [], [], [], [], []
+            # Rounds interleave the contenders, each starting with no dirty pages left by the one before, so
+            # that disk write-back and cache state do not favour whoever runs first.
+            for run in range(runs):
+                subprocess.run(["sync"], check=True)
+                curl_times.append(curl())
+                subprocess.run(["sync"], check=True)
+                hf_times.append(hf(run))
+                subprocess.run(["sync"], check=True)
+                seconds, peak = modeldesk(run)
+                md_times.append(seconds)
+                peaks.append(peak)
+                if one_stream:  # the same code with one connection: what the ranges cost or win here
+                    subprocess.run(["sync"], check=True)
+                    single_times.append(modeldesk(run, MODELDESK_DOWNLOAD_CONNECTIONS="1")[0])
+            return curl_times, hf_times, md_times, peaks, single_times
 
-        # Kill at about half way and restart. The Hub is throttled for this part so "half way" is well defined.
+        curl()  # warm the server's page cache so every contender reads the same way
+        curl_times, hf_times, md_times, peaks, single_times = rounds(args.runs, one_stream=True)
+        capped = None
+        if cap:
+            hub.configure(connection_bytes_per_second=cap)
+            capped = rounds(args.capped_runs, one_stream=False)
+            hub.configure(connection_bytes_per_second=None)
+
+        # Kill at about half way and restart. Each connection is capped for this part so that the pull takes
+        # about six seconds and "half way" is well defined.
         os.environ["HF_HOME"] = str(out / "md-kill")
         env = {**base_env, "HF_HOME": os.environ["HF_HOME"]}
         Download.objects.all().delete()
         hub.clear_log()
-        hub.set_faults(throttle_bytes_per_second=max(size / 6, 1), times=1)
+        hub.configure(connection_bytes_per_second=max(size / 6 / CONNECTIONS, 1))
         worker = Worker(env, "bench-kill@localhost")
         worker.start()
         _, download_id = pull_once(client, worker, kill_at=0.5, size=size)
         killed_at = Download.objects.get(pk=download_id).bytes_done
         worker = Worker(env, "bench-kill@localhost")  # the same name: it takes back what it held
         worker.start()
+        hub.configure(connection_bytes_per_second=None)
         try:
             while Download.objects.get(pk=download_id).is_active:
                 time.sleep(0.05)
@@ -141,24 +166,34 @@ def main() -> None:
         refetched = sent - size
         ranges = [r["range"] for r in hub.requests() if r["method"] == "GET" and r.get("range")]
 
-    curl_s, hf_s, md_s = (statistics.median(t) for t in (curl_times, hf_times, md_times))
-    curl_b, hf_b, md_b = (min(t) for t in (curl_times, hf_times, md_times))
-    mbps = lambda seconds: size / seconds / 1e6  # noqa: E731
-    lines = [
-        "| contender | median time (s) | median MB/s | ratio to curl, median | ratio to curl, best runs |",
-        "|---|---|---|---|---|",
-        f"| curl -o (baseline) | {curl_s:.2f} | {mbps(curl_s):.0f} | 1.00 | 1.00 |",
-        f"| hf_hub_download (huggingface_hub) | {hf_s:.2f} | {mbps(hf_s):.0f} | {curl_s / hf_s:.2f} "
-        f"| {curl_b / hf_b:.2f} |",
-        f"| ModelDesk pull, API → worker → verified | {md_s:.2f} | {mbps(md_s):.0f} | {curl_s / md_s:.2f} "
-        f"| {curl_b / md_b:.2f} |",
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
+    lines = table(size, curl_times, hf_times, md_times, single_times)
+    lines += [
         "",
         f"- Worker peak RSS during the pull (largest process, VmHWM): {max(peaks) / 1024:.0f} MB "
         f"(runs: {', '.join(f'{p / 1024:.0f}' for p in peaks)} MB).",
-        f"- Killed at {killed_at / size:.0%} ({killed_at:,} bytes) and restarted: resumed with {ranges}; "
-        f"bytes fetched twice {refetched:,} = {refetched / size:.2%} of the file.",
+        f"- Killed at {killed_at / size:.0%} ({killed_at:,} bytes) and restarted: {len(ranges)} range requests in "
+        f"all (before and after the kill); bytes fetched twice {refetched:,} = {refetched / size:.2%} of the file.",
         f"- All times: curl {[round(t, 2) for t in curl_times]}, hf_hub_download {[round(t, 2) for t in hf_times]}, "
-        f"ModelDesk {[round(t, 2) for t in md_times]} s.",
+        f"ModelDesk {[round(t, 2) for t in md_times]}, ModelDesk one stream {[round(t, 2) for t in single_times]} s.",
+    ]
+    if capped is not None:
+        c_curl, c_hf, c_md, c_peaks, _ = capped
+        lines += [
+            "",
+            f"Every connection capped at {cap / 1e6:.0f} MB/s by the test Hub ({CONNECTIONS} connections for "
+            f"ModelDesk; curl and hf_hub_download use one):",
+            "",
+            *table(size, c_curl, c_hf, c_md),
+            "",
+            f"- Worker peak RSS (capped rounds): {max(c_peaks) / 1024:.0f} MB.",
+            f"- All times: curl {[round(t, 2) for t in c_curl]}, hf_hub_download {[round(t, 2) for t in c_hf]}, "
+            f"ModelDesk {[round(t, 2) for t in c_md]} s.",
+        ]
+    lines += [
+        "",
+        f"- Load average (1, 5, 15 min) of the shared machine: {', '.join(load_before)} before, "
+        f"{', '.join(load_after)} after.",
     ]
     report = "\n".join(lines)
     print(report)
@@ -168,10 +203,34 @@ def main() -> None:
         with open(args.write, "a") as handle:
             handle.write(
                 f"\n### Pull of {args.size} ({time.strftime('%Y-%m-%d')}, broker {broker}, database {database})\n\n"
-                f"`.venv/bin/python bench/pull.py --size {args.size} --runs {args.runs}` (downloads into "
+                f"`.venv/bin/python bench/pull.py --size {args.size} --runs {args.runs} --cap {args.cap} "
+                f"--capped-runs {args.capped_runs}` (downloads into "
                 f"{args.target_dir or 'a temporary folder'})\n\n{report}\n"
             )
     subprocess.run(["rm", "-rf", str(work), str(out)], check=False)
+
+
+def table(
+    size: int, curl_times: list[float], hf_times: list[float], md_times: list[float], single: list[float] = ()
+) -> list[str]:
+    curl_s, hf_s, md_s = (statistics.median(t) for t in (curl_times, hf_times, md_times))
+    curl_b, hf_b, md_b = (min(t) for t in (curl_times, hf_times, md_times))
+    mbps = lambda seconds: size / seconds / 1e6  # noqa: E731
+    extra = []
+    if single:
+        one_s, one_b = statistics.median(single), min(single)
+        extra = [f"| ModelDesk pull, one stream (MODELDESK_DOWNLOAD_CONNECTIONS=1) | {one_s:.2f} | {mbps(one_s):.0f} "
+                 f"| {curl_s / one_s:.2f} | {curl_b / one_b:.2f} |"]  # fmt: skip
+    return [
+        "| contender | median time (s) | median MB/s | ratio to curl, median | ratio to curl, best runs |",
+        "|---|---|---|---|---|",
+        f"| curl -o (baseline) | {curl_s:.2f} | {mbps(curl_s):.0f} | 1.00 | 1.00 |",
+        f"| hf_hub_download (huggingface_hub) | {hf_s:.2f} | {mbps(hf_s):.0f} | {curl_s / hf_s:.2f} "
+        f"| {curl_b / hf_b:.2f} |",
+        f"| ModelDesk pull, API → worker → verified | {md_s:.2f} | {mbps(md_s):.0f} | {curl_s / md_s:.2f} "
+        f"| {curl_b / md_b:.2f} |",
+        *extra,
+    ]
 
 
 if __name__ == "__main__":

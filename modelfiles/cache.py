@@ -27,6 +27,9 @@ from django.conf import settings
 COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 # Our own suffix: `hf cache prune` removes `*.incomplete`, and a partial file must survive until it is resumed.
 PARTIAL_SUFFIX = ".modeldesk-partial"
+# Beside a partial file fetched as several byte ranges: how far each range got (downloader.py), so a restarted
+# worker continues each of them; without it the partial file is taken as one prefix, as a single stream writes it.
+RANGES_SUFFIX = ".modeldesk-ranges"
 
 
 def hub_dir() -> Path:
@@ -87,6 +90,9 @@ class RepoPaths:
     def partial(self, etag: str) -> Path:
         return self.blobs / (etag + PARTIAL_SUFFIX)
 
+    def ranges(self, etag: str) -> Path:
+        return self.blobs / (etag + RANGES_SUFFIX)
+
     def snapshot_file(self, commit: str, filename: str) -> Path:
         return self.root / "snapshots" / commit / filename
 
@@ -114,6 +120,10 @@ class RepoPaths:
     def checked_partial(self, etag: str) -> Path:
         self.check_root()
         return contained(self.partial(etag), self.blobs, within=self.root, follow=True)
+
+    def checked_ranges(self, etag: str) -> Path:
+        self.check_root()
+        return contained(self.ranges(etag), self.blobs, within=self.root, follow=True)
 
     def checked_snapshot_file(self, commit: str, filename: str) -> Path:
         self.check_root()

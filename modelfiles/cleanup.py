@@ -23,7 +23,7 @@ from pathlib import Path
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.utils import CacheNotFound, DeleteCacheStrategy, HFCacheInfo
 
-from modelfiles.cache import COMMIT_RE, PARTIAL_SUFFIX, REPO_PREFIX, hub_dir, repo_folder_name, shown
+from modelfiles.cache import COMMIT_RE, PARTIAL_SUFFIX, RANGES_SUFFIX, REPO_PREFIX, hub_dir, repo_folder_name, shown
 
 # The kinds of cleanup candidates, in the order the storage page lists them.
 UNUSED_FILE = "unused_file"
@@ -541,6 +541,8 @@ def _remove_one(item: Candidate, *, protected: Protected) -> Removal:
             removal.kept.append(item.shown_path)
             return removal
         path.unlink(missing_ok=True)
+        # How far each range of it got (downloader.py): nothing without the partial file.
+        path.with_name(path.name.removesuffix(PARTIAL_SUFFIX) + RANGES_SUFFIX).unlink(missing_ok=True)
     elif item.kind == NO_EXIST:
         if not _real_folder(path):
             removal.kept.append(item.shown_path)

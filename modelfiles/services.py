@@ -861,10 +861,16 @@ def _download_execute(
     token: uuid.UUID,
     *,
     on_progress: Callable[[downloader.Progress], None] | None = None,
+    rate_limit: downloader.RateLimit | None = None,
 ) -> Download | None:
     """The transfer of a download this runner claimed with `token`, to its end (see download_run)."""
     download = Download.objects.get(pk=download_id)
     claim = _Claim(download.pk, token)
+    if rate_limit is None:
+        # The bandwidth limits (its own and its share of the global one), asked about once a second: a limit
+        # changed on the page applies while it runs.
+        def rate_limit() -> float | None:
+            return download_speed_limit(download.pk)
 
     def report(progress: downloader.Progress) -> bool:
         if on_progress is not None:
@@ -904,7 +910,8 @@ def _download_execute(
                 return _reload(download)
             started = time.monotonic()
             verified = _fetch_parts(remotes, total=total, report=report, claim=claim,
-                                    thread_exit=close_thread_connection, discard=cancelled)  # fmt: skip
+                                    thread_exit=close_thread_connection, discard=cancelled,
+                                    rate_limit=rate_limit)  # fmt: skip
             seconds = time.monotonic() - started
             logger.info(
                 "download %s: %s/%s %s verified and in the cache; metadata %.2f s, transfer %.2f s (%.0f MB/s)",
@@ -1007,6 +1014,7 @@ def _fetch_parts(
     claim: _Claim,
     thread_exit: Callable[[], None],
     discard: Callable[[], bool] | None = None,
+    rate_limit: downloader.RateLimit | None = None,
 ) -> str:
     """Fetch each file in turn (resumable, its hash checked before it becomes visible); the verified kind.
 
@@ -1037,7 +1045,8 @@ def _fetch_parts(
 
         target = replace(remote, revision=remote.commit) if split else remote
         try:
-            fetched = downloader.fetch(target, report=report_set, thread_exit=thread_exit, discard=discard)
+            fetched = downloader.fetch(target, report=report_set, thread_exit=thread_exit, discard=discard,
+                                       rate_limit=rate_limit)  # fmt: skip
         except hub.HubError as error:
             raise _part_error(error, number=number, count=len(remotes), filename=remote.filename) from error
         # The weaker check wins when kinds differ: "verified" never claims more than was compared.
@@ -1398,11 +1407,9 @@ def _space_check(*, repo: str, filename: str, remotes: list[hub.RemoteFile]) -> 
     paths = cache.RepoPaths.for_repo(repo)
     needed = 0
     for remote in remotes:
-        try:
-            # A partial file of an earlier attempt is resumed: only the rest needs room.
-            done = paths.partial(remote.etag).stat().st_size
-        except OSError:
-            done = 0
+        # A partial file of an earlier attempt is resumed: only the rest needs room (its bytes, not its length:
+        # one fetched in ranges has holes).
+        done = downloader.partial_bytes(repo, remote.etag)
         needed += max(remote.size - done, 0)
     free = cache.free_bytes(paths.blobs)
     if free - downloader.DISK_RESERVE < needed:

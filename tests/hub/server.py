@@ -7,6 +7,9 @@ In-process (tests)::
         hf_hub_download("owner/name", "m.Q4_K_M.gguf", endpoint=hub.endpoint, cache_dir=tmp_path)
         hub.faults.set(drop_after_bytes=1000, times=1)
         hub.range_requests("m.Q4_K_M.gguf")      # Range headers of its GETs, e.g. ["bytes=10485760-"]
+        hub.connection_bytes_per_second = 50e6    # cap every file response, as a CDN caps each connection
+        hub.accept_ranges = False                 # a server that ignores Range and always answers 200
+        hub.faults.set(drop_after_bytes=1000, range_covers=5 << 20, times=1)   # only the range holding that byte
 
 In its own process (benchmarks)::
 
@@ -407,6 +410,8 @@ class FaultRule:
     delay_seconds: float | None = None
     corrupt: bool = False
     throttle_bytes_per_second: float | None = None
+    ignore_range_end: bool = False
+    range_covers: int | None = None
     times: int | None = None
     path: str | None = None
     methods: frozenset[str] = frozenset({"GET"})
@@ -428,13 +433,20 @@ class FaultRule:
             or self.stall_after_bytes is not None
             or self.corrupt
             or self.throttle_bytes_per_second is not None
+            or self.ignore_range_end
         )
 
-    def matches(self, method: str, route: str, path: str, file: str | None) -> bool:
+    def matches(
+        self, method: str, route: str, path: str, file: str | None, span: tuple[int, int | None] | None = None
+    ) -> bool:
         if method not in self.methods or route not in self.routes:
             return False
         if self.times is not None and self.hits >= self.times:
             return False
+        if self.range_covers is not None:
+            start, end = span or (0, None)
+            if self.range_covers < start or (end is not None and self.range_covers > end):
+                return False
         if self.path is None:
             return True
         return path.endswith(self.path) or (file is not None and file.endswith(self.path))
@@ -461,6 +473,8 @@ class Faults:
         delay_seconds: float | None = None,
         corrupt: bool = False,
         throttle_bytes_per_second: float | None = None,
+        ignore_range_end: bool = False,
+        range_covers: int | None = None,
         times: int | None = None,
         path: str | None = None,
         methods: Iterable[str] = ("GET",),
@@ -473,12 +487,15 @@ class Faults:
           stall_after_bytes=N     send N body bytes, wait `stall_seconds` (default 60, cut short by stop()), go on.
           corrupt=True            flip the byte at every file offset that is a multiple of 1024 (headers unchanged).
           throttle_bytes_per_second=R
+          ignore_range_end=True   answer a range `a-b` with 206 `a-(size-1)` and the body to the end of the file
+                                  (a mis-framed answer: more than was asked).
         Faults before the response (any route in `routes`):
           status_503=K / status_429=K   answer that status to the next K requests (429 with `Retry-After: 1`).
           status=S                       any status (with `times`).
           delay_seconds=S                wait S seconds before answering.
         Scope: `times` (None = until clear()), `path` (suffix of the url path or of the file path in the repo),
-        `methods` (default GET only), `routes` (subset of "resolve", "cdn", "api"; default resolve + cdn).
+        `methods` (default GET only), `routes` (subset of "resolve", "cdn", "api"; default resolve + cdn),
+        `range_covers=N` (only requests whose Range holds file offset N; one without Range holds every offset).
         """
         if status_503 is not None:
             status, times = 503, times if times is not None else status_503
@@ -499,6 +516,8 @@ class Faults:
             delay_seconds=delay_seconds,
             corrupt=corrupt,
             throttle_bytes_per_second=throttle_bytes_per_second,
+            ignore_range_end=ignore_range_end,
+            range_covers=range_covers,
             times=times,
             path=path,
             methods=frozenset(m.upper() for m in methods),
@@ -519,11 +538,19 @@ class Faults:
         with self._lock:
             return list(self._rules)
 
-    def _take(self, stage: str, method: str, route: str, path: str, file: str | None) -> FaultRule | None:
+    def _take(
+        self,
+        stage: str,
+        method: str,
+        route: str,
+        path: str,
+        file: str | None,
+        span: tuple[int, int | None] | None = None,
+    ) -> FaultRule | None:
         with self._lock:
             for rule in self._rules:
                 wanted = rule.has_pre if stage == "pre" else (rule.has_body and not rule.has_pre)
-                if wanted and rule.matches(method, route, path, file):
+                if wanted and rule.matches(method, route, path, file, span):
                     rule.hits += 1
                     return rule
         return None
@@ -619,6 +646,14 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
     if start >= size:
         return _UNSATISFIABLE
     return start, size - 1 if last == "" else min(int(last), size - 1)
+
+
+def _requested_span(header: str | None) -> tuple[int, int | None] | None:
+    """The first and last offset a `Range: bytes=a-b` asks for (last None: to the end); None without one."""
+    m = _RANGE.fullmatch(header or "")
+    if not m or m.group(1) == "":
+        return None
+    return int(m.group(1)), int(m.group(2)) if m.group(2) else None
 
 
 def _corrupt(chunk: bytes, offset: int) -> bytes:
@@ -761,7 +796,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _pre_faults(self) -> bool:
         rec = self._rec
-        rule = self.hub.faults._take("pre", self.command, rec.route, rec.path, rec.file)
+        span = _requested_span(self.headers.get("Range"))
+        rule = self.hub.faults._take("pre", self.command, rec.route, rec.path, rec.file, span)
         self._pre_rule = rule
         if rule is None:
             return False
@@ -857,7 +893,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         meta = [
             ("X-Repo-Commit", sha),
             ("ETag", f'"{blob.etag}"'),
-            ("Accept-Ranges", "bytes"),
+            *([("Accept-Ranges", "bytes")] if self.hub.accept_ranges else []),
             ("Content-Disposition", _content_disposition(basename)),
         ]
         if blob.lfs:
@@ -893,7 +929,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         blob = self.hub._cdn_blobs.get(sha256)
         if blob is None:
             return self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", "application/xml")
-        meta = [("ETag", f'"{sha256}"'), ("Accept-Ranges", "bytes")]
+        meta = [("ETag", f'"{sha256}"'), *([("Accept-Ranges", "bytes")] if self.hub.accept_ranges else [])]
         if rec.file:
             meta.append(("Content-Disposition", _content_disposition(rec.file.rsplit("/", 1)[-1])))
         self._serve_blob(blob, meta)
@@ -901,26 +937,36 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _serve_blob(self, blob: Blob, headers: list[tuple[str, str]]) -> None:
         size = blob.size
         status, start, length = 200, 0, size
-        header = self.headers.get("Range")
-        if header:
-            parsed = _parse_range(header, size)
-            if parsed == _UNSATISFIABLE:
-                return self._send(416, b"", "text/plain", [*headers, ("Content-Range", f"bytes */{size}")])
-            if parsed is not None:
-                start, end = parsed  # type: ignore[misc]
-                status, length = 206, end - start + 1
-                headers = [*headers, ("Content-Range", f"bytes {start}-{end}/{size}")]
+        header = self.headers.get("Range") if self.hub.accept_ranges else None
+        parsed = _parse_range(header, size) if header else None
+        if parsed == _UNSATISFIABLE:
+            return self._send(416, b"", "text/plain", [*headers, ("Content-Range", f"bytes */{size}")])
+        rule = self._pre_rule
+        if self.command != "HEAD" and (rule is None or not rule.has_body):
+            span = _requested_span(header)
+            rule = self.hub.faults._take("body", self.command, self._rec.route, self._rec.path, self._rec.file, span)
+        if parsed is not None:
+            start, end = parsed  # type: ignore[misc]
+            if rule is not None and rule.ignore_range_end:
+                end = size - 1
+            status, length = 206, end - start + 1
+            headers = [*headers, ("Content-Range", f"bytes {start}-{end}/{size}")]
         headers = [*headers, ("Content-Type", "application/octet-stream"), ("Content-Length", str(length))]
         if self.command == "HEAD":
             return self._start(status, headers)
-        rule = self._pre_rule
-        if rule is None or not rule.has_body:
-            rule = self.hub.faults._take("body", self.command, self._rec.route, self._rec.path, self._rec.file)
         self._start(status, headers)
         self._write_blob(blob, start, length, rule)
 
     def _write_blob(self, blob: Blob, start: int, length: int, rule: FaultRule | None) -> None:
         rec = self._rec
+        cap = self.hub.connection_bytes_per_second
+        if rule is not None and not (rule.drop_after_bytes or rule.stall_after_bytes is not None or rule.corrupt
+                                     or rule.throttle_bytes_per_second):  # fmt: skip
+            rule = None  # nothing left to do to the body (ignore_range_end changed only the headers)
+        if rule is None and cap and blob.data is None:
+            return self._write_capped(blob, start, length, cap)
+        if rule is None and cap:
+            rule = FaultRule(throttle_bytes_per_second=cap)
         if rule is None:
             if blob.data is not None:
                 self.wfile.write(memoryview(blob.data)[start : start + length])
@@ -949,6 +995,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if rule.corrupt:
             faults.append("corrupt")
         rate = rule.throttle_bytes_per_second
+        if rate and cap:
+            rate = min(rate, cap)
         if rate:
             faults.append(f"throttle {rate}B/s")
         rec.fault = ", ".join(faults) or None
@@ -985,6 +1033,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 os.close(fd)
         if limit < length:
             self._abort(rule.reset)
+
+    def _write_capped(self, blob: Blob, start: int, length: int, rate: float) -> None:
+        """sendfile in slices of 1/50 s of the cap, each sent on schedule: a connection never goes faster."""
+        rec = self._rec
+        step = max(64 * 1024, int(rate / 50))
+        stop_event = self.hub._stop_event
+        t0 = time.monotonic()
+        sent = 0
+        with open(blob.disk_path, "rb") as f:
+            while sent < length:
+                n = self.connection.sendfile(f, start + sent, min(length - sent, step))
+                if n == 0:
+                    raise _ClientGone("file shorter than expected")
+                sent += n
+                rec.bytes_sent += n
+                delay = t0 + sent / rate - time.monotonic()
+                if delay > 0 and stop_event.wait(delay):
+                    raise _ClientGone("server stopping")
 
     def _abort(self, reset: bool) -> None:
         self.close_connection = True
@@ -1221,7 +1287,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._json({"ok": True})
         if what == "config" and self.command == "POST":
             for name, value in json.loads(self._body or b"{}").items():
-                if name not in ("cdn_redirect", "page_size", "tokens", "reject_invalid_tokens", "cdn_url_ttl"):
+                if name not in ("cdn_redirect", "page_size", "tokens", "reject_invalid_tokens", "cdn_url_ttl",
+                                "connection_bytes_per_second", "accept_ranges"):  # fmt: skip
                     return self._error(400, None, f"unknown setting {name}")
                 setattr(hub, name, set(value) if name == "tokens" else value)
             return self._json({"ok": True})
@@ -1274,6 +1341,10 @@ class FakeHub:
         self.lfs_threshold = lfs_threshold
         self.reject_invalid_tokens = reject_invalid_tokens
         self.verbose = verbose
+        # Bytes a second of every file response (each connection has one at a time): a CDN's per-connection cap.
+        self.connection_bytes_per_second: float | None = None
+        # False: Range is ignored (200 with the whole file) and no Accept-Ranges is sent, as some mirrors do.
+        self.accept_ranges = True
         self.tokens: set[str] = set()
         self.faults = Faults()
         self._header_overrides: list[tuple[str | None, dict[str, str | None]]] = []
@@ -1666,6 +1737,14 @@ class FakeHub:
             if r.route in ("resolve", "cdn") and r.status in (200, 206)
         )
 
+    def bytes_sent_by_range(self, path_suffix: str) -> list[tuple[str | None, int]]:
+        """(Range header, file bytes sent) of each GET of a file that carried file bytes, in arrival order."""
+        return [
+            (r.range, r.bytes_sent)
+            for r in self.requests_for(path_suffix, "GET")
+            if r.route in ("resolve", "cdn") and r.status in (200, 206)
+        ]
+
     def clear_log(self) -> None:
         with self._log_cond:
             self._log.clear()
@@ -1765,7 +1844,8 @@ class FakeHubProcess:
         self._control("DELETE", "log")
 
     def configure(self, **settings: Any) -> None:
-        """cdn_redirect, page_size, tokens, reject_invalid_tokens, cdn_url_ttl."""
+        """cdn_redirect, page_size, tokens, reject_invalid_tokens, cdn_url_ttl, connection_bytes_per_second,
+        accept_ranges."""
         self._control("POST", "config", settings)
 
 
@@ -1800,6 +1880,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gated", action="append", default=[], metavar="OWNER/REPO")
     parser.add_argument("--private", action="append", default=[], metavar="OWNER/REPO")
     parser.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE)
+    parser.add_argument(
+        "--connection-cap",
+        type=parse_size,
+        metavar="BYTES",
+        help="bytes a second per connection for file bodies (e.g. 50MB), as a CDN caps them",
+    )
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     parser.add_argument("--exit-with-parent", action="store_true", help="exit when the parent process dies")
     args = parser.parse_args(argv)
@@ -1815,6 +1901,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         storage_dir=data_dir,
         verbose=args.verbose,
     )
+    hub.connection_bytes_per_second = args.connection_cap or None
     # A plain flag: a signal handler must not take locks (Event.set() can deadlock against the main thread).
     stopping: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):

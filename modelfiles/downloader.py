@@ -1115,16 +1115,18 @@ class _RangeReader(threading.Thread):
                 try:
                     self._fetch(item, response, buffer)
                 except _RangeFault as fault:
+                    # A try that brought bytes was not in vain: only tries in a row without any count.
+                    item.failures = 0 if item.done > before else item.failures + 1
+                    failures = item.failures
                     plan.give_back(item)
                     if transfer.halt.is_set():
                         return
-                    item.failures = 0 if item.done > before else item.failures + 1
-                    if item.failures >= RANGE_TRIES:
+                    if failures >= RANGE_TRIES:
                         transfer.fail(fault.error)
                         return
                     self.session.close()
-                    delay = RANGE_RETRY_SECONDS[min(item.failures, len(RANGE_RETRY_SECONDS)) - 1]
-                    transfer.halt.wait(delay if item.failures else 0)
+                    if failures:
+                        transfer.halt.wait(RANGE_RETRY_SECONDS[min(failures, len(RANGE_RETRY_SECONDS)) - 1])
                     continue
                 plan.give_back(item)
         except BaseException as exc:  # a full disk, a refusal: the whole transfer ends with it

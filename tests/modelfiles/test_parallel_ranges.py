@@ -329,3 +329,15 @@ def test_ranges_go_to_the_cdn_without_the_token_and_an_expired_address_is_asked_
     heads = [r for r in hub.requests if r.server == "hub" and r.method == "HEAD" and r.route == "resolve"]
     assert len(heads) == 1 + download.attempts  # the pre-flight's, then one per attempt
     assert sum(r.bytes_sent for r in cdn if r.status == 206) - SIZE <= CONNECTIONS * downloader.RANGE_BUFFER
+
+
+def test_a_limit_that_cannot_be_read_does_not_stop_the_download(hub, hf_env):
+    content = pseudo_random(SIZE)
+    hub.add_repo(REPO, files={FILE: content})
+
+    def rate_limit() -> float:
+        raise RuntimeError("the settings table is locked")
+
+    download = services.download_run(download_id=request().pk, worker="test", rate_limit=rate_limit)
+    assert download.status == Download.Status.COMPLETED, download.error_message
+    assert_landed(content)

@@ -589,8 +589,8 @@ def _fetch_locked(
     if not report(Progress(offset, total, None, None)):
         raise Stopped
 
-    halt = threading.Event()
-    bucket = _Bucket(rate_limit() if rate_limit is not None else None, halt)
+    bucket = _Bucket(None, threading.Event())
+    _Watchdog.refresh_rate(bucket, rate_limit)  # the limit holds from the first byte
     ranged = plan is not None or (total is not None and total >= RANGE_MIN_BYTES and CONNECTIONS > 1)
     transfer = _transfer_ranged if ranged else _transfer
     run = _Run(report=report, stall_seconds=stall_seconds, thread_exit=thread_exit, bucket=bucket,
@@ -730,13 +730,14 @@ class _Watchdog:
     def _cut(self) -> None:
         self.cut()
 
-    def _refresh_rate(self) -> None:
-        if self.rate_limit is None:
+    @staticmethod
+    def refresh_rate(bucket: _Bucket, rate_limit: RateLimit | None) -> None:
+        if rate_limit is None:
             return
         try:
-            self.bucket.set_rate(self.rate_limit())
+            bucket.set_rate(rate_limit())
         except Exception:  # the limit could not be read this second (a database hiccup): keep the last one
-            logger.warning("could not read the download's speed limit; keeping %s", self.bucket.rate, exc_info=True)
+            logger.warning("could not read the download's speed limit; keeping %s", bucket.rate, exc_info=True)
 
     def _run(self) -> None:
         last_done, last_change = self.done, time.monotonic()
@@ -750,7 +751,7 @@ class _Watchdog:
                     self.stalled = True
                     self._cut()
                     return
-                self._refresh_rate()
+                self.refresh_rate(self.bucket, self.rate_limit)
                 if self.tick is not None:
                     self.tick(now)
                 speed = self._meter.add(now, done)
@@ -1115,16 +1116,18 @@ class _RangeReader(threading.Thread):
                 try:
                     self._fetch(item, response, buffer)
                 except _RangeFault as fault:
+                    # A try that brought bytes was not in vain: only tries in a row without any count.
+                    item.failures = 0 if item.done > before else item.failures + 1
+                    failures = item.failures
                     plan.give_back(item)
                     if transfer.halt.is_set():
                         return
-                    item.failures = 0 if item.done > before else item.failures + 1
-                    if item.failures >= RANGE_TRIES:
+                    if failures >= RANGE_TRIES:
                         transfer.fail(fault.error)
                         return
                     self.session.close()
-                    delay = RANGE_RETRY_SECONDS[min(item.failures, len(RANGE_RETRY_SECONDS)) - 1]
-                    transfer.halt.wait(delay if item.failures else 0)
+                    if failures:
+                        transfer.halt.wait(RANGE_RETRY_SECONDS[min(failures, len(RANGE_RETRY_SECONDS)) - 1])
                     continue
                 plan.give_back(item)
         except BaseException as exc:  # a full disk, a refusal: the whole transfer ends with it

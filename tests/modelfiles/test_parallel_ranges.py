@@ -160,6 +160,26 @@ def test_a_range_that_keeps_failing_fails_the_attempt_and_the_retry_keeps_the_ot
     assert others == sorted(p for p in pieces() if start_of(p) != 3 * MiB)
 
 
+@pytest.mark.parametrize("sidecar", ["another size", "not json", "more than the file holds"])
+def test_a_sidecar_that_does_not_fit_its_partial_file_is_not_trusted(hub, hf_env, sidecar):
+    content = pseudo_random(SIZE)
+    hub.add_repo(REPO, files={FILE: content})
+    etag = hashlib.sha256(content).hexdigest()
+    paths = RepoPaths.for_repo(REPO)
+    paths.blobs.mkdir(parents=True)
+    paths.partial(etag).write_bytes(b"\xff" * (2 * MiB))  # holes or junk: nothing in it may be kept
+    # Every piece complete, as it says: more than the 2 MiB of the file can hold.
+    state = {"etag": etag, "size": SIZE, "piece": MiB, "done": [*([MiB] * 8), 123]}
+    if sidecar == "another size":
+        state["size"] = SIZE + 1
+    paths.ranges(etag).write_text("{" if sidecar == "not json" else json.dumps(state))
+    download = services.download_run(download_id=request().pk, worker="test")
+
+    assert download.status == Download.Status.COMPLETED, download.error_message
+    assert_landed(content)
+    assert sorted(hub.range_requests(FILE)) == sorted(pieces())  # started over: every piece from its start
+
+
 def test_bytes_damaged_in_one_range_fail_the_checksum_and_nothing_is_visible(hub, hf_env):
     """Flipped bytes in a well-framed answer can only be caught by the file's sha256: the file is discarded."""
     hub.add_repo(REPO, files={FILE: pseudo_random(SIZE)})
@@ -309,3 +329,15 @@ def test_ranges_go_to_the_cdn_without_the_token_and_an_expired_address_is_asked_
     heads = [r for r in hub.requests if r.server == "hub" and r.method == "HEAD" and r.route == "resolve"]
     assert len(heads) == 1 + download.attempts  # the pre-flight's, then one per attempt
     assert sum(r.bytes_sent for r in cdn if r.status == 206) - SIZE <= CONNECTIONS * downloader.RANGE_BUFFER
+
+
+def test_a_limit_that_cannot_be_read_does_not_stop_the_download(hub, hf_env):
+    content = pseudo_random(SIZE)
+    hub.add_repo(REPO, files={FILE: content})
+
+    def rate_limit() -> float:
+        raise RuntimeError("the settings table is locked")
+
+    download = services.download_run(download_id=request().pk, worker="test", rate_limit=rate_limit)
+    assert download.status == Download.Status.COMPLETED, download.error_message
+    assert_landed(content)

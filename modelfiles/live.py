@@ -6,7 +6,8 @@ changed, which gives them a new version in the cache; a poll reads the version, 
 asks the database only when none are kept yet, so the rows are read about once per change for everyone.
 
 A version in the cache, rather than deleting the kept rows: a poll that read the rows just before a write and
-stores them afterwards stores them under the old version, which nobody asks for any more. A write inside a
+stores them afterwards stores them with the old version, which no poll takes for the current one (it reads the
+rows again). A write inside a
 transaction marks the rows changed again when it commits (until then the new rows are not visible anyway).
 
 What is written some other way (raw SQL) or marked changed in another process's own memory (the embedded setup,
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_ALIAS = "default"
 VERSION_KEY = "downloads:active:version"
+SNAPSHOT_KEY = "downloads:active:rows"
 SNAPSHOT_SECONDS = 1
 
 
@@ -55,9 +57,12 @@ def download_active_shared() -> list:
     from modelfiles.selectors import download_active
 
     cache = caches[CACHE_ALIAS]
-    key = f"downloads:active:{downloads_version()}"
-    rows = cache.get(key)
-    if rows is None:
-        rows = download_active()
-        cache.set(key, rows, SNAPSHOT_SECONDS)
+    # One round trip for both: the rows are kept with the version they were read under.
+    found = cache.get_many([VERSION_KEY, SNAPSHOT_KEY])
+    version = found.get(VERSION_KEY) or "none"
+    kept = found.get(SNAPSHOT_KEY)
+    if kept is not None and kept[0] == version:
+        return kept[1]
+    rows = download_active()
+    cache.set(SNAPSHOT_KEY, (version, rows), SNAPSHOT_SECONDS)
     return rows

@@ -17,6 +17,7 @@ Staying correct:
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -38,24 +39,35 @@ def user_key(user_id: object) -> str:
     return f"auth:user:{user_id}"
 
 
+def generation_key(user_id: object) -> str:
+    return f"auth:generation:{user_id}"
+
+
 def cached_user(request: HttpRequest):
-    """What `django.contrib.auth.get_user` answers, from the cache when the session's user was loaded lately."""
+    """What `django.contrib.auth.get_user` answers, from the cache when the session's user was loaded lately.
+
+    The user is kept with the generation it was read under; `forget_users` starts a new one. A request that read
+    the user just before a change and stores it just after stores it under the old generation, which no request
+    takes for the current one."""
     session = request.session
     user_id, backend_path = session.get(SESSION_KEY), session.get(BACKEND_SESSION_KEY)
     if user_id is None or backend_path not in settings.AUTHENTICATION_BACKENDS:
         return AnonymousUser() if user_id is None else auth.get_user(request)
     cache = caches[CACHE_ALIAS]
-    user = cache.get(user_key(user_id))
-    if user is not None:
+    found = cache.get_many([user_key(user_id), generation_key(user_id)])
+    generation = found.get(generation_key(user_id)) or "none"
+    kept = found.get(user_key(user_id))
+    if kept is not None and kept[0] == generation:
+        user = kept[1]
         session_hash = session.get(HASH_SESSION_KEY)
         if session_hash and constant_time_compare(session_hash, user.get_session_auth_hash()):
             return user
         # Not the password this session was signed in with (or a rotated secret): Django decides, and it ends the
         # session when neither the current nor a fallback secret verifies it.
     user = auth.get_user(request)
-    if user.is_authenticated:
+    if user.is_authenticated and str(user.pk) == str(user_id):
         user.get_all_permissions()  # fills the backend's per-user permission cache, which is kept with the user
-        cache.set(user_key(user.pk), user, settings.AUTH_CACHE_SECONDS)
+        cache.set(user_key(user_id), (generation, user), settings.AUTH_CACHE_SECONDS)
     return user
 
 
@@ -74,15 +86,20 @@ def _request_user(request: HttpRequest):
 
 
 def forget_users(user_ids: Iterable[object]) -> None:
-    """Drop the kept entries of these users, now and again once the change commits: a request that read the
-    rows in between must not keep what it read."""
-    keys = [user_key(user_id) for user_id in user_ids]
+    """Drop what is kept of these users, now and again once the change commits (a request that read the rows in
+    between must not keep what it read): a new generation, so what was kept is not taken any more."""
+    keys = [generation_key(user_id) for user_id in user_ids]
     if not keys:
         return
     cache = caches[CACHE_ALIAS]
-    cache.delete_many(keys)
+
+    def new_generation() -> None:
+        # No expiry: kept users run out within AUTH_CACHE_SECONDS anyway.
+        cache.set_many(dict.fromkeys(keys, secrets.token_hex(8)), None)
+
+    new_generation()
     if transaction.get_connection().in_atomic_block:
-        transaction.on_commit(lambda: cache.delete_many(keys))
+        transaction.on_commit(new_generation)
 
 
 # Actions of m2m_changed after which (or, for a clear, before which, while the members can still be read) the

@@ -85,3 +85,22 @@ def test_a_new_password_signs_out_the_other_sessions(client_for, viewer):
     assert poll(client).status_code == 200
     user_set_password(user=viewer, password="a-new-and-long-passphrase-42")
     assert poll(client).status_code == 204
+
+
+def test_a_change_made_while_a_request_read_the_user_is_not_undone_by_it(client_for, viewer, monkeypatch):
+    from django.contrib import auth
+
+    make_download(status=Download.Status.QUEUED)
+    client = client_for(viewer)
+    read_user = auth.get_user
+
+    def read_then_changed(request):
+        user = read_user(request)
+        user_deactivate(user=type(user).objects.get(pk=user.pk))  # lands after the read, before the user is kept
+        return user
+
+    monkeypatch.setattr(auth, "get_user", read_then_changed)
+    assert poll(client).status_code == 200  # the request in flight still had the user it read
+    monkeypatch.undo()
+    refused = poll(client)
+    assert refused.status_code == 204 and refused["HX-Redirect"].startswith(reverse("login"))

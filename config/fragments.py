@@ -9,6 +9,7 @@ as a placeholder and put in per answer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -62,7 +63,9 @@ class RenderedByKey:
         if html is None:
             html = render_to_string(self.template, {**context(), "csrf_token": _CSRF_PLACEHOLDER})
             if len(self.rendered) >= self.size:
-                self.rendered.pop(next(iter(self.rendered)))
+                # Another thread may change it meanwhile (RuntimeError): its own insert made the room then.
+                with contextlib.suppress(RuntimeError):
+                    self.rendered.pop(next(iter(self.rendered), None), None)
             self.rendered[key] = html
         if _CSRF_PLACEHOLDER in html:
             html = html.replace(_CSRF_PLACEHOLDER, get_token(request))

@@ -9,6 +9,7 @@ differs per visitor, the CSRF token in the fragment's forms, is rendered as a pl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -78,7 +79,9 @@ class RenderedByKey:
         if html is None:
             html = render_to_string(self.template, {**context(), "csrf_token": csrf_placeholder()})
             if len(self.rendered) >= self.size:
-                self.rendered.pop(next(iter(self.rendered)))
+                # Another thread may change it meanwhile (RuntimeError): its own insert made the room then.
+                with contextlib.suppress(RuntimeError):
+                    self.rendered.pop(next(iter(self.rendered), None), None)
             self.rendered[key] = html
         placeholder = csrf_placeholder()
         if placeholder in html:

@@ -377,8 +377,8 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # django-axes logs every sign-in at INFO; failures and lockouts are WARNING.
         "axes": {"level": env("AXES_LOG_LEVEL", default="WARNING")},
-        # httpx logs every request at INFO: the gateway makes one per completion, a line that costs more than
-        # the rest of its work on a request (bench/gateway.py).
+        # httpx logs every request at INFO, a line per call that says nothing went wrong (the gateway used it
+        # for the router, one call per completion, until it got config/serving/router_http.py).
         "httpx": {"level": env("HTTPX_LOG_LEVEL", default="WARNING")},
         # Periodic jobs: the beat's "Sending due task" every 30 s and the worker's "received" / "succeeded" lines
         # say nothing happened. The jobs log themselves when they do something (a download re-queued, files

@@ -842,18 +842,24 @@ def _tell_other_queues(hosts: list[str]) -> None:
 
 
 def download_run(
-    *, download_id: str | uuid.UUID, worker: str = "", on_progress: Callable[[downloader.Progress], None] | None = None
+    *,
+    download_id: str | uuid.UUID,
+    worker: str = "",
+    on_progress: Callable[[downloader.Progress], None] | None = None,
+    rate_limit: downloader.RateLimit | None = None,
 ) -> Download | None:
     """Run one queued download to its end, now, whatever its place and the limits (`manage.py pull`; the workers
     go through `download_run_next`). Claims the row first; does nothing if it is not queued any more.
 
     Transient faults are retried here with backoff and jitter, each attempt resuming the partial file;
-    permanent ones fail the row with a message that says what to do.
+    permanent ones fail the row with a message that says what to do. `rate_limit`, when given, is asked about
+    once a second for the bytes a second this download may use now (None: no limit) instead of the limits set on
+    the downloads page; all its connections share that budget.
     """
     token = _claim(download_id, worker)
     if token is None:
         return None  # already claimed, finished, cancelled or gone: running twice has one effect
-    return _download_execute(download_id, token, on_progress=on_progress)
+    return _download_execute(download_id, token, on_progress=on_progress, rate_limit=rate_limit)
 
 
 def _download_execute(

@@ -145,8 +145,9 @@ def pull_validate(*, repo: str, filename: str, revision: str) -> None:
         raise ValidationError(errors)
 
 
-def download_publish(*, download_id: uuid.UUID | str, host: str = "") -> bool:
+def download_publish(*, download_id: uuid.UUID | str, host: str = "", hops: int = 0) -> bool:
     """Hand a queued download's task to the broker and note when; False (logged) when the broker is unreachable.
+    `hops`: how many full workers passed this message on already (see `download_run_next`).
 
     Never raises: the row is already committed and stays queued, and `download_reconcile` sends it later. The
     broker settings bound how long this may take (CELERY_TASK_PUBLISH_RETRY_POLICY and the broker timeouts).
@@ -157,7 +158,11 @@ def download_publish(*, download_id: uuid.UUID | str, host: str = "") -> bool:
     # shared one.
     try:
         if host:
-            download_task.apply_async((str(download_id),), queue=location.host_queue(host))
+            download_task.apply_async(
+                (str(download_id),), {"hops": hops} if hops else {}, queue=location.host_queue(host)
+            )
+        elif hops:
+            download_task.apply_async((str(download_id),), {"hops": hops})
         else:
             download_task.delay(str(download_id))
     except Exception as exc:  # kombu OperationalError, redis-py errors, OSError from the on-disk broker...
@@ -794,7 +799,7 @@ def _claim_next(*, hosts: Iterable[str], worker: str) -> tuple[uuid.UUID | None,
             # Paused, cancelled or run by `manage.py pull` between the read and the claim: the next one, then.
 
 
-def download_run_next(*, download_id: str | uuid.UUID, worker: str = "") -> Download | None:
+def download_run_next(*, download_id: str | uuid.UUID, worker: str = "", hops: int = 0) -> Download | None:
     """What a task runs: the first queued download (priority, then the operators' order, then request time) this
     worker can run, when the concurrency limits leave a slot; then the next, and so on, until none is left or a
     limit is reached. Returns the last one it ran.
@@ -806,8 +811,10 @@ def download_run_next(*, download_id: str | uuid.UUID, worker: str = "") -> Down
 
     A message that finds nothing to run, or no free slot, does nothing: when a slot frees, the worker whose
     download ended takes the next queued one itself (this loop), and tells the other hosts' queues when one of
-    their downloads may now start. A download that waits past MODELDESK_RECONCILE_GRACE_SECONDS is sent again
-    by the reconciler, which covers a slot freed on a worker that cannot run it (a per-worker limit elsewhere)."""
+    their downloads may now start. A worker that is full (its own limit) while another live worker that takes the
+    same queue has a free slot passes the message on (at most PASS_ON_HOPS times, counted in `hops`), so an idle
+    worker starts it. A download that still waits past MODELDESK_RECONCILE_GRACE_SECONDS is sent again by the
+    reconciler."""
     host = Download.objects.filter(pk=download_id).values_list("host", flat=True).first()
     if host is None:
         return None
@@ -815,8 +822,10 @@ def download_run_next(*, download_id: str | uuid.UUID, worker: str = "") -> Down
     result = None
     ran = False
     while True:
-        claimed, token, _why = _claim_next(hosts=hosts, worker=worker)
+        claimed, token, why = _claim_next(hosts=hosts, worker=worker)
         if claimed is None:
+            if why == WORKER_LIMIT and not ran:
+                _pass_on(download_id=download_id, host=host, worker=worker, hops=hops)
             break
         ran = True
         result = _download_execute(claimed, token)
@@ -826,6 +835,35 @@ def download_run_next(*, download_id: str | uuid.UUID, worker: str = "") -> Down
     if ran:
         _tell_other_queues(hosts)
     return result
+
+
+# How many times full workers may pass one message on before it is dropped (the reconciler sends it later): the
+# broker may well hand it back to the same full worker (whichever consumer asks first gets it), so a few tries.
+PASS_ON_HOPS = 10
+
+
+def _pass_on(*, download_id: uuid.UUID | str, host: str, worker: str, hops: int) -> bool:
+    """This worker is at its own limit: send the message again, to the same queue, when another live worker that
+    takes that queue runs fewer downloads than the limit (the broker hands it to a consumer that waits, most likely
+    that one). The others' limit is taken to be this worker's: each reads its own setting. True when sent."""
+    if hops >= PASS_ON_HOPS:
+        return False
+    from config.celery import app
+    from config.health.selectors import workers_seen
+
+    queue = location.host_queue(host) if host else app.conf.task_default_queue
+    others = [seen.name for seen in workers_seen() if not seen.silent and seen.name != worker and queue in seen.queues]
+    if not others:
+        return False
+    busy = dict(
+        Download.objects.filter(status__in=Download.RUNNING, worker__in=others)
+        .values_list("worker")
+        .annotate(running=Count("pk"))
+        .order_by()
+    )
+    if all(busy.get(name, 0) >= settings.MODELDESK_WORKER_CONCURRENT_DOWNLOADS for name in others):
+        return False
+    return download_publish(download_id=download_id, host=host, hops=hops + 1)
 
 
 def _tell_other_queues(hosts: list[str]) -> None:

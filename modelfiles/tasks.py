@@ -12,10 +12,10 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="modelfiles.download", acks_late=True, ignore_result=True)
-def download_task(download_id: str) -> None:
+def download_task(download_id: str, hops: int = 0) -> None:
     from celery import current_task
 
-    services.download_run_next(download_id=download_id, worker=current_task.request.hostname or "")
+    services.download_run_next(download_id=download_id, worker=current_task.request.hostname or "", hops=hops)
 
 
 @shared_task(

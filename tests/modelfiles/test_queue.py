@@ -192,6 +192,52 @@ def test_workers_racing_for_the_last_slots_never_exceed_the_limit(settings):
     assert Download.objects.filter(status=Download.Status.DOWNLOADING).count() == 2
 
 
+def seen_worker(name: str, queues: list[str], *, silent: bool = False) -> None:
+    from config.health.models import WorkerHeartbeat
+
+    now = timezone.now() - (timedelta(hours=1) if silent else timedelta())
+    WorkerHeartbeat.objects.create(name=name, host="h", pid=1, queues=queues, started_at=now, last_seen=now)
+
+
+@pytest.fixture
+def passed_on(monkeypatch) -> list[tuple]:
+    """The messages a full worker sends on: (args, kwargs, options)."""
+    from modelfiles.tasks import download_task
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(
+        download_task, "apply_async", lambda args, kwargs=None, **options: sent.append((args, kwargs, options))
+    )
+    return sent
+
+
+def test_a_full_worker_passes_the_message_on_when_another_worker_has_a_free_slot(settings, passed_on):
+    settings.MODELDESK_WORKER_CONCURRENT_DOWNLOADS = 1
+    make_download(status=Download.Status.DOWNLOADING, worker="w1")
+    queued = make_download()
+    seen_worker("w1", ["celery"])
+    seen_worker("w2", ["celery"])
+    assert services.download_run_next(download_id=queued.pk, worker="w1") is None
+    assert passed_on == [((str(queued.pk),), {"hops": 1}, {})]
+    queued.refresh_from_db()
+    assert queued.status == Download.Status.QUEUED
+    # Passed on often enough, it is dropped (the reconciler sends it later).
+    services.download_run_next(download_id=queued.pk, worker="w1", hops=services.PASS_ON_HOPS)
+    assert len(passed_on) == 1
+
+
+def test_a_full_worker_drops_the_message_when_no_other_worker_could_run_it(settings, passed_on):
+    settings.MODELDESK_WORKER_CONCURRENT_DOWNLOADS = 1
+    make_download(status=Download.Status.DOWNLOADING, worker="w1")
+    make_download(status=Download.Status.DOWNLOADING, worker="w2")
+    queued = make_download()
+    seen_worker("w2", ["celery"])  # full too
+    seen_worker("w3", ["celery"], silent=True)  # gone
+    seen_worker("w4", ["host.elsewhere"])  # takes another queue
+    assert services.download_run_next(download_id=queued.pk, worker="w1") is None
+    assert passed_on == []
+
+
 def test_a_worker_whose_download_ends_starts_the_next_queued_one(hub, hf_env, settings):
     settings.MODELDESK_MAX_CONCURRENT_DOWNLOADS = 1
     files = {f"q{index}.Q4_K_M.gguf": pseudo_random(2000, seed=index) for index in range(3)}

@@ -61,3 +61,19 @@ def test_with_a_limit_of_one_the_queue_starts_in_priority_and_operator_order(hub
     for before, after in pairwise(rows):
         assert after.started_at >= before.finished_at  # one at a time
     assert Download.objects.get(pk=blocker).status == Download.Status.PAUSED
+
+
+def test_a_worker_at_its_own_limit_leaves_the_next_download_to_another_worker(hub, hf_env, client_for, operator):
+    hub.add_repo(REPO, files={BLOCKER: pseudo_random(20_000_000, seed=99), "next.Q4_K_M.gguf": pseudo_random(3000)})
+    hub.faults.set(throttle_bytes_per_second=500_000, path=BLOCKER, times=1)
+    client = client_for(operator)
+    env = {**hf_env, "MODELDESK_WORKER_CONCURRENT_DOWNLOADS": "1"}
+    with celery_worker(extra_env=env, concurrency=2) as first, celery_worker(extra_env=env, concurrency=2) as second:
+        blocker = pull(client, BLOCKER)
+        busy = wait_for_download(blocker, lambda row: row.bytes_done > 0).worker
+        # Whichever worker's process takes its message, only the one without a download may start it (a full
+        # worker passes the message on); no beat runs here, so nothing else would send it again.
+        after = wait_for_download(pull(client, "next.Q4_K_M.gguf"), lambda row: not row.is_active, seconds=60)
+        assert client.post(f"/api/modelfiles/status/{blocker}/pause").status_code == 200
+    assert after.status == Download.Status.COMPLETED
+    assert {busy, after.worker} == {first.hostname, second.hostname}

@@ -157,12 +157,11 @@ def download_publish(*, download_id: uuid.UUID | str, host: str = "", hops: int 
     # Files per host: a pull aimed at a host (the row's `host`) goes to that host's own queue, the others to the
     # shared one.
     try:
+        passed_on = {"kwargs": {"hops": hops}} if hops else {}
         if host:
-            download_task.apply_async(
-                (str(download_id),), {"hops": hops} if hops else {}, queue=location.host_queue(host)
-            )
+            download_task.apply_async((str(download_id),), queue=location.host_queue(host), **passed_on)
         elif hops:
-            download_task.apply_async((str(download_id),), {"hops": hops})
+            download_task.apply_async((str(download_id),), **passed_on)
         else:
             download_task.delay(str(download_id))
     except Exception as exc:  # kombu OperationalError, redis-py errors, OSError from the on-disk broker...

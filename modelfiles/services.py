@@ -798,7 +798,9 @@ def _claim_next(*, hosts: Iterable[str], worker: str) -> tuple[uuid.UUID | None,
             # Paused, cancelled or run by `manage.py pull` between the read and the claim: the next one, then.
 
 
-def download_run_next(*, download_id: str | uuid.UUID, worker: str = "", hops: int = 0) -> Download | None:
+def download_run_next(
+    *, download_id: str | uuid.UUID, worker: str = "", hops: int = 0, stopping: Callable[[], bool] | None = None
+) -> Download | None:
     """What a task runs: the first queued download (priority, then the operators' order, then request time) this
     worker can run, when the concurrency limits leave a slot; then the next, and so on, until none is left or a
     limit is reached. Returns the last one it ran.
@@ -813,7 +815,9 @@ def download_run_next(*, download_id: str | uuid.UUID, worker: str = "", hops: i
     their downloads may now start. A worker that is full (its own limit) while another live worker that takes the
     same queue has a free slot passes the message on (at most PASS_ON_HOPS times, counted in `hops`), so an idle
     worker starts it. A download that still waits past MODELDESK_RECONCILE_GRACE_SECONDS is sent again by the
-    reconciler."""
+    reconciler. `stopping` says whether the worker was asked to stop: then it takes nothing after the download it
+    ran (a download that ended just as the worker was told to stop would otherwise start the next one and hold
+    the shutdown for its whole transfer)."""
     host = Download.objects.filter(pk=download_id).values_list("host", flat=True).first()
     if host is None:
         return None
@@ -821,6 +825,8 @@ def download_run_next(*, download_id: str | uuid.UUID, worker: str = "", hops: i
     result = None
     ran = False
     while True:
+        if ran and stopping is not None and stopping():
+            break
         claimed, token, why = _claim_next(hosts=hosts, worker=worker)
         if claimed is None:
             if why == WORKER_LIMIT and not ran:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
+from pathlib import Path
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
@@ -11,11 +13,26 @@ from modelfiles import location, notices, services
 logger = logging.getLogger(__name__)
 
 
+def _stopping_marker(hostname: str) -> Path:
+    """A file that says this worker was asked to stop. The signal reaches the worker's main process while the
+    downloads run in its pool's processes: they look for the file before taking the next queued download."""
+    from django.conf import settings
+
+    return Path(settings.VAR_DIR) / "workers" / f"{re.sub(r'[^A-Za-z0-9@._-]', '_', hostname)}.stopping"
+
+
 @shared_task(name="modelfiles.download", acks_late=True, ignore_result=True)
 def download_task(download_id: str, hops: int = 0) -> None:
     from celery import current_task
 
-    services.download_run_next(download_id=download_id, worker=current_task.request.hostname or "", hops=hops)
+    hostname = current_task.request.hostname or ""
+    marker = _stopping_marker(hostname) if hostname else None
+    services.download_run_next(
+        download_id=download_id,
+        worker=hostname,
+        hops=hops,
+        stopping=marker.exists if marker is not None else None,
+    )
 
 
 @shared_task(
@@ -72,6 +89,8 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
     # beat to pick them up. Then bring the file list in step with the cache.
     hostname = getattr(sender, "hostname", None)
     try:
+        if hostname:
+            _stopping_marker(hostname).unlink(missing_ok=True)  # left by this name's last stop
         # Files per host: this worker's host is listed on its cache's location, so pulls can be aimed at it.
         services.location_register_worker(host=location.current_host())
         if hostname:
@@ -96,6 +115,12 @@ def _on_worker_shutting_down(sender=None, **kwargs) -> None:
     hostname = sender if isinstance(sender, str) else getattr(sender, "hostname", None)
     if not hostname:
         return
+    try:
+        marker = _stopping_marker(hostname)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        logger.exception("could not note the stop for the pool's processes")
     thread = threading.Thread(target=_hand_back, args=(hostname,), name="modeldesk-hand-back")
     thread.start()
     thread.join(timeout=10)

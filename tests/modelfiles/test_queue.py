@@ -253,6 +253,33 @@ def test_a_worker_whose_download_ends_starts_the_next_queued_one(hub, hf_env, se
         assert after.started_at >= before.finished_at  # never two at once
 
 
+def test_a_worker_asked_to_stop_takes_nothing_after_the_download_it_ran(hub, hf_env):
+    files = {f"s{index}.Q4_K_M.gguf": pseudo_random(2000, seed=10 + index) for index in range(3)}
+    hub.add_repo(REPO, files=files)
+    rows = [services.download_request(repo=REPO, filename=name, by=None)[0] for name in files]
+    asked: list[bool] = []
+
+    def stopping() -> bool:
+        asked.append(True)
+        return True  # the stop came while the first download was running
+
+    assert services.download_run_next(download_id=rows[0].pk, worker="w1", stopping=stopping).pk == rows[0].pk
+    statuses = dict(Download.objects.values_list("pk", "status"))
+    assert [statuses[row.pk] for row in rows] == ["completed", "queued", "queued"]
+    assert asked == [True]  # asked once, after the first download and before taking another
+
+
+def test_the_stop_reaches_the_pool_through_a_marker_the_next_start_clears(settings, tmp_path):
+    from modelfiles import tasks
+
+    settings.VAR_DIR = tmp_path
+    marker = tasks._stopping_marker("celery@gpu-1")
+    tasks._on_worker_shutting_down(sender="celery@gpu-1")
+    assert marker.exists()  # what download_task's loop looks at before taking the next download
+    tasks._on_worker_ready(sender=type("Worker", (), {"hostname": "celery@gpu-1"})())
+    assert not marker.exists()
+
+
 # --- bandwidth limits -------------------------------------------------------------------------------------------------
 
 

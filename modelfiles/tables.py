@@ -335,7 +335,7 @@ def download_state(download: Download, *, now: datetime | None = None) -> Downlo
     if status == Download.Status.QUEUED:
         return DownloadState(status, status, badge, f"place {place} in the queue" if place else "")
     if status == Download.Status.PAUSED:
-        return DownloadState(status, status, badge, f"keeps place {place} in the queue" if place else "")
+        return DownloadState(status, status, badge, f"back at place {place} when resumed" if place else "")
     if status == Download.Status.DOWNLOADING and download.attempts > 1:
         return DownloadState(status, status, badge, f"attempt {download.attempts} of {MAX_ATTEMPTS}")
     return DownloadState(status, status, badge)

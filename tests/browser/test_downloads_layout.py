@@ -152,7 +152,7 @@ def test_nothing_on_the_downloads_page_is_hidden(new_context, operator, viewport
     expect(card.locator('[data-field="status"]')).to_contain_text("waiting to retry (attempt 4 of 8, next in")
     expect(card.locator(".progress-bar-animated")).to_have_count(0)
     expect(active.filter(has_text="Phi-3-mini")).to_contain_text("place 1 in the queue")
-    expect(active.filter(has_text="gemma-2-9b")).to_contain_text("keeps place 1 in the queue")
+    expect(active.filter(has_text="gemma-2-9b")).to_contain_text("back at place 1 when resumed")
     expect(active.filter(has_text="gemma-2-9b").get_by_role("button", name="Resume")).to_be_visible()
     for name in ("Top", "Up", "Down"):  # queue order (issue 11 item 3), in the narrow cards too
         expect(active.filter(has_text="Phi-3-mini").get_by_role("button", name=name)).to_be_visible()

@@ -204,7 +204,7 @@ def test_queued_downloads_show_their_place_and_no_moving_bar(viewer_client):
     section = active_section(viewer_client)
     cards = {download.pk: section[section.index(f'data-download="{download.pk}"') :] for download in (first, paused)}
     assert "place 1 in the queue" in cards[first.pk][:3000]
-    assert "keeps place 2 in the queue" in cards[paused.pk][:3000]
+    assert "back at place 2 when resumed" in cards[paused.pk][:3000]
     later = section[section.index(f'data-download="{second.pk}"') :]
     assert "place 2 in the queue" in later
     assert "progress-bar-animated" not in section and "progress-bar-striped" not in section

@@ -214,8 +214,15 @@ class Worker:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.sample()
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
+            # SIGTERM to the main process only, as Celery wants it (a process manager's "mixed" kill mode): it
+            # stops its pool itself. A pool process killed by the signal too may die holding the pool's queue
+            # lock, and the main process then waits for that lock for ever while it shuts down (billiard).
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
         self.log.close()
         if os.environ.get("BENCH_VERBOSE"):
             for line in Path(self.log.name).read_text().splitlines():

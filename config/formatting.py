@@ -8,6 +8,8 @@ from __future__ import annotations
 from django.template.defaultfilters import filesizeformat
 
 UNSET = "—"
+# What the pages call a MB (filesizeformat's 1024 × 1024 bytes): speeds typed in MB/s mean the same unit.
+MB = 1024 * 1024
 
 
 def human_bytes(count: float | None) -> str:

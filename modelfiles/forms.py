@@ -10,13 +10,12 @@ from crispy_forms.layout import Div, Field, Layout
 from django import forms
 
 from aliases.validators import FILENAME_MAX, REPO_MAX, SNAPSHOT_MAX
+from config.formatting import MB
 from modelfiles.cleanup import KINDS
 from modelfiles.models import Download
 from modelfiles.selectors import location_hosts
 
 DEFAULT_REVISION = "main"
-# Speeds are typed in MB/s as the pages show them (1 MB = 1024 × 1024 bytes, Django's filesizeformat).
-MB = 1024 * 1024
 
 
 def speed_field(label: str, help_text: str) -> forms.DecimalField:

@@ -13,8 +13,8 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from config.formatting import MB
 from modelfiles import services
-from modelfiles.forms import MB
 from modelfiles.models import Download, DownloadLimits
 from tests.api_errors import assert_error
 from tests.modelfiles import make_download
